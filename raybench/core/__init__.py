@@ -1,0 +1,1 @@
+"""The pure measurement kernel: no Ray, no torch (a test enforces it)."""

@@ -1,0 +1,214 @@
+"""The run configuration: YAML file + ``--set key.path=value`` overrides, validated by pydantic.
+
+Example:
+    >>> cfg = load_run_config(None, ["workload.name=synthetic", "sut.name=fake",
+    ...                              "scenario=Server", "settings.server_target_qps=200"])
+    >>> cfg.settings["server_target_qps"]
+    200
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ConfigError", "NamedConfig", "RunConfig", "load_run_config", "parse_set", "set_path"]
+
+SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline", "Concurrency")
+MODE_ALIASES = {
+    "performance": "PerformanceOnly",
+    "perf": "PerformanceOnly",
+    "accuracy": "AccuracyOnly",
+    "acc": "AccuracyOnly",
+    "PerformanceOnly": "PerformanceOnly",
+    "AccuracyOnly": "AccuracyOnly",
+}
+
+
+class ConfigError(ValueError):
+    """A bad config: the message is one line and names the field or file."""
+
+
+class NamedConfig(BaseModel):
+    """A registry entry by name plus its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RayConfig(BaseModel):
+    """Where and how the Ray executor places shards and SUT replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str | None = None
+    shard_resources: dict[str, float] = Field(default_factory=dict)
+    shard_label: str | None = None
+    placement: Literal["spread", "pack", "node"] = "spread"
+    shard_num_cpus: float = 1.0
+    replicas: int = 1
+    replica_num_cpus: float = 1.0
+    replica_num_gpus: float = 0.0
+    replica_resources: dict[str, float] = Field(default_factory=dict)
+    replica_bundles: list[dict[str, float]] = Field(default_factory=list)
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    init_kwargs: dict[str, Any] = Field(default_factory=dict)
+    start_lead_s: float = 2.0
+
+
+class RunConfig(BaseModel):
+    """Everything that defines one benchmark run.
+
+    Attributes:
+        workload: workload name and parameters (dataset path, sizes).
+        sut: SUT name and parameters (``None`` = the workload's default SUT).
+        scenario: MLPerf scenario or ``Concurrency`` (closed loop).
+        mode: ``PerformanceOnly`` or ``AccuracyOnly``.
+        settings: TestSettings overrides by LoadGen field name (applied last).
+        model: the mlperf.conf model key (default: the workload's).
+        mlperf_conf / user_conf: conf files (``mlperf_conf: none`` skips the bundled one).
+        round: MLPerf round whose seeds to use (``v6.1`` or ``v6.0``).
+        executor: ``inprocess`` or ``ray``.
+        shards: load-generator shards (``None``: one per load node on Ray, 1 in-process).
+        out: results root; the run directory is ``out/<utc>-<workload>-<scenario>``.
+        query_timeout_s: a query outstanding longer than this is an error and stops the run.
+        deadline_grace_s: with ``max_duration``, the run ends at max_duration + grace.
+        max_error_rate / lateness_p99_ms: raybench's extra validity limits.
+        accuracy: score the accuracy log after an accuracy-mode run.
+        report: write report.html at the end.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    workload: NamedConfig
+    sut: NamedConfig | None = None
+    scenario: str = "Offline"
+    mode: str = "PerformanceOnly"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    mlperf_conf: str | None = None
+    user_conf: str | None = None
+    round: str = "v6.1"
+    executor: Literal["inprocess", "ray"] = "inprocess"
+    shards: int | None = None
+    out: str = "results"
+    run_dir: str | None = None
+    query_timeout_s: float = 600.0
+    deadline_grace_s: float = 30.0
+    max_error_rate: float = 0.0
+    lateness_p99_ms: float = 10.0
+    accuracy: bool = True
+    report: bool = True
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, v: str) -> str:
+        for name in SCENARIO_NAMES:
+            if v.lower() == name.lower():
+                return name
+        raise ValueError(f"must be one of {', '.join(SCENARIO_NAMES)}")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v in MODE_ALIASES:
+            return MODE_ALIASES[v]
+        raise ValueError("must be PerformanceOnly or AccuracyOnly")
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as YAML (numbers, bools, lists...)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``, creating dicts on the way.
+
+    ``workload=x`` / ``sut=x`` are shorthand for ``workload.name=x``.
+    """
+    if len(path) == 1 and path[0] in ("workload", "sut") and not isinstance(value, dict):
+        path = [path[0], "name"]
+    node = data
+    for i, key in enumerate(path[:-1]):
+        nxt = node.get(key)
+        if nxt is None:
+            nxt = {}
+            node[key] = nxt
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a mapping")
+        node = nxt
+    node[path[-1]] = value
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{source}: {loc}: {msg}"
+
+
+def load_run_config(
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Read a YAML run config (optional), apply ``--set`` overrides, validate.
+
+    Raises:
+        ConfigError: one line naming the file or the field.
+    """
+    data: dict[str, Any] = dict(base or {})
+    source = "config"
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}:{where} invalid YAML") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        for k, v in loaded.items():
+            data[k] = v
+    for k in ("workload", "sut"):
+        if isinstance(data.get(k), str):
+            data[k] = {"name": data[k]}
+    for item in overrides:
+        keys, value = parse_set(item)
+        set_path(data, keys, value)
+    if "workload" not in data:
+        raise ConfigError(f"{source}: workload: required (e.g. --workload synthetic)")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None

@@ -1,0 +1,55 @@
+"""``mlperf_log_accuracy.json``: LoadGen's accuracy log, and reading it back.
+
+Format (as LoadGen writes it): a JSON array, one object per logged sample,
+``{"seq_id": int, "qsl_idx": int, "data": "<uppercase hex of the response bytes>"}`` plus
+``"token_count"`` when token latencies are used. The official accuracy scripts read it
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from raybench.core.logs.atomic import atomic_write_text
+
+__all__ = ["read_accuracy_log", "write_accuracy_log"]
+
+
+def write_accuracy_log(
+    path: str | Path, entries: Iterable[tuple[int, int, bytes]], token_counts: dict[int, int] | None = None
+) -> Path:
+    """Write entries ``(seq_id, qsl_idx, data)`` sorted by ``seq_id``."""
+    parts = []
+    for seq_id, qsl_idx, data in sorted(entries, key=lambda e: e[0]):
+        item = f'{{ "seq_id" : {int(seq_id)}, "qsl_idx" : {int(qsl_idx)}, "data" : "{bytes(data).hex().upper()}"'
+        if token_counts is not None and seq_id in token_counts:
+            item += f', "token_count" : {int(token_counts[seq_id])}'
+        parts.append(item + " }")
+    body = "[\n" + ",\n".join(parts) + ("\n" if parts else "") + "]\n"
+    return atomic_write_text(path, body)
+
+
+def read_accuracy_log(path: str | Path) -> list[tuple[int, bytes]]:
+    """Read ``(qsl_idx, data)`` pairs back from an accuracy log.
+
+    Raises:
+        ValueError: naming the file when it is not a LoadGen accuracy log.
+    """
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: accuracy log not found (run with --mode AccuracyOnly first)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON array of accuracy entries")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append((int(item["qsl_idx"]), bytes.fromhex(item["data"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: entry {i} is malformed ({exc})") from None
+    return out

@@ -1,0 +1,111 @@
+"""Per-sample records (columnar numpy) and the report a shard returns.
+
+One row per issued sample. Times are integer nanoseconds relative to the shard's start time
+T0 (its own monotonic clock), so rows from different shards line up on the common schedule
+while every latency is a difference of two readings of one clock.
+
+Columns:
+    query_id:      global query index within its phase (Offline: the batch's first sample)
+    phase:         phase index (accuracy mode runs one phase per loadable set)
+    seq_id:        global sample sequence id (``seq_id`` of the accuracy log)
+    sample_index:  qsl index
+    intended_ns:   scheduled send time (LoadGen's ``scheduled_time``)
+    issued_ns:     actual send time; lateness = issued - intended
+    first_token_ns: first token arrival (0 if not streaming)
+    completed_ns:  completion time (0 if never completed)
+    n_tokens:      output tokens (0 if not a token workload)
+    error:         0 = ok, else 1 + index into ``ShardReport.errors``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["COLUMNS", "RecordBuffer", "ShardReport", "concat_records"]
+
+COLUMNS: dict[str, Any] = {
+    "query_id": np.int64,
+    "phase": np.int16,
+    "seq_id": np.int64,
+    "sample_index": np.int64,
+    "intended_ns": np.int64,
+    "issued_ns": np.int64,
+    "first_token_ns": np.int64,
+    "completed_ns": np.int64,
+    "n_tokens": np.int32,
+    "error": np.int32,
+}
+
+
+class RecordBuffer:
+    """Growable columnar storage for sample records."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = max(16, int(capacity))
+        self.size = 0
+        self.cols: dict[str, np.ndarray] = {k: np.zeros(capacity, dtype=t) for k, t in COLUMNS.items()}
+
+    def reserve(self, n: int) -> int:
+        """Reserve ``n`` rows; returns the index of the first one."""
+        start = self.size
+        need = start + n
+        cap = self.cols["query_id"].shape[0]
+        if need > cap:
+            new_cap = max(need, cap * 2)
+            for k, arr in self.cols.items():
+                grown = np.zeros(new_cap, dtype=arr.dtype)
+                grown[:start] = arr[:start]
+                self.cols[k] = grown
+        self.size = need
+        return start
+
+    def freeze(self) -> dict[str, np.ndarray]:
+        """Trimmed copies of the columns (what travels in a report)."""
+        return {k: v[: self.size].copy() for k, v in self.cols.items()}
+
+
+def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate record dicts (e.g. from several shards), column by column."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return {k: np.zeros(0, dtype=t) for k, t in COLUMNS.items()}
+    return {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
+
+
+@dataclass
+class ShardReport:
+    """Everything one shard measured; plain data, picklable, mergeable.
+
+    Attributes:
+        shard: shard index.
+        node: where it ran (hostname or Ray node id).
+        records: columns as described in the module docstring.
+        errors: distinct error reasons; ``records["error"] == i + 1`` refers to ``errors[i]``.
+        accuracy: ``(seq_id, qsl_idx, payload)`` for samples whose response is logged.
+        snapshots: per-second progress (issued, completed, errors, in flight, window latency
+            percentiles, lateness).
+        status: ``"ok"``, ``"deadline"`` (cut by the run deadline), ``"aborted"`` or ``"failed"``.
+        failure: why the shard did not finish normally.
+        start_ns: T0 on this shard's monotonic clock; ``t0_wall_ns``: T0 on the wall clock.
+        queries_issued: queries sent to the SUT.
+        end_reason: why issuing stopped (``"plan exhausted"``, ``"min duration and min queries
+            met"``, ``"max duration reached"``, ...).
+    """
+
+    shard: int
+    node: str = ""
+    records: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    accuracy: list[tuple[int, int, bytes]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    token_gaps_ns: np.ndarray | None = None
+    status: str = "ok"
+    failure: str | None = None
+    start_ns: int = 0
+    t0_wall_ns: int = 0
+    queries_issued: int = 0
+    end_reason: str = ""
+    sut_name: str = ""

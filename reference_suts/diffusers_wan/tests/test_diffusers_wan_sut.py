@@ -1,0 +1,176 @@
+"""The Diffusers Wan2.2 SUT end to end on the tiny local pipeline (CPU, no Ray, no hub).
+
+Tiny run: 32x32, 9 frames, 4 UniPC steps with CFG. With flow_shift 3 the timesteps are
+[999, 900, 750, 500]; boundary 0.875 * 1000 = 875 sends 2 steps to each expert, and CFG runs
+each expert twice per step (conditional + unconditional): 4 forward calls each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("accelerate")
+pytest.importorskip("cv2")
+
+import torch  # noqa: E402
+
+from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from reference_suts.diffusers_wan import REFERENCE_NEGATIVE_PROMPT, SUT_SPEC  # noqa: E402
+from reference_suts.diffusers_wan.sut import DiffusersWanSUT  # noqa: E402
+from reference_suts.diffusers_wan.tiny import TINY_PARAMS  # noqa: E402
+from workloads.wan22 import WORKLOAD  # noqa: E402
+from workloads.wan22.video import DEMO_VIDEO, VideoInfo, is_mp4, probe_mp4, read_mp4  # noqa: E402
+
+PROMPT = "a cat playing in park"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch) -> Path:
+    root = tmp_path_factory.getbasetemp() / "raybench-cache"  # shared: the tiny pipeline is built once
+    monkeypatch.setenv("RAYBENCH_CACHE", str(root))
+    return root
+
+
+def ctx(mode: str = "AccuracyOnly", **workload_params) -> SUTContext:
+    return SUTContext(workload="wan22", scenario="SingleStream", mode=mode, workload_params=workload_params)
+
+
+def run(sut: DiffusersWanSUT, context: SUTContext, prompts: list[str], hooks: bool = False):
+    """start, issue one query per prompt (SingleStream), stop; returns responses and expert call counts."""
+    counts = {"transformer": 0, "transformer_2": 0}
+
+    async def go():
+        await sut.start(context)
+        if hooks:
+            for name in counts:
+                getattr(sut.pipe, name).register_forward_hook(lambda *_a, n=name: counts.__setitem__(n, counts[n] + 1))
+        out = []
+        for i, prompt in enumerate(prompts):
+            out += await sut.issue(Query(id=i, indices=[i], samples=[prompt]))
+        await sut.stop()
+        return out
+
+    return asyncio.run(go()), counts
+
+
+def test_demo_sut_params_are_the_tiny_pipeline():
+    assert dict(WORKLOAD.sut_params["diffusers_wan"]) == TINY_PARAMS
+    assert (TINY_PARAMS["height"], TINY_PARAMS["width"], TINY_PARAMS["num_frames"]) == (
+        DEMO_VIDEO.height, DEMO_VIDEO.width, DEMO_VIDEO.num_frames)
+    assert SUT_SPEC.params["fps"] == DEMO_VIDEO.fps == 16
+
+
+def test_reference_defaults():
+    p = SUT_SPEC.params
+    assert (p["height"], p["width"], p["num_frames"], p["fps"]) == (720, 1280, 81, 16)
+    assert (p["num_inference_steps"], p["guidance_scale"], p["guidance_scale_2"], p["boundary_ratio"], p["seed"]) == (
+        20, 4.0, 3.0, 0.875, 42)
+    assert (p["dtype"], p["vae_dtype"], p["allow_download"]) == ("bfloat16", "float32", False)
+    assert REFERENCE_NEGATIVE_PROMPT.startswith("vivid colors, overexposed, static, blurry details, subtitles, style,\nwork")
+    assert REFERENCE_NEGATIVE_PROMPT.endswith("many people in the background,\nwalking backwards")
+
+
+def test_end_to_end_accuracy_mode_writes_videos_and_uses_both_experts(tmp_path, cache):
+    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path)})
+    [resp], counts = run(sut, ctx(), [PROMPT], hooks=True)
+    assert resp.error is None
+    assert counts == {"transformer": 4, "transformer_2": 4}
+    path = tmp_path / f"{PROMPT}-0.mp4"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert is_mp4(resp.data) and resp.data == path.read_bytes()
+    assert probe_mp4(path) == VideoInfo(num_frames=9, height=32, width=32, fps=16.0)
+    # the generated latent: randn(1, 16, 3, 4, 4) from seed 42, saved in the cache
+    assert sut.latent_path == cache / "wan22-latents" / "fixed_latent_1x16x3x4x4_seed42.pt"
+    expected = torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(42))
+    assert torch.equal(torch.load(sut.latent_path, weights_only=True), expected)
+    assert sut.pipe is None  # released by stop()
+
+
+def test_boundary_ratio_moves_steps_between_experts(tmp_path):
+    # boundary 0.95 -> 950: only t=999 goes to the high-noise expert
+    sut = DiffusersWanSUT({**TINY_PARAMS, "boundary_ratio": 0.95, "save_videos": "never"})
+    [resp], counts = run(sut, ctx(), [PROMPT], hooks=True)
+    assert resp.error is None
+    assert counts == {"transformer": 2, "transformer_2": 6}
+
+
+def test_fixed_latent_makes_runs_identical_whatever_the_seed(tmp_path):
+    latent = tmp_path / "fixed_latent.pt"
+    torch.save(torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(1)), latent)
+    frames = []
+    for seed in (42, 7):
+        sut = DiffusersWanSUT({**TINY_PARAMS, "seed": seed, "latent_path": str(latent), "video_dir": str(tmp_path / str(seed))})
+        run(sut, ctx(), [PROMPT])
+        frames.append(read_mp4(tmp_path / str(seed) / f"{PROMPT}-0.mp4")[0])
+    assert (frames[0] == frames[1]).all()
+    # a different latent (found through the workload's data_dir) gives a different video
+    other = tmp_path / "data"
+    other.mkdir()
+    torch.save(torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(2)), other / "fixed_latent.pt")
+    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path / "other")})
+    run(sut, ctx(data_dir=str(other)), [PROMPT])
+    assert sut.latent_path == other / "fixed_latent.pt"
+    assert not (read_mp4(tmp_path / "other" / f"{PROMPT}-0.mp4")[0] == frames[0]).all()
+
+
+def test_performance_mode_returns_mp4_without_writing(tmp_path):
+    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path / "v")})
+    responses, _ = run(sut, ctx("PerformanceOnly"), [PROMPT, "lighthouse"])
+    assert [r.error for r in responses] == [None, None]
+    assert all(is_mp4(r.data) for r in responses)
+    assert not (tmp_path / "v").exists()
+
+
+def test_path_response_format(tmp_path):
+    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path), "response_format": "path"})
+    [resp], _ = run(sut, ctx("PerformanceOnly"), ["lighthouse"])
+    assert resp.data.decode() == str((tmp_path / "lighthouse-0.mp4").resolve())
+
+
+def test_non_string_sample_is_an_error_response(tmp_path):
+    sut = DiffusersWanSUT({**TINY_PARAMS, "save_videos": "never"})
+    [resp], _ = run(sut, ctx(), [123])
+    assert resp.data == b""
+    assert resp.error == "TypeError: Wan2.2 sample must be a prompt string, got int"
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"height": 40}, "height/width must be multiples of 16, got 40x32"),
+        ({"num_frames": 10}, "num_frames must be 4k\\+1"),
+        ({"num_inference_steps": 0}, "num_inference_steps must be a positive integer"),
+        ({"dtype": "fp8"}, "param dtype must be one of"),
+        ({"save_videos": "sometimes"}, "param save_videos must be one of"),
+        ({"boundary_ratio": 1.0}, "boundary_ratio must be in \\(0, 1\\)"),
+        ({"model": ""}, "param model must be"),
+    ],
+)
+def test_bad_params(override, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusersWanSUT({**TINY_PARAMS, **override})
+
+
+def test_missing_latent_without_generation(tmp_path):
+    sut = DiffusersWanSUT({**TINY_PARAMS, "generate_latent": False, "latent_path": str(tmp_path / "none.pt")})
+    with pytest.raises(FileNotFoundError, match=f"fixed latent not found: {tmp_path / 'none.pt'}"):
+        run(sut, ctx(), [])
+
+
+def test_latent_of_wrong_shape(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save(torch.zeros(1, 16, 21, 90, 160), bad)
+    sut = DiffusersWanSUT({**TINY_PARAMS, "latent_path": str(bad)})
+    with pytest.raises(ValueError, match=r"shape \(1, 16, 21, 90, 160\), expected \(1, 16, 3, 4, 4\)"):
+        run(sut, ctx(), [])
+
+
+def test_hub_id_not_downloaded_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    sut = DiffusersWanSUT({**TINY_PARAMS, "model": "nobody/not-a-wan-model"})
+    with pytest.raises(FileNotFoundError, match="allow_download=true"):
+        run(sut, ctx(), [])

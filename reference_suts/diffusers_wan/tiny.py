@@ -1,0 +1,132 @@
+"""A tiny random-weight Wan2.2 pipeline, built locally so the SUT runs on a CPU with no model hub.
+
+It has the real A14B structure (UMT5 text encoder, two ``WanTransformer3DModel`` experts split
+at ``boundary_ratio``, the Wan VAE, UniPC with flow sigmas) at toy sizes: ~100 k parameters,
+one 9-frame 32x32 video with 4 steps and CFG takes ~0.1 s. The pipeline is saved with
+``save_pretrained`` into ``$RAYBENCH_CACHE/wan22-tiny-pipeline-v1`` (built once, into a temp
+dir renamed into place so concurrent builders don't race) and then loaded back with
+``WanPipeline.from_pretrained`` exactly like real weights, so the real loading code is the code
+under test. Reloading needs ``accelerate`` (diffusers refuses ``low_cpu_mem_usage=False`` for
+models that keep fp32 modules).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TINY_MODEL", "TINY_PARAMS", "build_tiny_pipeline", "cache_root", "ensure_tiny_pipeline"]
+
+#: Value of the SUT's ``model`` param that selects this pipeline.
+TINY_MODEL = "builtin:tiny"
+
+#: SUT params that run the tiny pipeline on CPU (merge over the SUT defaults). The video matches
+#: ``workloads.wan22.video.DEMO_VIDEO``: 9 frames of 32x32 at 16 fps. 4 UniPC steps with
+#: flow_shift 3 give timesteps [999, 900, 750, 500]: two above the boundary 0.875 * 1000 (the
+#: high-noise expert) and two below (the low-noise expert), so both experts run.
+TINY_PARAMS: dict[str, Any] = {
+    "model": TINY_MODEL,
+    "height": 32,
+    "width": 32,
+    "num_frames": 9,
+    "num_inference_steps": 4,
+    "max_sequence_length": 16,
+    "device": "cpu",
+    "generate_latent": True,
+}
+
+_VERSION = "v1"
+_CORPUS = (
+    "a person swimming in ocean",
+    "a cat playing in park",
+    "a car turning a corner",
+    "a horse galloping across an open field",
+    "An astronaut flying in space, oil painting",
+    "The bund Shanghai, pixel art",
+    "lighthouse waterfall blurry static low quality",
+)
+
+
+def cache_root() -> Path:
+    """``$RAYBENCH_CACHE`` (default ``~/.cache/raybench``)."""
+    return Path(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
+
+
+def _tokenizer() -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def build_tiny_pipeline(seed: int = 0) -> Any:
+    """Build the tiny ``WanPipeline`` in memory (weights drawn from ``seed``, global RNG untouched)."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tok = _tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = UMT5EncoderModel(
+            UMT5Config(
+                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                pad_token_id=tok.pad_token_id,
+            )
+        )
+
+        def expert() -> Any:
+            return WanTransformer3DModel(
+                patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+            )
+
+        transformer, transformer_2 = expert(), expert()
+        vae = AutoencoderKLWan(
+            base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+        )
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    return WanPipeline(
+        tokenizer=tok, text_encoder=text_encoder, transformer=transformer, transformer_2=transformer_2,
+        boundary_ratio=0.875, vae=vae, scheduler=scheduler,
+    )
+
+
+def ensure_tiny_pipeline(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the directory of the saved tiny pipeline, building it on first use.
+
+    Args:
+        cache_dir: parent directory (default :func:`cache_root`).
+    """
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    dest = root / f"wan22-tiny-pipeline-{_VERSION}"
+    if (dest / "model_index.json").is_file():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=root))
+    try:
+        build_tiny_pipeline().save_pretrained(tmp)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # Another process won the race and dest is a non-empty directory: use theirs.
+            if not (dest / "model_index.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

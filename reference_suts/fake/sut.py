@@ -1,0 +1,132 @@
+"""A sleep-based SUT for testing the harness without a model.
+
+Latency per query is drawn from a seeded distribution; errors are injected at a given rate;
+token streaming emits a first token after ``ttft_ms`` and one token every ``tpot_ms``. A
+``capacity`` limits how many queries it serves at once (the rest queue), so that a target QPS
+above ``capacity / mean latency`` saturates it the way a real server does. Fault knobs make it
+raise or never answer after a number of queries.
+
+Parameters (all optional):
+    latency: ``{"dist": "constant"|"uniform"|"lognormal"|"exponential", ...}`` with
+        ``ms`` (constant), ``low_ms``/``high_ms`` (uniform), ``median_ms``/``sigma`` (lognormal),
+        ``mean_ms`` (exponential). Default lognormal, median 2 ms, sigma 0.3.
+    per_sample_ms: extra time per sample of a multi-sample query (Offline batches).
+    error_rate: fraction of samples answered with an error.
+    tokens: ``{"n": 16 or [lo, hi], "ttft_ms": 20, "tpot_ms": 5}`` to stream tokens.
+    capacity: queries served concurrently (0 = unlimited).
+    echo: answer with the sample payload (so accuracy checks can verify the data path).
+    raise_after / hang_after: after that many queries, raise RuntimeError / never answer.
+    seed: RNG seed (combined with the shard index).
+    max_batch / max_inflight: Offline batching hints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from raybench.core.protocols import Query, Response, SUTContext
+
+__all__ = ["FakeSUT"]
+
+_DISTS = ("constant", "uniform", "lognormal", "exponential")
+
+
+class FakeSUT:
+    """See the module docstring for parameters."""
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        p = dict(params or {})
+        self.params = p
+        self.name = str(p.get("name", "fake"))
+        lat = dict(p.get("latency") or {"dist": "lognormal", "median_ms": 2.0, "sigma": 0.3})
+        dist = lat.get("dist", "lognormal")
+        if dist not in _DISTS:
+            raise ValueError(f"sut.params.latency.dist: unknown distribution {dist!r} (use one of {', '.join(_DISTS)})")
+        self._lat = lat
+        self._dist = dist
+        self.per_sample_ms = float(p.get("per_sample_ms", 0.0))
+        self.error_rate = float(p.get("error_rate", 0.0))
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError("sut.params.error_rate: must be between 0 and 1")
+        self.tokens = p.get("tokens")
+        self.capacity = int(p.get("capacity", 0))
+        self.echo = bool(p.get("echo", False))
+        self.raise_after = p.get("raise_after")
+        self.hang_after = p.get("hang_after")
+        self.max_batch = int(p.get("max_batch", 64))
+        self.max_inflight = int(p.get("max_inflight", 8))
+        self._seed = int(p.get("seed", 0))
+        self._rng = np.random.default_rng(self._seed)
+        self._buf = np.zeros(0)
+        self._pos = 0
+        self._sem: asyncio.Semaphore | None = None
+        self._count = 0
+
+    async def start(self, ctx: SUTContext) -> None:
+        self._rng = np.random.default_rng([self._seed, ctx.shard])
+        self._sem = asyncio.Semaphore(self.capacity) if self.capacity > 0 else None
+
+    async def stop(self) -> None:
+        return None
+
+    def _draw_ms(self) -> float:
+        if self._pos >= self._buf.shape[0]:
+            self._buf = self._sample(4096)
+            self._pos = 0
+        v = float(self._buf[self._pos])
+        self._pos += 1
+        return v
+
+    def _sample(self, n: int) -> np.ndarray:
+        lat, rng = self._lat, self._rng
+        if self._dist == "constant":
+            return np.full(n, float(lat.get("ms", 1.0)))
+        if self._dist == "uniform":
+            return rng.uniform(float(lat.get("low_ms", 0.5)), float(lat.get("high_ms", 1.5)), n)
+        if self._dist == "exponential":
+            return rng.exponential(float(lat.get("mean_ms", 1.0)), n)
+        return float(lat.get("median_ms", 2.0)) * np.exp(rng.normal(0.0, float(lat.get("sigma", 0.3)), n))
+
+    async def issue(self, query: Query) -> Sequence[Response]:
+        self._count += 1
+        if self.raise_after is not None and self._count > int(self.raise_after):
+            raise RuntimeError(f"fake SUT failure injected after {self.raise_after} queries")
+        if self.hang_after is not None and self._count > int(self.hang_after):
+            await asyncio.Event().wait()  # never answers
+        if self._sem is not None:
+            async with self._sem:
+                return await self._serve(query)
+        return await self._serve(query)
+
+    async def _serve(self, query: Query) -> Sequence[Response]:
+        n = len(query.indices)
+        n_tok = 0
+        if self.tokens:
+            tk = self.tokens
+            spec = tk.get("n", 16)
+            n_tok = int(self._rng.integers(spec[0], spec[1] + 1)) if isinstance(spec, (list, tuple)) else int(spec)
+            ttft = float(tk.get("ttft_ms", 20.0)) / 1e3
+            tpot = float(tk.get("tpot_ms", 5.0)) / 1e3
+            await asyncio.sleep(ttft)
+            query.token()
+            for _ in range(max(0, n_tok - 1)):
+                await asyncio.sleep(tpot)
+                query.token()
+        else:
+            delay_ms = self._draw_ms() + self.per_sample_ms * n
+            await asyncio.sleep(delay_ms / 1e3)
+        out = []
+        for j in range(n):
+            if self.error_rate and self._rng.random() < self.error_rate:
+                out.append(Response(error="fake SUT injected error"))
+                continue
+            data = b""
+            if self.echo:
+                s = query.samples[j]
+                data = s if isinstance(s, bytes) else str(s).encode()
+            out.append(Response(data=data, n_tokens=n_tok))
+        return out

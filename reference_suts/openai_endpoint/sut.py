@@ -1,0 +1,274 @@
+"""SUT adapter for any OpenAI-compatible endpoint (vLLM, SGLang, TGI, TensorRT-LLM, managed APIs).
+
+The system under test is just a URL, as in MLPerf Endpoints: the adapter turns each sample payload
+into a ``/v1/completions`` or ``/v1/chat/completions`` request, streams the answer over SSE,
+reports first-token and per-chunk times to the harness through the :class:`Query` hooks, and
+returns the text (or token ids) and the output-token count.
+
+Sample payloads (what a workload's ``SampleLibrary.get`` returns):
+
+- ``{"prompt": str | list[int]}`` or ``{"messages": [...]}`` (chat), optionally with
+  ``"max_tokens"`` and ``"params"`` (extra request fields for this sample);
+- a bare ``str`` (prompt text) or ``list[int]`` (prompt token ids).
+
+Output tokens come from the server's ``usage.completion_tokens`` (requested with
+``stream_options.include_usage``); with ``tokenizer`` set they are counted client-side instead,
+which is what MLPerf Endpoints does so that servers cannot misreport them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+from raybench.core.protocols import Query, Response, SUTContext
+
+from .client import Completion, EndpointClient, dumps
+
+__all__ = ["OpenAIEndpointSUT"]
+
+DEFAULTS: dict[str, Any] = {
+    "urls": ["http://127.0.0.1:8000"],
+    "api": "completions",  # completions | chat
+    "model": None,  # None: first id of GET /v1/models
+    "stream": True,
+    "max_tokens": 128,
+    "temperature": 0.0,
+    "extra_body": {},  # merged into every request (e.g. {"return_token_ids": true} for vLLM)
+    "response_format": "text",  # text | token_ids (int32, as MLPerf LLM accuracy logs)
+    "token_count": "auto",  # auto | usage | tokenizer | chunks
+    "tokenizer": None,  # HF tokenizer name/path for client-side token counts / ids
+    "api_key_env": None,  # name of the env var holding the API key (never the key itself)
+    "timeout_s": 600.0,
+    "connect_timeout_s": 10.0,
+    "connections": 16,  # keep-alive sockets opened per URL in start()
+    "max_inflight": 1024,
+    "balance": "least_outstanding",  # least_outstanding | round_robin
+    "max_batch": 1,
+}
+
+_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+class OpenAIEndpointSUT:
+    """Streams every sample to an OpenAI-compatible endpoint; one request per sample.
+
+    Args:
+        params: see ``DEFAULTS`` in this module (and the README); unknown keys are rejected.
+
+    Raises:
+        ValueError: on an unknown or ill-typed parameter, or an API key passed in ``params``.
+
+    Example:
+        >>> sut = OpenAIEndpointSUT({"urls": ["http://gpu-0:8000"], "model": "m"})
+        >>> await sut.start(ctx); [r] = await sut.issue(query); await sut.stop()  # doctest: +SKIP
+    """
+
+    name = "openai_endpoint"
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        params = dict(params or {})
+        if "api_key" in params:
+            raise ValueError("api_key: do not put the key in params; name its env var in api_key_env")
+        if "url" in params and "urls" not in params:
+            params["urls"] = [params.pop("url")]
+        unknown = sorted(set(params) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"openai_endpoint: unknown params {unknown}; known: {sorted(DEFAULTS)}")
+        p = {**DEFAULTS, **params}
+        if isinstance(p["urls"], str):
+            p["urls"] = [p["urls"]]
+        _check_choice(p, "api", _PATHS)
+        _check_choice(p, "response_format", ("text", "token_ids"))
+        _check_choice(p, "token_count", ("auto", "usage", "tokenizer", "chunks"))
+        _check_choice(p, "balance", ("least_outstanding", "round_robin"))
+        if p["token_count"] == "tokenizer" and not p["tokenizer"]:
+            raise ValueError("token_count: 'tokenizer' needs the tokenizer param")
+        if not isinstance(p["extra_body"], dict):
+            raise ValueError("extra_body: expected a mapping of extra request fields")
+        self.params: dict[str, Any] = p
+        """Resolved parameters (safe to log: they never contain the API key)."""
+        self.max_batch = int(p["max_batch"])
+        self.max_inflight = int(p["max_inflight"])
+        self._chat = p["api"] == "chat"
+        self._path = _PATHS[p["api"]]
+        self._client: EndpointClient | None = None
+        self._tokenizer: Any = None
+        self._has_key = False
+        # Validate URLs now so that a bad config fails before any actor starts.
+        EndpointClient(p["urls"], max_inflight=self.max_inflight, balance=p["balance"])
+
+    def __repr__(self) -> str:
+        p = self.params
+        key = "***" if self._has_key else None
+        return (
+            f"OpenAIEndpointSUT(urls={p['urls']!r}, api={p['api']!r}, model={p['model']!r}, "
+            f"api_key_env={p['api_key_env']!r}, api_key={key!r})"
+        )
+
+    __str__ = __repr__
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, ctx: SUTContext | None = None) -> None:
+        """Read the API key, open and warm the connection pool, resolve the model name.
+
+        Raises:
+            RuntimeError: when the key's env var is unset, an endpoint is unreachable, or the
+                model cannot be discovered.
+        """
+        p = self.params
+        headers: dict[str, str] = {}
+        secret = ""
+        if p["api_key_env"]:
+            secret = os.environ.get(p["api_key_env"], "")
+            if not secret:
+                raise RuntimeError(f"api_key_env: environment variable {p['api_key_env']} is not set")
+            headers["Authorization"] = f"Bearer {secret}"
+            self._has_key = True
+        client = EndpointClient(
+            p["urls"],
+            headers=headers,
+            timeout_s=p["timeout_s"],
+            connect_timeout_s=p["connect_timeout_s"],
+            connections=int(p["connections"]),
+            max_inflight=self.max_inflight,
+            balance=p["balance"],
+        )
+        client.secrets = (secret,) if secret else ()
+        try:
+            await client.start()
+            if p["model"] is None:
+                models = await client.get_json("/v1/models")
+                try:
+                    p["model"] = models["data"][0]["id"]
+                except (KeyError, IndexError, TypeError):
+                    raise RuntimeError(f"model: not set and GET /v1/models returned no model ({p['urls'][0]})") from None
+        except ConnectionError as exc:
+            await client.close()
+            raise RuntimeError(str(exc)) from None
+        if p["tokenizer"]:
+            self._tokenizer = await asyncio.to_thread(_load_tokenizer, p["tokenizer"])
+        self._client = client
+        # Request fields shared by every sample, serialized around the per-sample part.
+        base: dict[str, Any] = {"model": p["model"], "max_tokens": p["max_tokens"], "temperature": p["temperature"]}
+        if p["stream"]:
+            base["stream"] = True
+            base["stream_options"] = {"include_usage": True}
+        base.update(p["extra_body"])
+        self._base = base
+
+    async def stop(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- issue ---------------------------------------------------------------------------------
+
+    async def issue(self, query: Query) -> Sequence[Response]:
+        """Send every sample of ``query``; token hooks fire only for single-sample queries."""
+        samples = query.samples
+        if len(samples) == 1:
+            return [await self._one(samples[0], query)]
+        return list(await asyncio.gather(*(self._one(s, None) for s in samples)))
+
+    async def _one(self, sample: Any, query: Query | None) -> Response:
+        client = self._client
+        if client is None:
+            return Response(error="sut not started")
+        try:
+            body = self._body(sample)
+        except ValueError as exc:
+            return Response(error=f"bad sample: {exc}")
+        if query is not None and query.clock is not None and self.params["stream"]:
+            c = await client.request(self._path, body, chat=self._chat, first=query.first_token, chunk=query.token)
+        else:
+            c = await client.request(self._path, body, chat=self._chat, stream=self.params["stream"])
+        if query is not None:
+            if c.finish_reason is not None:
+                query.extra["finish_reason"] = c.finish_reason
+            if c.prompt_tokens is not None:
+                query.extra["prompt_tokens"] = c.prompt_tokens
+        if c.error is not None:
+            return Response(error=c.error)
+        return self._response(c)
+
+    def _body(self, sample: Any) -> bytes:
+        if isinstance(sample, dict):
+            req = dict(self._base)
+            if "max_tokens" in sample:
+                req["max_tokens"] = sample["max_tokens"]
+            extra = sample.get("params")
+            if extra:
+                req.update(extra)
+            if "messages" in sample:
+                if not self._chat:
+                    raise ValueError("chat messages need api: chat")
+                req["messages"] = sample["messages"]
+            elif "prompt" in sample:
+                self._put_prompt(req, sample["prompt"])
+            else:
+                raise ValueError("payload has neither 'prompt' nor 'messages'")
+            return dumps(req)
+        req = dict(self._base)
+        self._put_prompt(req, sample)
+        return dumps(req)
+
+    def _put_prompt(self, req: dict[str, Any], prompt: Any) -> None:
+        if isinstance(prompt, str):
+            if self._chat:
+                req["messages"] = [{"role": "user", "content": prompt}]
+            else:
+                req["prompt"] = prompt
+        elif isinstance(prompt, list | tuple) or hasattr(prompt, "tolist"):
+            if self._chat:
+                raise ValueError("token-id prompts need api: completions")
+            req["prompt"] = [int(t) for t in (prompt.tolist() if hasattr(prompt, "tolist") else prompt)]
+        else:
+            raise ValueError(f"prompt must be str or token ids, got {type(prompt).__name__}")
+
+    def _response(self, c: Completion) -> Response:
+        """Output tokens: ``auto`` = client tokenizer if set, else server usage, else server
+        token ids, else the number of non-empty chunks (a lower bound when chunks hold several)."""
+        p = self.params
+        tok = self._tokenizer
+        client_ids = tok.encode(c.text, add_special_tokens=False) if tok is not None else None
+        mode = p["token_count"]
+        if mode == "usage":
+            if c.completion_tokens is None:
+                return Response(error="token_count usage: server sent no usage")
+            n = int(c.completion_tokens)
+        elif mode == "chunks":
+            n = c.n_chunks
+        elif client_ids is not None:
+            n = len(client_ids)
+        elif c.completion_tokens is not None:
+            n = int(c.completion_tokens)
+        elif c.token_ids:
+            n = len(c.token_ids)
+        else:
+            n = c.n_chunks
+        if p["response_format"] == "token_ids":
+            ids = c.token_ids or client_ids
+            if ids is None:
+                return Response(
+                    error="response_format token_ids: server sent no token_ids "
+                    "(set extra_body.return_token_ids for vLLM, or a tokenizer)"
+                )
+            return Response(data=array("i", ids).tobytes(), n_tokens=n)
+        return Response(data=c.text.encode("utf-8"), n_tokens=n)
+
+
+def _check_choice(p: dict[str, Any], key: str, allowed: Any) -> None:
+    if p[key] not in allowed:
+        raise ValueError(f"{key}: expected one of {sorted(allowed)}, got {p[key]!r}")
+
+
+def _load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)

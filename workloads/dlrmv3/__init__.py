@@ -1,0 +1,36 @@
+"""DLRMv3: streaming synthetic recommendation workload (MLPerf ``dlrm-v3``).
+
+Only the spec lives here; ``dataset.py`` generates/loads data with numpy, ``accuracy.py``
+scores the reference payload. See README.md.
+"""
+
+from __future__ import annotations
+
+from raybench.core.spec import WorkloadSpec
+
+__all__ = ["WORKLOAD"]
+
+WORKLOAD = WorkloadSpec(
+    name="dlrmv3",
+    description="DLRMv3 HSTU ranking on the streaming synthetic dataset (NE / accuracy / AUC)",
+    library="workloads.dlrmv3.dataset:load_library",
+    default_sut="dlrmv3_hstu",
+    scenarios=("Server", "Offline"),
+    accuracy="workloads.dlrmv3.accuracy:score",
+    mlperf_model="dlrm-v3",
+    params={
+        "data_dir": None,            # None = generate the `preset` into the cache
+        "preset": "tiny",
+        "seed": None,                # None = the preset's seed (1001)
+        "shards": None,              # e.g. [0] = the reference's sampled subset
+        "order_seed": 123,           # within-timestamp shuffle (reference numpy_rand_seed)
+        "max_requests_per_ts": None,
+        "reference_metrics": None,   # JSON from scripts/train_dlrmv3.py; None = MLPerf's
+    },
+    settings={
+        "Server": {"min_duration_ms": 5000, "min_query_count": 100, "server_target_qps": 20.0,
+                   "server_target_latency_ns": 80_000_000},
+        "Offline": {"min_duration_ms": 5000, "min_query_count": 1, "offline_expected_qps": 50.0},
+    },
+    sut_params={"dlrmv3_hstu": {"max_batch": 8, "max_inflight": 4}},
+)
