@@ -29,6 +29,9 @@ MODE_ALIASES = {
 }
 
 
+_STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir"})
+
+
 class ConfigError(ValueError):
     """A bad config: the message is one line and names the field or file."""
 
@@ -136,11 +139,14 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not p for p in key.split(".")):
         raise ConfigError(f"--set {item!r}: empty key")
+    keys = key.split(".")
+    if keys[-1] in _STRING_KEYS or keys in (["workload"], ["sut"]):
+        return keys, raw.strip()  # names stay strings ("null" is the null SUT, not None)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.split("."), value
+    return keys, value
 
 
 def set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:

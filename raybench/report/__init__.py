@@ -1,0 +1,14 @@
+"""Reports (HTML + PNG) of a run directory; filled in by the reports issue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["write_report"]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` for a run directory (implemented in ``raybench.report.html``)."""
+    from raybench.report.html import write_report as _write
+
+    return _write(Path(run_dir))

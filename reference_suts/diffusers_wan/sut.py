@@ -51,9 +51,13 @@ def _validate(p: Mapping[str, Any]) -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"diffusers_wan param {key} must be a positive integer, got {v!r}")
     if p["height"] % 16 or p["width"] % 16:
-        raise ValueError(f"diffusers_wan params height/width must be multiples of 16, got {p['height']}x{p['width']}")
+        raise ValueError(
+            f"diffusers_wan params height/width must be multiples of 16, got {p['height']}x{p['width']}"
+        )
     if (p["num_frames"] - 1) % 4:
-        raise ValueError(f"diffusers_wan param num_frames must be 4k+1 (Wan's VAE groups 4 frames), got {p['num_frames']}")
+        raise ValueError(
+            f"diffusers_wan param num_frames must be 4k+1 (Wan's VAE groups 4 frames), got {p['num_frames']}"
+        )
     for key in ("dtype", "vae_dtype"):
         if p.get(key) not in _DTYPES:
             raise ValueError(f"diffusers_wan param {key} must be one of {_DTYPES}, got {p.get(key)!r}")
@@ -164,12 +168,20 @@ class DiffusersWanSUT:
         common: dict[str, Any] = {"local_files_only": not p.get("allow_download")}
         if p.get("revision") and not local:
             common["revision"] = p["revision"]
-        vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", **{dkey: getattr(torch, p["vae_dtype"])}, **common)
+        vae = AutoencoderKLWan.from_pretrained(
+            model, subfolder="vae", **{dkey: getattr(torch, p["vae_dtype"])}, **common
+        )
         pipe = WanPipeline.from_pretrained(
-            model, vae=vae, boundary_ratio=float(p["boundary_ratio"]), **{dkey: getattr(torch, p["dtype"])}, **common
+            model,
+            vae=vae,
+            boundary_ratio=float(p["boundary_ratio"]),
+            **{dkey: getattr(torch, p["dtype"])},
+            **common,
         )
         if pipe.transformer_2 is None:
-            raise ValueError(f"diffusers_wan model {model!r} has no transformer_2: not a Wan2.2 A14B two-expert pipeline")
+            raise ValueError(
+                f"diffusers_wan model {model!r} has no transformer_2: not a Wan2.2 A14B two-expert pipeline"
+            )
         if not isinstance(pipe.scheduler, UniPCMultistepScheduler):
             pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
@@ -189,7 +201,14 @@ class DiffusersWanSUT:
         device = p.get("device") or "auto"
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        te, tr, va = (torch.device(p.get(k) or device) for k in ("text_encoder_device", "transformer_device", "vae_device"))
+
+        def resolve(name: str) -> Any:
+            dev = torch.device(p.get(name) or device)
+            if dev.type == "cuda" and dev.index is None:  # "cuda" means the current GPU, as modules report it
+                dev = torch.device("cuda", torch.cuda.current_device())
+            return dev
+
+        te, tr, va = (resolve(k) for k in ("text_encoder_device", "transformer_device", "vae_device"))
         if p["offload"] == "model":
             pipe.enable_model_cpu_offload(device=tr)
             self._device = tr

@@ -26,7 +26,9 @@ TINY_MODEL = "builtin:tiny"
 #: SUT params that run the tiny pipeline on CPU (merge over the SUT defaults). The video matches
 #: ``workloads.wan22.video.DEMO_VIDEO``: 9 frames of 32x32 at 16 fps. 4 UniPC steps with
 #: flow_shift 3 give timesteps [999, 900, 750, 500]: two above the boundary 0.875 * 1000 (the
-#: high-noise expert) and two below (the low-noise expert), so both experts run.
+#: high-noise expert) and two below (the low-noise expert), so both experts run. One torch thread:
+#: the toy model has nothing to parallelise, and on a busy 2-core machine two OpenMP threads made
+#: a 0.04 s video take up to 0.8 s.
 TINY_PARAMS: dict[str, Any] = {
     "model": TINY_MODEL,
     "height": 32,
@@ -35,6 +37,7 @@ TINY_PARAMS: dict[str, Any] = {
     "num_inference_steps": 4,
     "max_sequence_length": 16,
     "device": "cpu",
+    "num_threads": 1,
     "generate_latent": True,
 }
 
@@ -69,7 +72,9 @@ def _tokenizer() -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def build_tiny_pipeline(seed: int = 0) -> Any:
@@ -83,26 +88,51 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
         torch.manual_seed(seed)
         text_encoder = UMT5EncoderModel(
             UMT5Config(
-                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                vocab_size=len(tok),
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_heads=4,
                 pad_token_id=tok.pad_token_id,
             )
         )
 
         def expert() -> Any:
             return WanTransformer3DModel(
-                patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-                out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+                patch_size=(1, 2, 2),
+                num_attention_heads=2,
+                attention_head_dim=12,
+                in_channels=16,
+                out_channels=16,
+                text_dim=32,
+                freq_dim=256,
+                ffn_dim=32,
+                num_layers=2,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+                rope_max_seq_len=32,
             )
 
         transformer, transformer_2 = expert(), expert()
         vae = AutoencoderKLWan(
-            base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
         )
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
     return WanPipeline(
-        tokenizer=tok, text_encoder=text_encoder, transformer=transformer, transformer_2=transformer_2,
-        boundary_ratio=0.875, vae=vae, scheduler=scheduler,
+        tokenizer=tok,
+        text_encoder=text_encoder,
+        transformer=transformer,
+        transformer_2=transformer_2,
+        boundary_ratio=0.875,
+        vae=vae,
+        scheduler=scheduler,
     )
 
 

@@ -16,6 +16,8 @@ Parameters (all optional):
     capacity: queries served concurrently (0 = unlimited).
     echo: answer with the sample payload (so accuracy checks can verify the data path).
     raise_after / hang_after: after that many queries, raise RuntimeError / never answer.
+    block_ms: CPU time spent *synchronously* in ``issue`` (blocks the event loop), to emulate a
+        client-side bottleneck; the harness then falls behind and reports lateness.
     seed: RNG seed (combined with the shard index).
     max_batch / max_inflight: Offline batching hints.
 """
@@ -23,6 +25,7 @@ Parameters (all optional):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +60,7 @@ class FakeSUT:
         self.echo = bool(p.get("echo", False))
         self.raise_after = p.get("raise_after")
         self.hang_after = p.get("hang_after")
+        self.block_ms = float(p.get("block_ms", 0.0))
         self.max_batch = int(p.get("max_batch", 64))
         self.max_inflight = int(p.get("max_inflight", 8))
         self._seed = int(p.get("seed", 0))
@@ -93,6 +97,10 @@ class FakeSUT:
 
     async def issue(self, query: Query) -> Sequence[Response]:
         self._count += 1
+        if self.block_ms:
+            end = time.perf_counter() + self.block_ms / 1e3
+            while time.perf_counter() < end:
+                pass
         if self.raise_after is not None and self._count > int(self.raise_after):
             raise RuntimeError(f"fake SUT failure injected after {self.raise_after} queries")
         if self.hang_after is not None and self._count > int(self.hang_after):

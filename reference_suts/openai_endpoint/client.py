@@ -1,16 +1,18 @@
-"""Asyncio HTTP client for OpenAI-compatible endpoints: keep-alive pool, SSE streaming, no raises.
+"""Asyncio client for OpenAI-compatible endpoints: keep-alive pools, SSE streaming, no raises.
 
-One :class:`EndpointClient` owns one ``aiohttp.ClientSession`` (one keep-alive connection pool)
-over one or more base URLs, and turns one request body into one :class:`Completion`.
+One :class:`EndpointClient` owns one keep-alive connection pool per base URL
+(:mod:`~reference_suts.openai_endpoint.transport`) and turns one request body into one
+:class:`Completion`.
 
 Design choices, each measured or forced by a peer's failure (see ``benchmarks/endpoint_client.py``):
 
-- **Pre-warmed pool.** :meth:`EndpointClient.start` opens ``connections`` sockets per URL with
-  concurrent ``GET /v1/models`` calls, so the first timed requests do not pay TCP setup (the
-  Endpoints client does the same, paced, since its #202 connection-timeout bug).
-- **Chunk-wise SSE.** The body is read with ``readany()`` (one await per socket read, not per
-  line) and split by :class:`~reference_suts.openai_endpoint.sse.SSEDecoder`; the read buffer is
-  1 MiB because aiohttp's 64 KiB default collapsed vLLM bench at long contexts (vllm#39963).
+- **Own HTTP/1.1 transport, not aiohttp.** Bodies are parsed inside ``data_received``, so SSE
+  events are decoded and timed as bytes arrive, with no task wake-up per read; aiohttp's
+  per-request overhead made the client no faster than a vLLM-bench-style loop.
+- **Pre-warmed pool.** :meth:`EndpointClient.start` opens ``connections`` sockets per URL
+  concurrently, so the first timed requests do not pay TCP setup (the Endpoints client does the
+  same since its #202 connection-timeout bug). A pooled socket the server closed while idle is
+  retried once on a fresh one.
 - **A cap on requests in flight** (``max_inflight``) so that past capacity requests queue in the
   client instead of opening thousands of sockets (vLLM bench fell to ~200 req/s with thousands of
   failures at 4x capacity). The wait counts in the harness's latency, as it should.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .sse import SSEDecoder, SSEError
+from .transport import Connection, Exchange, Pool
 
 __all__ = ["Completion", "EndpointClient", "dumps", "loads", "normalize_url"]
 
@@ -107,10 +110,10 @@ class EndpointClient:
         headers: extra request headers (e.g. ``Authorization``); never logged.
         timeout_s: wall-clock limit for one whole request, connect to last byte.
         connect_timeout_s: limit for opening one TCP connection.
-        connections: sockets opened per URL in :meth:`start` (0 = none).
+        connections: sockets opened per URL in :meth:`start` (0 = open on demand).
         max_inflight: requests allowed in flight at once (others wait in FIFO order).
         balance: ``"round_robin"`` or ``"least_outstanding"`` across ``urls``.
-        read_bufsize: aiohttp read buffer per response.
+        keepalive_timeout_s: idle sockets older than this are not reused.
 
     Example:
         >>> client = EndpointClient(["http://127.0.0.1:8000"])  # doctest: +SKIP
@@ -127,7 +130,6 @@ class EndpointClient:
         connections: int = 0,
         max_inflight: int = 1024,
         balance: str = "least_outstanding",
-        read_bufsize: int = 1 << 20,
         keepalive_timeout_s: float = 60.0,
     ) -> None:
         if not urls:
@@ -137,19 +139,18 @@ class EndpointClient:
         if max_inflight < 1:
             raise ValueError(f"max_inflight: must be >= 1, got {max_inflight}")
         self.urls = [normalize_url(u) for u in urls]
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._headers = {"User-Agent": "raybench", **(headers or {})}
         self.timeout_s = float(timeout_s)
         self.connect_timeout_s = float(connect_timeout_s)
         self.connections = int(connections)
         self.max_inflight = int(max_inflight)
         self.balance = balance
-        self.read_bufsize = int(read_bufsize)
         self.keepalive_timeout_s = float(keepalive_timeout_s)
         self._outstanding = [0] * len(self.urls)
         self._rr = itertools.cycle(range(len(self.urls)))
         self._sem: asyncio.Semaphore | None = None
-        self._session: Any = None
-        self._aiohttp: Any = None
+        self.pools: list[Pool] = []
+        self._heads: dict[tuple[int, str], bytes] = {}
         self.secrets: tuple[str, ...] = ()
         """Strings scrubbed from every error reason (the API key)."""
 
@@ -159,65 +160,49 @@ class EndpointClient:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the session and open ``connections`` keep-alive sockets per URL.
+        """Create the pools and open ``connections`` keep-alive sockets per URL.
 
         Raises:
             ConnectionError: when an endpoint cannot be reached at all (fail fast, before timing).
         """
-        import aiohttp
-
-        self._aiohttp = aiohttp
         self._sem = asyncio.Semaphore(self.max_inflight)
-        per_host = max(self.connections, 1)
-        connector = aiohttp.TCPConnector(
-            limit=max(self.max_inflight, per_host * len(self.urls)),
-            limit_per_host=0,
-            keepalive_timeout=self.keepalive_timeout_s,
-            ttl_dns_cache=None,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
-            read_bufsize=self.read_bufsize,
-            auto_decompress=False,
-        )
+        self.pools = [
+            Pool(u, connect_timeout_s=self.connect_timeout_s, keepalive_s=self.keepalive_timeout_s)
+            for u in self.urls
+        ]
         if self.connections > 0:
-            await asyncio.gather(*(self._warm(u) for u in self.urls))
+            for url, pool in zip(self.urls, self.pools, strict=True):
+                try:
+                    await pool.warm(self.connections)
+                except (OSError, TimeoutError) as exc:
+                    self.close_now()
+                    raise ConnectionError(f"cannot reach {url}: {_os_reason(exc)}") from None
 
-    async def _warm(self, url: str) -> None:
-        async def one() -> None:
-            try:
-                async with self._session.get(url + "/v1/models", headers=self._headers) as r:
-                    await r.read()
-            except (OSError, self._aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise ConnectionError(f"cannot reach {url}: {self._scrub(str(exc))}") from None
-
-        await asyncio.gather(*(one() for _ in range(self.connections)))
+    def close_now(self) -> None:
+        """Drop every idle socket."""
+        for pool in self.pools:
+            pool.close()
 
     async def close(self) -> None:
-        """Close the pool (idempotent)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the pools (idempotent)."""
+        self.close_now()
 
     async def get_json(self, path: str) -> Any:
         """GET ``path`` from the first URL and decode JSON (used for model discovery).
 
         Raises:
-            ConnectionError: on any transport or HTTP error.
+            ConnectionError: on any transport, HTTP or JSON error.
         """
+        ex = await self._exchange(0, "GET", path, b"", _BodyExchange)
         url = self.urls[0] + path
+        if ex.error is not None:
+            raise ConnectionError(f"GET {url}: {self._scrub(ex.error)}")
+        if ex.status >= 400:
+            raise ConnectionError(f"GET {url}: {self._http_reason(ex.status, bytes(ex.body))}")
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self._session.get(url, headers=self._headers) as r:
-                    body = await r.read()
-                    if r.status >= 400:
-                        raise ConnectionError(f"GET {url}: {self._http_reason(r.status, body)}")
-                    return loads(body)
-        except (OSError, self._aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            if isinstance(exc, ConnectionError):
-                raise
-            raise ConnectionError(f"GET {url}: {self._scrub(str(exc)) or type(exc).__name__}") from None
+            return loads(bytes(ex.body))
+        except ValueError as exc:
+            raise ConnectionError(f"GET {url}: malformed json: {exc}") from None
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -235,6 +220,19 @@ class EndpointClient:
             if out[i] < out[best]:
                 best = i
         return best
+
+    def _head(self, idx: int, method: str, path: str) -> bytes:
+        key = (idx, method + path)
+        head = self._heads.get(key)
+        if head is None:
+            pool = self.pools[idx]
+            lines = [f"{method} {pool.prefix}{path} HTTP/1.1", f"Host: {pool.host_header}"]
+            lines += [f"{k}: {v}" for k, v in self._headers.items()]
+            if method == "POST":
+                lines.append("Content-Type: application/json")
+            head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+            self._heads[key] = head
+        return head
 
     async def request(
         self,
@@ -257,72 +255,54 @@ class EndpointClient:
             chunk: called at every event with a non-empty delta (after ``first``).
 
         Returns:
-            A :class:`Completion`; ``error`` is set instead of raising.
+            A :class:`Completion`; ``error`` is set instead of raising (cancellation excepted).
         """
-        out = Completion()
         sem = self._sem
         if sem is None:
-            out.error = "client not started"
-            return out
+            return Completion(error="client not started")
         async with sem:
             idx = self._pick()
             self._outstanding[idx] += 1
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    await self._send(self.urls[idx] + path, body, chat, stream, _Hooks(first, chunk), out)
-            except TimeoutError as exc:
-                if isinstance(exc, self._aiohttp.ConnectionTimeoutError):
-                    out.error = f"connect timeout after {self.connect_timeout_s:.1f}s"
-                else:
-                    out.error = f"timeout after {self.timeout_s:.1f}s"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure must become a reason
-                out.error = self._scrub(self._reason(exc))
+                ex = await self._exchange(
+                    idx, "POST", path, body, _StreamExchange, chat, stream, _Hooks(first, chunk)
+                )
             finally:
                 self._outstanding[idx] -= 1
+        out = ex.out
+        if ex.error is not None:
+            out.error = self._scrub(ex.error)
         return out
 
-    async def _send(
-        self, url: str, body: bytes, chat: bool, stream: bool, hooks: _Hooks, out: Completion
-    ) -> None:
-        async with self._session.post(url, data=body, headers=self._headers) as resp:
-            if resp.status >= 400:
-                out.error = self._http_reason(resp.status, await resp.read())
-                return
-            if not stream:
-                out.text = _apply_event(loads(await resp.read()), chat, out, _NO_HOOKS)
-                return
-            decoder = SSEDecoder()
-            content = resp.content
-            done = False
-            parts: list[str] = []
-            while True:
-                data = await content.readany()
-                if not data:
-                    break
-                for payload in decoder.feed(data):
-                    if done:
-                        continue
-                    if payload == b"[DONE]":
-                        done = True
-                        continue
-                    try:
-                        obj = loads(payload)
-                    except ValueError:
-                        shown = payload[:60].decode("utf-8", "replace")
-                        raise _Malformed(f"malformed json: {shown!r}") from None
-                    piece = _apply_event(obj, chat, out, hooks)
-                    if piece:
-                        parts.append(piece)
-                    if out.error is not None:
-                        return
-            out.text = "".join(parts)
-            if not done:
-                rest = decoder.pending
-                if rest:
-                    raise _Malformed(f"malformed sse: truncated event {rest[:60]!r}")
-                raise _Malformed("truncated stream: ended without [DONE]")
+    async def _exchange(self, idx: int, method: str, path: str, body: bytes, cls: Any, *args: Any) -> Any:
+        """Send one request (retrying once on a stale pooled socket) and wait for its end."""
+        loop = asyncio.get_running_loop()
+        pool = self.pools[idx]
+        req = self._head(idx, method, path) + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        deadline = loop.time() + self.timeout_s
+        for attempt in (0, 1):
+            ex = cls(loop.create_future(), *args)
+            try:
+                conn, reused = await pool.acquire()
+            except TimeoutError:
+                ex.error = f"connect timeout after {self.connect_timeout_s:.1f}s"
+                return ex
+            except OSError as exc:
+                ex.error = f"connect failed: {_os_reason(exc)}"
+                return ex
+            conn.send(req, ex)
+            timer = loop.call_at(deadline, _expire, conn, ex, f"timeout after {self.timeout_s:.1f}s")
+            try:
+                await ex.future
+            except asyncio.CancelledError:
+                conn.abort()
+                raise
+            finally:
+                timer.cancel()
+            if ex.error is not None and reused and not ex.received and attempt == 0:
+                continue  # the server closed an idle keep-alive socket under us: use a fresh one
+            return ex
+        return ex  # pragma: no cover - the loop always returns
 
     # -- reasons -------------------------------------------------------------------------------
 
@@ -333,25 +313,106 @@ class EndpointClient:
         return text
 
     def _http_reason(self, status: int, body: bytes) -> str:
-        shown = " ".join(body.decode("utf-8", "replace").split())[:_BODY_SHOWN]
-        return self._scrub(f"http {status}: {shown}")
+        return self._scrub(_http_reason(status, body))
 
-    def _reason(self, exc: BaseException) -> str:
-        aiohttp = self._aiohttp
+
+def _http_reason(status: int, body: bytes) -> str:
+    shown = " ".join(body.decode("utf-8", "replace").split())[:_BODY_SHOWN]
+    return f"http {status}: {shown}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "connect timeout"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _expire(conn: Connection, ex: Exchange, reason: str) -> None:
+    if not ex.future.done():
+        conn.ex = None
+        conn.abort()
+        ex.finish(reason)
+
+
+class _BodyExchange(Exchange):
+    """Collects the whole body (GET /v1/models)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        super().__init__(future)
+        self.body = bytearray()
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+
+class _StreamExchange(Exchange):
+    """Decodes an OpenAI completion (SSE stream or one JSON body) into a :class:`Completion`."""
+
+    __slots__ = ("body", "chat", "decoder", "done", "hooks", "out", "parts", "stream")
+
+    def __init__(self, future: asyncio.Future[None], chat: bool, stream: bool, hooks: _Hooks) -> None:
+        super().__init__(future)
+        self.out = Completion()
+        self.chat = chat
+        self.stream = stream
+        self.hooks = hooks
+        self.decoder = SSEDecoder()
+        self.done = False
+        self.parts: list[str] = []
+        self.body = bytearray()
+
+    def on_body(self, data: bytes) -> None:
+        if self.status >= 400 or not self.stream:
+            if len(self.body) < (1 << 24):
+                self.body += data
+            return
+        for payload in self.decoder.feed(data):
+            if self.done:
+                continue
+            if payload == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                obj = loads(payload)
+            except ValueError:
+                shown = payload[:60].decode("utf-8", "replace")
+                raise _Malformed(f"malformed json: {shown!r}") from None
+            piece = _apply_event(obj, self.chat, self.out, self.hooks)
+            if piece:
+                self.parts.append(piece)
+            if self.out.error is not None and self.error is None:
+                self.error = self.out.error
+
+    def on_end(self) -> None:
+        out = self.out
+        if self.status >= 400:
+            self.error = _http_reason(self.status, bytes(self.body))
+            return
+        if not self.stream:
+            try:
+                out.text = _apply_event(loads(bytes(self.body)), self.chat, out, _NO_HOOKS)
+            except (ValueError, _Malformed) as exc:
+                self.error = self.reason(exc)
+            if out.error is not None and self.error is None:
+                self.error = out.error
+            return
+        out.text = "".join(self.parts)
+        if not self.done and self.error is None:
+            rest = self.decoder.pending
+            if rest:
+                self.error = f"malformed sse: truncated event {rest[:60]!r}"
+            else:
+                self.error = "truncated stream: ended without [DONE]"
+
+    def reason(self, exc: BaseException) -> str:
         if isinstance(exc, _Malformed):
             return str(exc)
         if isinstance(exc, SSEError):
             return f"malformed sse: {exc}"
         if isinstance(exc, ValueError):
             return f"malformed json: {exc}"
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return f"connect failed: {exc.os_error or exc}"
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return "connection reset: server disconnected"
-        if isinstance(exc, aiohttp.ClientPayloadError | ConnectionResetError | BrokenPipeError):
-            return f"connection reset: {exc}"
-        if isinstance(exc, aiohttp.ClientError | OSError):
-            return f"transport error: {type(exc).__name__}: {exc}"
         return f"client error: {type(exc).__name__}: {exc}"
 
 

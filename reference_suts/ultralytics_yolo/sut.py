@@ -8,7 +8,9 @@ then every box ``(x1, y1, x2, y2)``, confidence and class goes into the 7-float 
 * images arrive already decoded (BGR arrays from the sample library), not as file paths, so no
   JPEG decoding happens in the timed region;
 * a query with several samples (Offline batches, MultiStream's 8) is predicted in batches of
-  ``max_batch`` images;
+  ``max_batch`` images; ultralytics letterboxes a batch of differently shaped images to a square
+  ``imgsz x imgsz`` (a lone image gets a minimal rectangle), so batched boxes may differ slightly
+  from per-image ones, while a lone image's payload is byte-identical to the reference's;
 * the model runs on one dedicated worker thread, so the asyncio event loop never blocks and
   batches run one at a time in arrival order. One thread (not ``asyncio.to_thread``'s pool)
   also keeps torch's per-thread OpenMP thread count stable.

@@ -34,13 +34,28 @@ WORKLOAD = WorkloadSpec(
         "f1_target": 0.7824,
         "random_seed": 12345,
     },
-    # Demo-sized runs; a real run takes mlperf.conf / user.conf values (10 min, 48,289 queries).
+    # Demo-sized runs, applied only when no user.conf is given (real runs bring one, so the
+    # mlperf.conf values hold: 10 min, 48,289 queries and performance samples). The override of
+    # performance_sample_count_override (48,289 in mlperf.conf) lets the 32-sample demo load.
     settings={
-        "Offline": {"min_duration_ms": 2000, "min_query_count": 32, "offline_expected_qps": 10.0},
-        "Server": {"min_duration_ms": 2000, "min_query_count": 32, "server_target_qps": 2.0},
+        "Offline": {
+            "min_duration_ms": 2000,
+            "min_query_count": 32,
+            "offline_expected_qps": 10.0,
+            "performance_sample_count_override": 0,
+        },
+        "Server": {
+            "min_duration_ms": 2000,
+            "min_query_count": 32,
+            "server_target_qps": 2.0,
+            "performance_sample_count_override": 0,
+        },
     },
     token_latencies=False,
     sut_params={
         "hf_transformers": {"model": "tiny-qwen3-vl", "max_new_tokens": 48, "max_batch": 8},
+        # The reference sends no sampling parameters and no max_tokens (null = the server's
+        # generation_config defaults), over chat completions.
+        "openai_endpoint": {"api": "chat", "temperature": None, "max_tokens": None},
     },
 )

@@ -19,11 +19,12 @@ reproduces that, e.g. for byte-identical requests. JPEG re-encoding is lossy.)
 
 ``get(i)`` returns a picklable dict::
 
-    {"messages": [system, user(text, image_url)],   # OpenAI chat format, see prompt.py
-     "response_format": None | {...json_schema...}} # only with guided_decoding=True
+    {"messages": [system, user(text, image_url)]}   # OpenAI chat format, see prompt.py
 
-The image travels inside ``messages`` as a base64 data URL, so an OpenAI endpoint SUT forwards
-``messages`` as is and the Transformers SUT decodes the data URL itself.
+plus, with ``guided_decoding=True``, ``"params": {"response_format": {json_schema...}}`` (extra
+request fields the ``openai_endpoint`` SUT merges into the request). The image travels inside
+``messages`` as a base64 data URL, so an OpenAI endpoint SUT forwards ``messages`` as is and
+the Transformers SUT decodes the data URL itself.
 """
 
 from __future__ import annotations
@@ -246,7 +247,10 @@ class ProductCatalogueLibrary:
         messages = prompt.build_messages(
             row["product_title"], row["product_description"], row["potential_product_categories"], data, fmt
         )
-        return {"messages": messages, "response_format": prompt.response_format() if self.guided_decoding else None}
+        payload: dict[str, Any] = {"messages": messages}
+        if self.guided_decoding:
+            payload["params"] = {"response_format": prompt.response_format()}
+        return payload
 
     def unload(self, indices: Sequence[int]) -> None:
         for i in indices:

@@ -44,7 +44,11 @@ WORKLOAD = WorkloadSpec(
     # Demo-sized runs (a tiny video takes ~0.1-0.2 s on a CPU core); a real run takes mlperf.conf /
     # user.conf values (10 min; Offline at least 248 samples).
     settings={
-        "SingleStream": {"min_duration_ms": 2000, "min_query_count": 16, "single_stream_expected_latency_ns": 200_000_000},
+        "SingleStream": {
+            "min_duration_ms": 2000,
+            "min_query_count": 16,
+            "single_stream_expected_latency_ns": 200_000_000,
+        },
         "Offline": {"min_duration_ms": 2000, "min_query_count": 8, "offline_expected_qps": 4.0},
     },
     sut_params={
@@ -58,6 +62,7 @@ WORKLOAD = WorkloadSpec(
             "num_inference_steps": 4,
             "max_sequence_length": 16,
             "device": "cpu",
+            "num_threads": 1,
             "generate_latent": True,
         },
     },

@@ -91,7 +91,9 @@ def _payload_to_file(qsl_idx: int, data: bytes, dest: Path) -> None:
     except UnicodeDecodeError:
         src = None
     if src is None or not src.is_file():
-        raise ValueError(f"wan22 accuracy entry qsl_idx={qsl_idx}: payload is neither mp4 bytes nor a path to a video")
+        raise ValueError(
+            f"wan22 accuracy entry qsl_idx={qsl_idx}: payload is neither mp4 bytes nor a path to a video"
+        )
     if src.resolve() != dest.resolve():
         shutil.copyfile(src, dest)
 
@@ -132,7 +134,9 @@ def _vbench_installed() -> bool:
     return importlib.util.find_spec("vbench") is not None
 
 
-def run_vbench(video_dir: Path, params: Mapping[str, Any], dimensions: Sequence[str] = DIMENSIONS) -> dict[str, float]:
+def run_vbench(
+    video_dir: Path, params: Mapping[str, Any], dimensions: Sequence[str] = DIMENSIONS
+) -> dict[str, float]:
     """Run VBench (standard mode, local checkpoints) on ``video_dir``.
 
     Params:
@@ -153,7 +157,9 @@ def run_vbench(video_dir: Path, params: Mapping[str, Any], dimensions: Sequence[
             "set the workload param vbench=false to only check the videos"
         )
     cache = _vbench_cache_dir(params)
-    missing = sorted({str(cache / rel) for d in dimensions for rel in VBENCH_WEIGHTS[d] if not (cache / rel).exists()})
+    missing = sorted(
+        {str(cache / rel) for d in dimensions for rel in VBENCH_WEIGHTS[d] if not (cache / rel).exists()}
+    )
     if missing:
         raise VBenchUnavailable(
             f"VBench checkpoints missing (set vbench_cache_dir or VBENCH_CACHE_DIR): {', '.join(missing)}"
@@ -174,7 +180,11 @@ def run_vbench(video_dir: Path, params: Mapping[str, Any], dimensions: Sequence[
     with tempfile.TemporaryDirectory(prefix="raybench-vbench-") as out:
         bench = vbench.VBench(device, str(full_info), out)
         bench.evaluate(
-            videos_path=str(video_dir), name="wan22", dimension_list=list(dimensions), local=True, mode="vbench_standard"
+            videos_path=str(video_dir),
+            name="wan22",
+            dimension_list=list(dimensions),
+            local=True,
+            mode="vbench_standard",
         )
         results = json.loads((Path(out) / "wan22_eval_results.json").read_text(encoding="utf-8"))
     scores: dict[str, float] = {}
@@ -230,7 +240,9 @@ def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[st
         if not use_vbench:
             return AccuracyResult(
                 metrics=dict(counts),
-                accuracy_txt=format_accuracy(counts, f"{checked}; VBench not run (vbench=false or demo prompts)"),
+                accuracy_txt=format_accuracy(
+                    counts, f"{checked}; VBench not run (vbench=false or demo prompts)"
+                ),
                 passed=None,
             )
         dims = run_vbench(video_dir, params)
@@ -243,5 +255,8 @@ def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[st
     verdict = "PASS" if passed else "FAIL"
     note = f"{checked}; vbench_score {total:.4f} vs target {target:.4f}: {verdict}"
     return AccuracyResult(
-        metrics=metrics, accuracy_txt=format_accuracy(metrics, note), passed=passed, targets={"vbench_score": target}
+        metrics=metrics,
+        accuracy_txt=format_accuracy(metrics, note),
+        passed=passed,
+        targets={"vbench_score": target},
     )

@@ -188,7 +188,9 @@ def read_mp4(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
 def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
     """Frame count (by decoding every frame: header counts can be estimates), size and fps of a video."""
     frames, fps = read_mp4(path)
-    return VideoInfo(num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]), fps=fps)
+    return VideoInfo(
+        num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]), fps=fps
+    )
 
 
 def check_video(path: str | os.PathLike[str], spec: VideoSpec) -> VideoInfo:

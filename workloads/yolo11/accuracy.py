@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from raybench.core.spec import AccuracyResult
 from workloads.yolo11.categories import COCO_80_TO_91
 
 __all__ = [
@@ -209,7 +210,7 @@ def mean_average_precision(
     return [float(s) for s in ev.stats], counts, summary
 
 
-def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[str, Any]) -> Any:
+def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[str, Any]) -> AccuracyResult:
     """Workload scorer named by ``WORKLOAD.accuracy``.
 
     Args:
@@ -224,8 +225,6 @@ def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[st
         ``AP75`` (percent) and the counts; ``passed`` compares the printed (3-decimal) mAP with the
         chosen tier, as the submission checker does.
     """
-    from raybench.core.spec import AccuracyResult
-
     if not hasattr(library, "coco_dataset"):
         from workloads.yolo11.dataset import load_library
 

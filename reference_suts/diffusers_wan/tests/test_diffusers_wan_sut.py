@@ -8,6 +8,7 @@ each expert twice per step (conditional + unconditional): 4 forward calls each.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,12 @@ PROMPT = "a cat playing in park"
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path_factory, monkeypatch) -> Path:
+def cache(tmp_path_factory, monkeypatch) -> Iterator[Path]:
     root = tmp_path_factory.getbasetemp() / "raybench-cache"  # shared: the tiny pipeline is built once
     monkeypatch.setenv("RAYBENCH_CACHE", str(root))
-    return root
+    threads = torch.get_num_threads()
+    yield root
+    torch.set_num_threads(threads)  # TINY_PARAMS sets 1 thread process-wide
 
 
 def ctx(mode: str = "AccuracyOnly", **workload_params) -> SUTContext:
@@ -47,7 +50,9 @@ def run(sut: DiffusersWanSUT, context: SUTContext, prompts: list[str], hooks: bo
         await sut.start(context)
         if hooks:
             for name in counts:
-                getattr(sut.pipe, name).register_forward_hook(lambda *_a, n=name: counts.__setitem__(n, counts[n] + 1))
+                getattr(sut.pipe, name).register_forward_hook(
+                    lambda *_a, n=name: counts.__setitem__(n, counts[n] + 1)
+                )
         out = []
         for i, prompt in enumerate(prompts):
             out += await sut.issue(Query(id=i, indices=[i], samples=[prompt]))
@@ -60,17 +65,27 @@ def run(sut: DiffusersWanSUT, context: SUTContext, prompts: list[str], hooks: bo
 def test_demo_sut_params_are_the_tiny_pipeline():
     assert dict(WORKLOAD.sut_params["diffusers_wan"]) == TINY_PARAMS
     assert (TINY_PARAMS["height"], TINY_PARAMS["width"], TINY_PARAMS["num_frames"]) == (
-        DEMO_VIDEO.height, DEMO_VIDEO.width, DEMO_VIDEO.num_frames)
+        DEMO_VIDEO.height,
+        DEMO_VIDEO.width,
+        DEMO_VIDEO.num_frames,
+    )
     assert SUT_SPEC.params["fps"] == DEMO_VIDEO.fps == 16
 
 
 def test_reference_defaults():
     p = SUT_SPEC.params
     assert (p["height"], p["width"], p["num_frames"], p["fps"]) == (720, 1280, 81, 16)
-    assert (p["num_inference_steps"], p["guidance_scale"], p["guidance_scale_2"], p["boundary_ratio"], p["seed"]) == (
-        20, 4.0, 3.0, 0.875, 42)
+    assert (
+        p["num_inference_steps"],
+        p["guidance_scale"],
+        p["guidance_scale_2"],
+        p["boundary_ratio"],
+        p["seed"],
+    ) == (20, 4.0, 3.0, 0.875, 42)
     assert (p["dtype"], p["vae_dtype"], p["allow_download"]) == ("bfloat16", "float32", False)
-    assert REFERENCE_NEGATIVE_PROMPT.startswith("vivid colors, overexposed, static, blurry details, subtitles, style,\nwork")
+    assert REFERENCE_NEGATIVE_PROMPT.startswith(
+        "vivid colors, overexposed, static, blurry details, subtitles, style,\nwork"
+    )
     assert REFERENCE_NEGATIVE_PROMPT.endswith("many people in the background,\nwalking backwards")
 
 
@@ -103,14 +118,18 @@ def test_fixed_latent_makes_runs_identical_whatever_the_seed(tmp_path):
     torch.save(torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(1)), latent)
     frames = []
     for seed in (42, 7):
-        sut = DiffusersWanSUT({**TINY_PARAMS, "seed": seed, "latent_path": str(latent), "video_dir": str(tmp_path / str(seed))})
+        sut = DiffusersWanSUT(
+            {**TINY_PARAMS, "seed": seed, "latent_path": str(latent), "video_dir": str(tmp_path / str(seed))}
+        )
         run(sut, ctx(), [PROMPT])
         frames.append(read_mp4(tmp_path / str(seed) / f"{PROMPT}-0.mp4")[0])
     assert (frames[0] == frames[1]).all()
     # a different latent (found through the workload's data_dir) gives a different video
     other = tmp_path / "data"
     other.mkdir()
-    torch.save(torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(2)), other / "fixed_latent.pt")
+    torch.save(
+        torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(2)), other / "fixed_latent.pt"
+    )
     sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path / "other")})
     run(sut, ctx(data_dir=str(other)), [PROMPT])
     assert sut.latent_path == other / "fixed_latent.pt"
@@ -169,8 +188,7 @@ def test_latent_of_wrong_shape(tmp_path):
         run(sut, ctx(), [])
 
 
-def test_hub_id_not_downloaded_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_hub_id_not_downloaded_offline():
     sut = DiffusersWanSUT({**TINY_PARAMS, "model": "nobody/not-a-wan-model"})
     with pytest.raises(FileNotFoundError, match="allow_download=true"):
         run(sut, ctx(), [])

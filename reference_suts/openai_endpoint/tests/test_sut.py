@@ -235,16 +235,37 @@ def test_pool_is_prewarmed_and_reused_and_inflight_is_capped() -> None:
         async with ScriptedServer({"z": script}) as srv:
             sut = OpenAIEndpointSUT({"urls": [srv.url], "model": "m", "connections": 4, "max_inflight": 2})
             await sut.start(CTX)
-            warm = set(srv.model_peers)
+            assert sut._client is not None
+            pool = sut._client.pools[0]
+            assert pool.opened == 4 and len(pool.idle) == 4  # four sockets opened in start()
             t0 = time.monotonic()
             resps = await asyncio.gather(*(sut.issue(q("z")) for _ in range(6)))
             elapsed = time.monotonic() - t0
+            assert pool.opened == 4 and len(pool.idle) == 4  # ... and reused, none opened later
             await sut.stop()
-        assert len(warm) == 4  # four distinct sockets opened in start()
-        assert set(srv.peers) <= warm  # ... and every request reused one of them
+        assert len(set(srv.peers)) == 2  # LIFO reuse: two sockets carried all six requests
         assert srv.max_active == 2
         assert elapsed >= 0.12  # 6 requests, 2 at a time, 40 ms each
         assert all(r[0].error is None for r in resps)
+
+    asyncio.run(main())
+
+
+def test_stale_pooled_socket_is_retried_on_a_fresh_one() -> None:
+    async def main() -> None:
+        async with ScriptedServer({"a": Script(chunks=["ok"])}) as srv:
+            sut = OpenAIEndpointSUT({"urls": [srv.url], "model": "m", "connections": 1})
+            await sut.start(CTX)
+            assert sut._client is not None
+            pool = sut._client.pools[0]
+            # Pretend the server closed the idle socket without our protocol noticing yet.
+            stale = pool.idle[0]
+            assert stale.transport is not None
+            stale.transport.get_extra_info("socket").shutdown(2)  # type: ignore[union-attr]
+            resp, _, _, _ = await run_one(sut, "a")
+            await sut.stop()
+        assert resp.error is None and resp.data == b"ok"
+        assert pool.opened == 2
 
     asyncio.run(main())
 

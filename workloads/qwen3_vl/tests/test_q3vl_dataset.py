@@ -109,7 +109,7 @@ def test_request_layout_and_original_image_bytes(root, rows):
         header, data = _data_url_bytes(image["image_url"]["url"])
         assert header == ("data:image/JPEG;base64" if i % 2 == 0 else "data:image/PNG;base64")
         assert data == row["product_image"]["bytes"]  # never re-encoded nor resized
-        assert lib.get(i)["response_format"] is None
+        assert set(lib.get(i)) == {"messages"}
     assert pickle.loads(pickle.dumps(lib.get(3))) == lib.get(3)
     lib.unload([3])
     with pytest.raises(KeyError, match="sample 3 is not loaded"):
@@ -122,7 +122,7 @@ def test_guided_decoding_and_reencode_options(root, rows):
     lib = ProductCatalogueLibrary(root, guided_decoding=True, reencode_images=True)
     lib.load([0])
     payload = lib.get(0)
-    assert payload["response_format"]["json_schema"]["schema"] == EXPECTED_SCHEMA
+    assert payload["params"]["response_format"]["json_schema"]["schema"] == EXPECTED_SCHEMA
     header, data = _data_url_bytes(payload["messages"][1]["content"][1]["image_url"]["url"])
     assert header == "data:image/JPEG;base64" and data[:3] == b"\xff\xd8\xff"
     assert data != rows[0]["product_image"]["bytes"]  # PIL re-encoding, as the reference does

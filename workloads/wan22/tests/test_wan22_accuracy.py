@@ -23,7 +23,13 @@ from workloads.wan22.dataset import PromptLibrary, load_library
 from workloads.wan22.video import DEMO_VIDEO, encode_mp4, write_mp4
 
 CHECKER_REGEX = r".*'vbench_score':\s([\d.]+).*"  # submission checker ACC_PATTERN["vbench_score"]
-PROMPTS = ("a cat playing in park", "a dog running happily", "lighthouse", "waterfall", "The bund Shanghai, pixel art")
+PROMPTS = (
+    "a cat playing in park",
+    "a dog running happily",
+    "lighthouse",
+    "waterfall",
+    "The bund Shanghai, pixel art",
+)
 
 
 def mp4(value: int, frames: int = 9, fps: int = 16) -> bytes:
@@ -47,7 +53,10 @@ def test_demo_checks_videos_without_vbench(tmp_path):
     assert result.metrics == {"videos": 2, "missing": 6}
     assert result.passed is None
     assert result.accuracy_txt.splitlines()[0] == "{'videos': 2, 'missing': 6}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a cat playing in park-0.mp4", "a person swimming in ocean-0.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a cat playing in park-0.mp4",
+        "a person swimming in ocean-0.mp4",
+    ]
     # first entry of a repeated qsl_idx wins
     assert (tmp_path / "a cat playing in park-0.mp4").read_bytes() == mp4(10)
 
@@ -80,10 +89,20 @@ def fake_vbench(monkeypatch, averages: dict[str, float], calls: list[dict]) -> N
 
         def evaluate(self, videos_path, name, dimension_list=None, local=False, mode="vbench_standard", **kw):
             videos = sorted(p.name for p in Path(videos_path).iterdir())
-            calls.append({**self.args, "videos": videos, "name": name, "dims": list(dimension_list),
-                          "local": local, "mode": mode})
-            results = {d: [averages[d], [{"video_path": v, "video_results": averages[d]} for v in videos]]
-                       for d in dimension_list}
+            calls.append(
+                {
+                    **self.args,
+                    "videos": videos,
+                    "name": name,
+                    "dims": list(dimension_list),
+                    "local": local,
+                    "mode": mode,
+                }
+            )
+            results = {
+                d: [averages[d], [{"video_path": v, "video_results": averages[d]} for v in videos]]
+                for d in dimension_list
+            }
             (self.out / f"{name}_eval_results.json").write_text(json.dumps(results))
 
     mod.VBench = VBench
@@ -108,16 +127,26 @@ def test_missing_checkpoints_are_listed_and_not_downloaded(library, entries, mon
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("VBench checkpoints missing")
-    for rel in ("amt_model/amt-s.pth", "raft_model/models/raft-things.pth", "caption_model/tag2text_swin_14m.pth",
-                "dino_model/dino_vitbase16_pretrain.pth"):
+    for rel in (
+        "amt_model/amt-s.pth",
+        "raft_model/models/raft-things.pth",
+        "caption_model/tag2text_swin_14m.pth",
+        "dino_model/dino_vitbase16_pretrain.pth",
+    ):
         assert str(tmp_path / rel) in msg
     assert "ViT-B-32.pt" not in msg
     assert calls == []
 
 
 # Five hand-checked dimension averages: sum 4.21, mean 0.701666..., x100 = 70.1667 >= 69.7752.
-AVERAGES = {"subject_consistency": 0.95, "background_consistency": 0.96, "motion_smoothness": 0.98,
-            "dynamic_degree": 0.5, "appearance_style": 0.22, "scene": 0.6}
+AVERAGES = {
+    "subject_consistency": 0.95,
+    "background_consistency": 0.96,
+    "motion_smoothness": 0.98,
+    "dynamic_degree": 0.5,
+    "appearance_style": 0.22,
+    "scene": 0.6,
+}
 
 
 def test_vbench_score_passes(library, entries, monkeypatch, tmp_path):

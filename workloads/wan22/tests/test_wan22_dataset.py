@@ -68,7 +68,11 @@ def test_performance_count():
 @pytest.mark.parametrize(
     ("params", "exc", "match"),
     [
-        ({"prompts": "/nonexistent/p.txt"}, FileNotFoundError, "wan22 prompts file not found: /nonexistent/p.txt"),
+        (
+            {"prompts": "/nonexistent/p.txt"},
+            FileNotFoundError,
+            "wan22 prompts file not found: /nonexistent/p.txt",
+        ),
         ({"count": 0}, ValueError, "count must be an integer in \\[1, 8\\]"),
         ({"count": 9}, ValueError, "count must be an integer in \\[1, 8\\]"),
         ({"fps": 0}, ValueError, "param fps must be a positive integer"),

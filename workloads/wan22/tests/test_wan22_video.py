@@ -25,7 +25,11 @@ def gray_video(value: int = 128, frames: int = 9, size: int = 32) -> np.ndarray:
 
 
 def test_to_uint8_matches_diffusers_export_conversion():
-    frames = np.array([0.0, 0.5, 1.0, 1.2, -0.1, 0.999], dtype=np.float32).reshape(1, 1, 1, 6, 1).repeat(3, axis=-1)
+    frames = (
+        np.array([0.0, 0.5, 1.0, 1.2, -0.1, 0.999], dtype=np.float32)
+        .reshape(1, 1, 1, 6, 1)
+        .repeat(3, axis=-1)
+    )
     out = to_uint8(frames)  # batch axis of 1 dropped
     assert out.shape == (1, 1, 6, 3)
     assert out.dtype == np.uint8

@@ -1,0 +1,143 @@
+"""The Transformers SUT on tiny random Qwen3 / Qwen3-VL models built locally (no hub, no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+
+import pytest
+
+from raybench.core.protocols import Query, SUTContext
+from reference_suts.hf_transformers import SUT_SPEC
+from reference_suts.hf_transformers.sut import HFConfig, HFTransformersSUT, to_conversation
+
+
+class _Clock:
+    def now_ns(self):
+        return time.monotonic_ns()
+
+    async def sleep_until(self, t_ns):
+        pass
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        d = tmp_path_factory.mktemp("rbcache")
+        mp.setenv("RAYBENCH_CACHE", str(d))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield d
+
+
+def _png(w, h):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (10, 200, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="params.model is required"):
+        HFTransformersSUT(dict(SUT_SPEC.params))
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['beams'\]"):
+        HFTransformersSUT({"model": "tiny-qwen3", "beams": 4})
+    with pytest.raises(ValueError, match="model_type must be"):
+        HFConfig.from_params({"model": "x", "model_type": "seq2seq"})
+    sut = HFTransformersSUT({"model": "/nonexistent/ckpt"})
+    with pytest.raises(FileNotFoundError, match="set allow_download=true"):
+        sut._resolve_model()
+    assert HFTransformersSUT({**SUT_SPEC.params, "model": "tiny-qwen3", "max_batch": 3}).max_batch == 3
+
+
+def test_to_conversation_decodes_data_url_images():
+    url = "data:image/PNG;base64," + base64.b64encode(_png(37, 21)).decode()
+    conv, images = to_conversation(
+        {
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]},
+            ]
+        }
+    )
+    assert conv == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]},
+    ]
+    assert [im.size for im in images] == [(37, 21)] and images[0].format == "PNG"
+    assert to_conversation("hello") == ([{"role": "user", "content": "hello"}], [])
+    with pytest.raises(ValueError, match="remote image URLs"):
+        to_conversation([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}])
+    with pytest.raises(ValueError, match="unsupported content part type 'audio'"):
+        to_conversation([{"role": "user", "content": [{"type": "audio"}]}])
+    with pytest.raises(TypeError):
+        to_conversation(42)
+
+
+def test_issue_before_start_fails():
+    sut = HFTransformersSUT({"model": "tiny-qwen3"})
+    with pytest.raises(RuntimeError, match="before start"):
+        asyncio.run(sut.issue(Query(id=0, indices=[0], samples=["x"])))
+
+
+def test_tiny_causal_lm_batching_streaming_and_errors(cache):
+    a = {"messages": [{"role": "user", "content": "red cotton shirts category brand"}]}
+    b = {"messages": [{"role": "system", "content": "choose one category from the list"}, {"role": "user", "content": "blue"}]}
+    bad = {"messages": [{"role": "user", "content": [{"type": "video_url"}]}]}
+
+    async def main():
+        sut = HFTransformersSUT({"model": "tiny-qwen3", "max_new_tokens": 10, "max_batch": 4})
+        await sut.start(SUTContext("llm", "Offline", "AccuracyOnly"))
+        alone = await sut.issue(Query(id=0, indices=[0], samples=[a], clock=_Clock()))
+        q = Query(id=1, indices=[0, 1, 2, 3], samples=[a, b, bad, a], clock=_Clock())
+        batch = await sut.issue(q)
+        singles = [Query(id=10 + k, indices=[k], samples=[s], clock=_Clock()) for k, s in enumerate((a, b))]
+        server = await asyncio.gather(*(sut.issue(sq) for sq in singles))  # batched together by the batcher
+        await sut.stop()
+        return alone[0], q, batch, singles, [r[0] for r in server]
+
+    alone, q, batch, singles, server = asyncio.run(main())
+    assert alone.error is None and alone.data
+    # left padding: the same prompt gives the same greedy answer alone and in a mixed batch
+    assert batch[0].data == batch[3].data == alone.data == server[0].data
+    assert batch[1].data == server[1].data != alone.data
+    assert batch[2].error == "bad sample: hf_transformers: unsupported content part type 'video_url'"
+    assert 1 <= alone.n_tokens <= 10
+    assert len(q.token_ns) >= 1 and q.first_token_ns == q.token_ns[0]
+    assert q.token_ns == sorted(q.token_ns)
+    for sq, r in zip(singles, server, strict=True):
+        # one stamp per generated token before EOS (EOS itself is counted in n_tokens only)
+        assert len(sq.token_ns) in (r.n_tokens, r.n_tokens - 1)
+
+
+def test_tiny_qwen3_vl_on_demo_samples(cache):
+    from workloads.qwen3_vl import WORKLOAD
+    from workloads.qwen3_vl.accuracy import score
+    from workloads.qwen3_vl.dataset import load_library
+
+    library = load_library({**WORKLOAD.params, "demo_samples": 8})
+    library.load([0, 1])
+    params = {**SUT_SPEC.params, **WORKLOAD.sut_params["hf_transformers"], "max_new_tokens": 12}
+    vision_calls = []
+
+    async def main():
+        sut = HFTransformersSUT(params)
+        await sut.start(SUTContext("qwen3_vl", "Server", "AccuracyOnly", workload_params=dict(WORKLOAD.params)))
+        sut._model.model.visual.register_forward_hook(
+            lambda mod, args, kwargs, out: vision_calls.append(kwargs["grid_thw"].tolist()), with_kwargs=True
+        )
+        queries = [Query(id=i, indices=[i], samples=[library.get(i)], clock=_Clock()) for i in (0, 1)]
+        responses = await asyncio.gather(*(sut.issue(qq) for qq in queries))
+        await sut.stop()
+        return queries, [r[0] for r in responses]
+
+    queries, responses = asyncio.run(main())
+    # both images went through the vision tower in one batched call: grid (t, h, w) per image
+    assert len(vision_calls) == 1 and len(vision_calls[0]) == 2
+    for q, r in zip(queries, responses, strict=True):
+        assert r.error is None and 1 <= r.n_tokens <= 12
+        assert q.first_token_ns > 0
+    res = score([(q.indices[0], r.data) for q, r in zip(queries, responses, strict=True)], library, {})
+    assert res.metrics["unparsable"] == 2.0 and res.metrics["f1"] == 0.0 and res.passed is False

@@ -1,0 +1,317 @@
+"""A minimal HTTP/1.1 client transport on ``asyncio.Protocol``: keep-alive pools, chunked bodies.
+
+Why not aiohttp: aiohttp spends ~150-250 us of Python per request (request/response objects,
+header multidicts, stream readers, one task wake-up per read). At 1000+ streaming requests/s on one
+core that alone is the budget, so the client measured no faster than a vLLM-bench-style loop
+(``benchmarks/endpoint_client.py``). Here a response is parsed inside ``data_received`` and its
+body handed straight to the exchange (SSE decode, JSON, timing hooks) with no await per read,
+and a request costs one pre-built ``bytes`` write and one future. The MLPerf Endpoints client
+makes the same trade (``httptools`` + its own pool).
+
+Scope, on purpose: HTTP/1.1 (or 1.0) responses with ``Content-Length``, ``chunked`` or
+read-until-close bodies, optional TLS, no redirects, no compression (we never send
+``Accept-Encoding``), no pipelining (one exchange per connection at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl as _ssl
+import time
+from urllib.parse import urlsplit
+
+__all__ = ["Connection", "Exchange", "Pool"]
+
+_HEAD, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _LENGTH, _EOF = range(7)
+_MAX_HEAD = 64 * 1024
+
+
+class Exchange:
+    """One request/response on a connection; subclasses consume the body.
+
+    Attributes:
+        future: resolved (always with ``None``) when the exchange ends, successfully or not.
+        status: HTTP status (0 until the head arrives).
+        error: ``None`` or the failure reason.
+        received: whether any response byte arrived (a stale pooled socket has none).
+    """
+
+    __slots__ = ("error", "future", "received", "status")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.status = 0
+        self.error: str | None = None
+        self.received = False
+
+    def on_head(self, status: int) -> None:
+        """The status line and headers arrived."""
+        self.status = status
+
+    def on_body(self, data: bytes) -> None:
+        """A piece of the (de-chunked) body; may raise to abort the exchange."""
+
+    def on_end(self) -> None:
+        """The body is complete."""
+
+    def reason(self, exc: BaseException) -> str:
+        """The failure reason for an exception raised by :meth:`on_body`."""
+        return f"client error: {type(exc).__name__}: {exc}"
+
+    def finish(self, error: str | None = None) -> None:
+        """Record ``error`` (first one wins) and resolve the future."""
+        if error is not None and self.error is None:
+            self.error = error
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive socket, parsing one response at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.ex: Exchange | None = None
+        self.closed = False
+        self.keep_alive = True
+        self.last_used = time.monotonic()
+        self._buf = b""
+        self._state = _HEAD
+        self._remaining = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex = self.ex
+        if ex is None:
+            return
+        self.ex = None
+        if self._state == _EOF:
+            ex.on_end()
+            ex.finish()
+            return
+        detail = f": {exc}" if exc else ""
+        ex.finish(f"connection reset: server closed the connection{detail}")
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:  # bytes nobody asked for: the connection is unusable
+            self.abort()
+            return
+        ex.received = True
+        buf = self._buf + data if self._buf else data
+        self._buf = b""
+        try:
+            while buf:
+                st = self._state
+                if st == _CHUNK_DATA:
+                    n = self._remaining
+                    if len(buf) <= n:
+                        self._remaining = n - len(buf)
+                        ex.on_body(buf)
+                        if self._remaining == 0:
+                            self._state = _CHUNK_CRLF
+                        return
+                    ex.on_body(buf[:n])
+                    buf = buf[n:]
+                    self._state = _CHUNK_CRLF
+                elif st == _CHUNK_CRLF:
+                    if len(buf) < 2:
+                        self._buf = buf
+                        return
+                    if buf[:2] != b"\r\n":
+                        raise _HTTPError("bad chunk terminator")
+                    buf = buf[2:]
+                    self._state = _CHUNK_SIZE
+                elif st == _CHUNK_SIZE:
+                    i = buf.find(b"\r\n")
+                    if i < 0:
+                        self._buf = buf
+                        return
+                    try:
+                        size = int(buf[:i].split(b";", 1)[0], 16)
+                    except ValueError:
+                        raise _HTTPError(f"bad chunk size {buf[:i][:20]!r}") from None
+                    buf = buf[i + 2 :]
+                    if size:
+                        self._remaining = size
+                        self._state = _CHUNK_DATA
+                    else:
+                        self._state = _TRAILER
+                elif st == _HEAD:
+                    i = buf.find(b"\r\n\r\n")
+                    if i < 0:
+                        if len(buf) > _MAX_HEAD:
+                            raise _HTTPError("response head too large")
+                        self._buf = buf
+                        return
+                    self._head(buf[:i], ex)
+                    buf = buf[i + 4 :]
+                    if self._state == _LENGTH and self._remaining == 0:
+                        self._done(ex)
+                        return
+                elif st == _LENGTH:
+                    n = self._remaining
+                    ex.on_body(buf[:n] if len(buf) > n else buf)
+                    self._remaining = max(0, n - len(buf))
+                    if self._remaining == 0:
+                        self._done(ex)
+                    return
+                elif st == _TRAILER:
+                    if buf.startswith(b"\r\n"):
+                        self._done(ex)
+                        return
+                    i = buf.find(b"\r\n\r\n")
+                    if i < 0:
+                        self._buf = buf
+                        return
+                    self._done(ex)
+                    return
+                else:  # _EOF: body runs until the server closes
+                    ex.on_body(buf)
+                    return
+        except _HTTPError as exc:
+            self._fail(ex, f"malformed http: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the exchange turns it into a reason
+            self._fail(ex, ex.reason(exc))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _head(self, head: bytes, ex: Exchange) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise _HTTPError(f"bad status line {lines[0][:40]!r}")
+        status = int(parts[1])
+        keep = parts[0] == b"HTTP/1.1"
+        length = -1
+        chunked = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                v = value.strip().lower()
+                keep = v == b"keep-alive" if not keep else v != b"close"
+        self.keep_alive = keep
+        if chunked:
+            self._state = _CHUNK_SIZE
+        elif length >= 0:
+            self._state = _LENGTH
+            self._remaining = length
+        elif status in (204, 304):
+            self._state = _LENGTH
+            self._remaining = 0
+        else:
+            self._state = _EOF
+            self.keep_alive = False
+        ex.on_head(status)
+
+    def _done(self, ex: Exchange) -> None:
+        self.ex = None
+        self._state = _HEAD
+        self._buf = b""
+        ex.on_end()
+        ex.finish()
+        if self.keep_alive and not self.closed:
+            self.pool.release(self)
+        else:
+            self.abort()
+
+    def _fail(self, ex: Exchange, reason: str) -> None:
+        self.ex = None
+        self.abort()
+        ex.finish(reason)
+
+    def send(self, request: bytes, ex: Exchange) -> None:
+        """Write ``request`` and route the response to ``ex``."""
+        self.ex = ex
+        self._state = _HEAD
+        self._buf = b""
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Drop the socket now (it is never reused)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _HTTPError(Exception):
+    """The response is not valid HTTP/1.1."""
+
+
+class Pool:
+    """Keep-alive connections to one ``scheme://host:port`` (LIFO reuse, idle eviction).
+
+    Attributes:
+        opened: sockets opened so far (a test and a benchmark figure: reuse keeps it flat).
+    """
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float, keepalive_s: float) -> None:
+        u = urlsplit(base_url)
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.ssl: _ssl.SSLContext | None = _ssl.create_default_context() if u.scheme == "https" else None
+        self.host_header = u.netloc
+        self.prefix = u.path.rstrip("/")
+        self.connect_timeout_s = connect_timeout_s
+        self.keepalive_s = keepalive_s
+        self.idle: list[Connection] = []
+        self.opened = 0
+
+    async def acquire(self) -> tuple[Connection, bool]:
+        """A connection to send on, and whether it was reused from the pool.
+
+        Raises:
+            OSError: when a new connection cannot be opened (``TimeoutError`` on timeout).
+        """
+        idle = self.idle
+        if idle:
+            now = time.monotonic()
+            while idle:
+                c = idle.pop()
+                if not c.closed and now - c.last_used < self.keepalive_s:
+                    return c, True
+                c.abort()
+        return await self.connect(), False
+
+    async def connect(self) -> Connection:
+        """Open a new connection (not placed in the pool)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout_s):
+            _, proto = await loop.create_connection(
+                lambda: Connection(self), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None,
+            )
+        self.opened += 1
+        return proto
+
+    def release(self, conn: Connection) -> None:
+        """Return a healthy connection for reuse."""
+        conn.last_used = time.monotonic()
+        self.idle.append(conn)
+
+    async def warm(self, n: int) -> None:
+        """Open ``n`` connections concurrently and park them in the pool."""
+        conns = await asyncio.gather(*(self.connect() for _ in range(n)))
+        for c in conns:
+            self.release(c)
+
+    def close(self) -> None:
+        """Drop every idle connection."""
+        for c in self.idle:
+            c.abort()
+        self.idle.clear()
