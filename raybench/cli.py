@@ -119,7 +119,7 @@ def _run(cfg: Any, quiet: bool) -> int:
         if live:
             live.start()
         outcome = run_benchmark(cfg, executor, progress)
-    except (RegistryError, ValueError, FileNotFoundError) as exc:
+    except (RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     finally:
         if live:

@@ -61,6 +61,7 @@ class RayConfig(BaseModel):
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     init_kwargs: dict[str, Any] = Field(default_factory=dict)
     start_lead_s: float = 2.0
+    sut_inline: bool | None = None
 
 
 class RunConfig(BaseModel):
@@ -95,7 +96,7 @@ class RunConfig(BaseModel):
     mlperf_conf: str | None = None
     user_conf: str | None = None
     round: str = "v6.1"
-    executor: Literal["inprocess", "ray"] = "inprocess"
+    executor: Literal["inprocess", "ray"] = "ray"
     shards: int | None = None
     out: str = "results"
     run_dir: str | None = None

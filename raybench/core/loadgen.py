@@ -420,6 +420,8 @@ class ShardRunner:
                 raise
         except Exception as exc:  # a SUT failure is a measurement, not a crash
             err = f"{type(exc).__name__}: {exc}"[:300]
+            if getattr(exc, "fatal", False):  # e.g. every SUT replica is gone: stop the run
+                self.abort(err)
         self._finish_query(row, n, q, clock.now_ns(), resps, err, seq, indices, log_mask)
         self._release(row)
 

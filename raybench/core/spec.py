@@ -76,6 +76,8 @@ class SUTSpec:
         entry: ``"module:Class"``; ``Class(params: dict)`` implements the SUT protocol.
         extra: the pip extra that installs its dependencies (``None`` for core-only SUTs).
         params: default parameters.
+        inline: on Ray, run the SUT inside each load-generator shard instead of as separate
+            replica actors (clients of a remote endpoint, e.g. an HTTP connection pool per shard).
     """
 
     name: str
@@ -83,6 +85,7 @@ class SUTSpec:
     entry: str
     extra: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    inline: bool = False
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
-from reference_suts.diffusers_wan import SUT_SPEC
+from reference_suts.diffusers_wan import resolve_params
 
 __all__ = ["DiffusersWanSUT"]
 
@@ -72,11 +72,11 @@ def _validate(p: Mapping[str, Any]) -> None:
 class DiffusersWanSUT:
     """The reference Wan2.2 T2V-A14B SUT on Diffusers.
 
-    Params: see ``SUT_SPEC.params`` in ``reference_suts/diffusers_wan/__init__.py`` and the
-    README. ``tiny.TINY_PARAMS`` merged over the defaults gives the CPU demo.
+    Params: ``preset`` (``"mlperf"`` or ``"tiny"``) and overrides of its values, see
+    ``reference_suts/diffusers_wan/__init__.py`` and the README.
 
     Example:
-        >>> sut = DiffusersWanSUT({**SUT_SPEC.params, **TINY_PARAMS})
+        >>> sut = DiffusersWanSUT({"preset": "tiny"})
         >>> asyncio.run(sut.start(SUTContext("wan22", "SingleStream", "AccuracyOnly")))
         >>> [r] = asyncio.run(sut.issue(Query(id=0, indices=[0], samples=["a cat"])))
     """
@@ -86,7 +86,7 @@ class DiffusersWanSUT:
     max_inflight = 1
 
     def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params: dict[str, Any] = {**SUT_SPEC.params, **dict(params)}
+        self.params: dict[str, Any] = resolve_params(params)
         _validate(self.params)
         self.pipe: Any = None
         self.latent: Any = None
@@ -151,9 +151,9 @@ class DiffusersWanSUT:
 
         p = self.params
         model = str(p["model"])
-        if model == "builtin:tiny":
-            from reference_suts.diffusers_wan.tiny import ensure_tiny_pipeline
+        from reference_suts.diffusers_wan.tiny import TINY_MODEL, ensure_tiny_pipeline
 
+        if model == TINY_MODEL:
             model = str(ensure_tiny_pipeline())
         local = os.path.isdir(os.path.expanduser(model))
         if local:

@@ -1,8 +1,8 @@
 """A tiny random-weight Wan2.2 pipeline, built locally so the SUT runs on a CPU with no model hub.
 
 It has the real A14B structure (UMT5 text encoder, two ``WanTransformer3DModel`` experts split
-at ``boundary_ratio``, the Wan VAE, UniPC with flow sigmas) at toy sizes: ~100 k parameters,
-one 9-frame 32x32 video with 4 steps and CFG takes ~0.1 s. The pipeline is saved with
+at ``boundary_ratio``, the Wan VAE, UniPC with flow sigmas) at toy sizes: ~100 k parameters
+(28 k per expert), one 9-frame 32x32 video with 4 steps and CFG takes ~0.1 s. The pipeline is saved with
 ``save_pretrained`` into ``$RAYBENCH_CACHE/wan22-tiny-pipeline-v1`` (built once, into a temp
 dir renamed into place so concurrent builders don't race) and then loaded back with
 ``WanPipeline.from_pretrained`` exactly like real weights, so the real loading code is the code
@@ -18,28 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_MODEL", "TINY_PARAMS", "build_tiny_pipeline", "cache_root", "ensure_tiny_pipeline"]
+__all__ = ["TINY_MODEL", "build_tiny_pipeline", "cache_root", "ensure_tiny_pipeline"]
 
-#: Value of the SUT's ``model`` param that selects this pipeline.
+#: Value of the SUT's ``model`` param that selects this pipeline (``preset="tiny"`` sets it, with
+#: the sizes the toy model is meant for; see ``TINY_PRESET`` in ``__init__.py``).
 TINY_MODEL = "builtin:tiny"
-
-#: SUT params that run the tiny pipeline on CPU (merge over the SUT defaults). The video matches
-#: ``workloads.wan22.video.DEMO_VIDEO``: 9 frames of 32x32 at 16 fps. 4 UniPC steps with
-#: flow_shift 3 give timesteps [999, 900, 750, 500]: two above the boundary 0.875 * 1000 (the
-#: high-noise expert) and two below (the low-noise expert), so both experts run. One torch thread:
-#: the toy model has nothing to parallelise, and on a busy 2-core machine two OpenMP threads made
-#: a 0.04 s video take up to 0.8 s.
-TINY_PARAMS: dict[str, Any] = {
-    "model": TINY_MODEL,
-    "height": 32,
-    "width": 32,
-    "num_frames": 9,
-    "num_inference_steps": 4,
-    "max_sequence_length": 16,
-    "device": "cpu",
-    "num_threads": 1,
-    "generate_latent": True,
-}
 
 _VERSION = "v1"
 _CORPUS = (

@@ -208,11 +208,18 @@ class HSTUDense(nn.Module):
 
     def cand_tokens(self, req: RequestTensors, cand_vecs: torch.Tensor, uih_len: int) -> torch.Tensor:
         """Candidate tokens ``(C, d)``: all at the position right after the UIH."""
+        c = req.cand_ids.shape[0]
+        return self.cand_tokens_at(req.cand_ids, cand_vecs, torch.full((c,), uih_len),
+                                   torch.full((c,), req.query_ts))
+
+    def cand_tokens_at(self, ids: torch.Tensor, vecs: torch.Tensor, pos: torch.Tensor,
+                       ts: torch.Tensor) -> torch.Tensor:
+        """Candidate tokens with explicit positions and query timestamps (training uses one
+        sequence for the candidates of many slots, each at its own position)."""
         cfg = self.cfg
-        pos = min(uih_len, cfg.max_seq_len - 1)
-        t = min(max(req.query_ts + 1, 0), cfg.num_timestamps + 1)
-        return (cand_vecs.to(self.pos_emb.weight.dtype) + self.cat_emb(self._category(req.cand_ids))
-                + self.rating_emb.weight[0] + self.time_emb.weight[t] + self.pos_emb.weight[pos])
+        return (vecs.to(self.pos_emb.weight.dtype) + self.cat_emb(self._category(ids))
+                + self.rating_emb.weight[0] + self.time_emb((ts + 1).clamp(0, cfg.num_timestamps + 1))
+                + self.pos_emb(pos.clamp(max=cfg.max_seq_len - 1)))
 
     def head(self, h_cand: torch.Tensor, cand_tokens: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., C)`` from final candidate states and their input tokens."""
@@ -220,7 +227,7 @@ class HSTUDense(nn.Module):
 
     # ------------------------------------------------------------- full (baseline) path
     def forward_padded(self, uih: torch.Tensor, uih_len: torch.Tensor, cand: torch.Tensor,
-                       cand_len: torch.Tensor) -> torch.Tensor:
+                       cand_len: torch.Tensor, cand_vis: torch.Tensor | None = None) -> torch.Tensor:
         """Whole-sequence forward of a padded batch; logits ``(B, Cmax)``.
 
         Args:
@@ -228,19 +235,24 @@ class HSTUDense(nn.Module):
             uih_len: ``(B,)`` valid UIH tokens per row.
             cand: ``(B, Cmax, d)`` candidate tokens, right-padded.
             cand_len: ``(B,)`` valid candidates per row (padded ones are masked as keys).
+            cand_vis: ``(B, Cmax)`` UIH tokens visible to each candidate (default: all
+                ``uih_len``); training scores the candidates of every slot of a user in one
+                sequence, each seeing only the history before its slot.
         """
         b, umax, _ = uih.shape
         cmax = cand.shape[1]
         n = umax + cmax
         i = torch.arange(n)
-        key_ok_uih = i[None, :] < uih_len[:, None]                         # (B, n)
-        is_cand_q = (i >= umax)[None, :, None]
-        causal = (i[None, :] <= i[:, None])[None]                            # (1, n, n)
-        mask_uih_q = causal & key_ok_uih[:, None, :]
-        mask_cand_q = key_ok_uih[:, None, :] | torch.eye(n, dtype=torch.bool)[None]
-        mask = torch.where(is_cand_q, mask_cand_q, mask_uih_q)
-        cand_ok = (i[None, :] - umax) < cand_len[:, None]
-        mask &= (~(i[None, :] >= umax) | cand_ok)[:, None, :]
+        if cand_vis is None:
+            cand_vis = uih_len[:, None].expand(b, cmax)
+        # visible keys per query: UIH query i sees j <= i (j < uih_len); candidate sees j < vis.
+        vis = torch.cat([torch.minimum(i[None, :umax] + 1, uih_len[:, None]), cand_vis], dim=1)
+        mask = i[None, None, :] < vis[:, :, None]                          # (B, n, n)
+        mask &= (i[None, None, :] < umax)                                  # keys: UIH only ...
+        cand_ok = (i[umax:][None, :] - umax) < cand_len[:, None]           # (B, Cmax)
+        diag = torch.eye(n, dtype=torch.bool)[None].clone().expand(b, n, n).clone()
+        diag[:, umax:, umax:] &= cand_ok[:, :, None]
+        mask |= diag                                                       # ... and itself
         x = torch.cat([uih, cand], dim=1)
         for layer in self.layers:
             x = layer(x, mask)

@@ -12,7 +12,7 @@ SUT_SPEC = SUTSpec(
     params={
         "model": None,  # local path, hub id (allow_download), or tiny-qwen3 / tiny-qwen3-vl
         "max_batch": 8,
-        "max_inflight": 2,
+        "max_inflight": 0,
         "max_new_tokens": 128,
         "do_sample": False,
         "dtype": "auto",

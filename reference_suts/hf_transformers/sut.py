@@ -59,8 +59,9 @@ class HFConfig:
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``...; ignored when
             ``device_map`` (e.g. ``auto`` to shard a large model over GPUs) is set.
         max_batch: samples per ``generate`` call (also what the harness sends per Offline query).
-        max_inflight: concurrent Offline queries the harness keeps in flight (2 keeps the next
-            batch queued while one runs).
+        max_inflight: cap on concurrent Offline queries (0 = none: the whole Offline query is
+            queued at once and the batcher works through it; only the batch in ``generate``
+            costs compute memory).
         batch_wait_ms: how long the batcher waits for more samples after the first one.
         max_new_tokens: generation limit per sample.
         do_sample, temperature, top_p, top_k, min_p, repetition_penalty: decoding.
@@ -80,7 +81,7 @@ class HFConfig:
     device_map: str | None = None
     attn_implementation: str | None = None
     max_batch: int = 8
-    max_inflight: int = 2
+    max_inflight: int = 0
     batch_wait_ms: float = 2.0
     max_new_tokens: int = 128
     do_sample: bool = False
@@ -108,7 +109,9 @@ class HFConfig:
             )
         cfg = cls(**params)
         if cfg.model_type not in ("auto", "causal_lm", "image_text_to_text"):
-            raise ValueError(f"hf_transformers: model_type must be auto|causal_lm|image_text_to_text, got {cfg.model_type!r}")
+            raise ValueError(
+                f"hf_transformers: model_type must be auto|causal_lm|image_text_to_text, got {cfg.model_type!r}"
+            )
         if cfg.max_batch < 1 or cfg.max_new_tokens < 1:
             raise ValueError("hf_transformers: max_batch and max_new_tokens must be >= 1")
         return cfg
@@ -153,7 +156,9 @@ def to_conversation(sample: Any) -> tuple[list[dict[str, Any]], list[Any]]:
     elif isinstance(sample, list):
         messages = sample
     else:
-        raise TypeError(f"hf_transformers: cannot use a sample of type {type(sample).__name__} as a chat request")
+        raise TypeError(
+            f"hf_transformers: cannot use a sample of type {type(sample).__name__} as a chat request"
+        )
     conv: list[dict[str, Any]] = []
     images: list[Any] = []
     for msg in messages:
@@ -259,6 +264,7 @@ class HFTransformersSUT:
         self._pad: int | None = None
         self._queue: asyncio.Queue[_Item] | None = None
         self._batcher: asyncio.Task[None] | None = None
+        self._running: list[_Item] = []  # the batch inside generate, resolved by stop() if cut short
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -279,10 +285,13 @@ class HFTransformersSUT:
             except asyncio.CancelledError:
                 pass
             self._batcher = None
+        pending = list(self._running)
         while self._queue is not None and not self._queue.empty():
-            item = self._queue.get_nowait()
+            pending.append(self._queue.get_nowait())
+        for item in pending:
             if not item.future.done():
                 item.future.set_result(Response(error="SUT stopped"))
+        self._running = []
         self._model = self._processor = self._tokenizer = None
 
     async def issue(self, query: Query) -> Sequence[Response]:
@@ -338,7 +347,9 @@ class HFTransformersSUT:
             config = AutoConfig.from_pretrained(src, **common)
             vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
             model_type = "image_text_to_text" if vlm else "causal_lm"
-        load_kw: dict[str, Any] = {"dtype": self.cfg.dtype if self.cfg.dtype == "auto" else getattr(torch, self.cfg.dtype)}
+        load_kw: dict[str, Any] = {
+            "dtype": self.cfg.dtype if self.cfg.dtype == "auto" else getattr(torch, self.cfg.dtype)
+        }
         if self.cfg.attn_implementation:
             load_kw["attn_implementation"] = self.cfg.attn_implementation
         if self.cfg.device_map:
@@ -390,11 +401,13 @@ class HFTransformersSUT:
             items = [it for it in items if not it.future.done()]  # drop cancelled issues
             if not items:
                 continue
+            self._running = items
             try:
                 responses = await asyncio.to_thread(self._run_batch, items, self.cfg.max_new_tokens)
             except Exception as exc:  # a failed batch fails its samples, not the SUT
                 log.exception("hf_transformers: generate failed")
                 responses = [Response(error=f"{type(exc).__name__}: {exc}")] * len(items)
+            self._running = []
             for it, resp in zip(items, responses, strict=True):
                 if not it.future.done():
                     it.future.set_result(resp)
@@ -405,7 +418,12 @@ class HFTransformersSUT:
         gen.max_new_tokens = max_new_tokens
         gen.pad_token_id = self._pad
         gen.do_sample = cfg.do_sample
-        sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "min_p": cfg.min_p}
+        sampling = {
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "top_k": cfg.top_k,
+            "min_p": cfg.min_p,
+        }
         for key, value in sampling.items():
             if not cfg.do_sample:
                 setattr(gen, key, None)  # greedy: sampling knobs from generation_config are moot
@@ -435,20 +453,28 @@ class HFTransformersSUT:
             if self.cfg.stream and self._loop is not None:
                 streamer = _StepStreamer(self._loop, [it.query for it in batch], self._eos)
             with torch.inference_mode():
-                out = self._model.generate(**enc, **self._generation_kwargs(max_new_tokens), streamer=streamer)
+                out = self._model.generate(
+                    **enc, **self._generation_kwargs(max_new_tokens), streamer=streamer
+                )
             for i, row in zip(ok, out[:, prompt_len:].tolist(), strict=True):
                 responses[i] = self._to_response(row)
         return [r if r is not None else Response(error="internal: no response") for r in responses]
 
     def _encode(self, batch: list[_Item]) -> Any:
         if self._processor is not None:
-            texts = [self._processor.apply_chat_template(it.conv, tokenize=False, add_generation_prompt=True) for it in batch]
+            texts = [
+                self._processor.apply_chat_template(it.conv, tokenize=False, add_generation_prompt=True)
+                for it in batch
+            ]
             images = [img for it in batch for img in it.images]
             enc = self._processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         else:
             tok = self._tokenizer
             if tok.chat_template:
-                texts = [tok.apply_chat_template(_text_only(it.conv), tokenize=False, add_generation_prompt=True) for it in batch]
+                texts = [
+                    tok.apply_chat_template(_text_only(it.conv), tokenize=False, add_generation_prompt=True)
+                    for it in batch
+                ]
             else:  # base LM without a chat template: plain concatenation
                 texts = ["\n\n".join(m["content"] for m in _text_only(it.conv)) for it in batch]
             enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)

@@ -71,7 +71,9 @@ def _corpus() -> list[str]:
     for i in range(300):
         a, b, c = words[i % len(words)], words[(i * 7) % len(words)], words[(i * 13) % len(words)]
         lines.append(f"{a.title()} {b} {c} > {b.title()} > {c} {i}")
-        lines.append(f'{{"category": "{a.title()} > {b.title()}", "brand": "{c}", "is_secondhand": {str(i % 2 == 0).lower()}}}')
+        lines.append(
+            f'{{"category": "{a.title()} > {b.title()}", "brand": "{c}", "is_secondhand": {str(i % 2 == 0).lower()}}}'
+        )
     lines.append("0123456789 .,:;!?'\"()[]{}<>-_/\\|@#$%^&*+=~`")
     return lines
 
@@ -222,7 +224,9 @@ def ensure_tiny_model(name: str, root: str | Path | None = None) -> Path:
     """
     if name not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY_MODELS)}")
-    base = Path(root if root is not None else os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
+    base = Path(
+        root if root is not None else os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")
+    ).expanduser()
     final = base / f"hf-{name}-v{VERSION}"
     if (final / "config.json").is_file():
         return final

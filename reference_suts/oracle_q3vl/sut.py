@@ -34,7 +34,9 @@ def answer(truth: dict[str, Any], mode: str = "exact") -> str:
     if mode == "parent":
         levels = category.split(CATEGORY_SEPARATOR)
         category = CATEGORY_SEPARATOR.join(levels[:-1]) if len(levels) > 1 else category
-    text = ProductMetadata(category=category, brand=truth["brand"], is_secondhand=truth["is_secondhand"]).model_dump_json()
+    text = ProductMetadata(
+        category=category, brand=truth["brand"], is_secondhand=truth["is_secondhand"]
+    ).model_dump_json()
     return f"```json\n{text}\n```" if mode == "fenced" else text
 
 

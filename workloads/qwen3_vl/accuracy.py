@@ -212,4 +212,6 @@ def score(entries: list[tuple[int, bytes]], library: Any, params: dict[str, Any]
         "unparsable": float(unparsable),
         "responses": float(n),
     }
-    return AccuracyResult(metrics=metrics, accuracy_txt=accuracy_txt(f1), passed=f1 >= target, targets={"f1": target})
+    return AccuracyResult(
+        metrics=metrics, accuracy_txt=accuracy_txt(f1), passed=f1 >= target, targets={"f1": target}
+    )

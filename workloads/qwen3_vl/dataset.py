@@ -107,7 +107,9 @@ def _chunks_for_split(root: Path, split: str) -> list[_Chunk]:
 def _check_columns(path: Path, names: Sequence[str]) -> None:
     missing = [c for c in COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected the Shopify/product-catalogue columns")
+        raise ValueError(
+            f"{path}: missing column(s) {missing}; expected the Shopify/product-catalogue columns"
+        )
 
 
 def _read_arrow(path: Path) -> Any:
@@ -180,7 +182,9 @@ class ProductCatalogueLibrary:
         gt_tables = []
         for path in dict.fromkeys(c.path for c in self._chunks):  # each file once, in order
             gt_tables.append(
-                pq.read_table(path, columns=_GT_COLUMNS) if path.suffix == ".parquet" else _read_arrow(path).select(_GT_COLUMNS)
+                pq.read_table(path, columns=_GT_COLUMNS)
+                if path.suffix == ".parquet"
+                else _read_arrow(path).select(_GT_COLUMNS)
             )
         gt = pa.concat_tables(gt_tables).to_pydict() if gt_tables else {c: [] for c in _GT_COLUMNS}
         self._total = min(n, int(count)) if count is not None else n

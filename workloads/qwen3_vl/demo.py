@@ -60,7 +60,9 @@ TAXONOMY: dict[str, Any] = {
     },
     "Electronics": {
         "Audio": {"Headphones": {}, "Speakers": {}},
-        "Cameras & Optics": {"Cameras": {"Video Cameras": {"Drone Video Cameras": {}, "Cinema Video Cameras": {}}}},
+        "Cameras & Optics": {
+            "Cameras": {"Video Cameras": {"Drone Video Cameras": {}, "Cinema Video Cameras": {}}}
+        },
     },
     "Animals & Pet Supplies": {
         "Pet Supplies": {"Dog Supplies": {"Dog Toys": {}, "Dog Beds": {}}, "Cat Supplies": {"Cat Toys": {}}},
@@ -68,7 +70,16 @@ TAXONOMY: dict[str, Any] = {
 }
 """A small tree in the style of the Shopify product taxonomy (names joined by ``" > "``)."""
 
-_BRANDS = ["Frendorf", "Nordlys", "Acme Outdoor", "Maison Claire", "Kuro", "Bluefin", "Tallow & Co", "Ridgeway"]
+_BRANDS = [
+    "Frendorf",
+    "Nordlys",
+    "Acme Outdoor",
+    "Maison Claire",
+    "Kuro",
+    "Bluefin",
+    "Tallow & Co",
+    "Ridgeway",
+]
 _ADJECTIVES = ["Classic", "Premium", "Lightweight", "Handmade", "Waterproof", "Compact", "Vintage", "Organic"]
 _COLORS = {
     "red": (200, 40, 40),
@@ -150,7 +161,9 @@ def make_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
             f"in {color}. Item {i:05d}."
         )
         if rng.random() < 0.3:  # merchant descriptions often arrive wrapped in markup
-            desc = f'<div class="product"><p>{desc}</p><script>var sku="{brand[:3].upper()}-{i}";</script></div>'
+            desc = (
+                f'<div class="product"><p>{desc}</p><script>var sku="{brand[:3].upper()}-{i}";</script></div>'
+            )
         fmt = "JPEG" if i % 2 == 0 else "PNG"
         rows.append(
             {

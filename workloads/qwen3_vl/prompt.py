@@ -104,5 +104,9 @@ def response_format() -> dict[str, Any]:
     """OpenAI ``response_format`` for guided (schema-constrained) decoding, off by default."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": "product_metadata", "schema": ProductMetadata.model_json_schema(), "strict": True},
+        "json_schema": {
+            "name": "product_metadata",
+            "schema": ProductMetadata.model_json_schema(),
+            "strict": True,
+        },
     }

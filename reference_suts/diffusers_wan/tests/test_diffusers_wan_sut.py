@@ -20,13 +20,23 @@ pytest.importorskip("cv2")
 import torch  # noqa: E402
 
 from raybench.core.protocols import Query, SUTContext  # noqa: E402
-from reference_suts.diffusers_wan import REFERENCE_NEGATIVE_PROMPT, SUT_SPEC  # noqa: E402
+from reference_suts.diffusers_wan import (  # noqa: E402
+    MLPERF_PRESET,
+    REFERENCE_NEGATIVE_PROMPT,
+    SUT_SPEC,
+    TINY_PRESET,
+    resolve_params,
+)
 from reference_suts.diffusers_wan.sut import DiffusersWanSUT  # noqa: E402
-from reference_suts.diffusers_wan.tiny import TINY_PARAMS  # noqa: E402
 from workloads.wan22 import WORKLOAD  # noqa: E402
 from workloads.wan22.video import DEMO_VIDEO, VideoInfo, is_mp4, probe_mp4, read_mp4  # noqa: E402
 
 PROMPT = "a cat playing in park"
+
+
+def params(**overrides) -> dict:
+    """What the harness passes for the demo: SUT defaults < workload sut_params < user overrides."""
+    return {**SUT_SPEC.params, **WORKLOAD.sut_params["diffusers_wan"], **overrides}
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +45,7 @@ def cache(tmp_path_factory, monkeypatch) -> Iterator[Path]:
     monkeypatch.setenv("RAYBENCH_CACHE", str(root))
     threads = torch.get_num_threads()
     yield root
-    torch.set_num_threads(threads)  # TINY_PARAMS sets 1 thread process-wide
+    torch.set_num_threads(threads)  # the tiny preset sets 1 thread process-wide
 
 
 def ctx(mode: str = "AccuracyOnly", **workload_params) -> SUTContext:
@@ -63,34 +73,53 @@ def run(sut: DiffusersWanSUT, context: SUTContext, prompts: list[str], hooks: bo
 
 
 def test_demo_sut_params_are_the_tiny_pipeline():
-    assert dict(WORKLOAD.sut_params["diffusers_wan"]) == TINY_PARAMS
-    assert (TINY_PARAMS["height"], TINY_PARAMS["width"], TINY_PARAMS["num_frames"]) == (
+    p = resolve_params(params())
+    assert p == {"preset": "tiny", **TINY_PRESET}
+    assert (p["model"], p["device"], p["generate_latent"]) == ("builtin:tiny", "cpu", True)
+    assert (p["height"], p["width"], p["num_frames"], p["fps"]) == (
         DEMO_VIDEO.height,
         DEMO_VIDEO.width,
         DEMO_VIDEO.num_frames,
+        DEMO_VIDEO.fps,
     )
-    assert SUT_SPEC.params["fps"] == DEMO_VIDEO.fps == 16
 
 
-def test_reference_defaults():
-    p = SUT_SPEC.params
-    assert (p["height"], p["width"], p["num_frames"], p["fps"]) == (720, 1280, 81, 16)
+def test_mlperf_preset_is_the_reference_and_overrides_win():
+    p = resolve_params({**params(), "preset": "mlperf", "model": "/models/wan", "height": 480})
+    assert p["model"] == "/models/wan"
+    assert (p["height"], p["width"], p["num_frames"], p["fps"]) == (480, 1280, 81, 16)
     assert (
         p["num_inference_steps"],
         p["guidance_scale"],
         p["guidance_scale_2"],
         p["boundary_ratio"],
         p["seed"],
-    ) == (20, 4.0, 3.0, 0.875, 42)
-    assert (p["dtype"], p["vae_dtype"], p["allow_download"]) == ("bfloat16", "float32", False)
+    ) == (
+        20,
+        4.0,
+        3.0,
+        0.875,
+        42,
+    )
+    assert (p["dtype"], p["vae_dtype"], p["allow_download"], p["generate_latent"]) == (
+        "bfloat16",
+        "float32",
+        False,
+        False,
+    )
+    assert resolve_params(SUT_SPEC.params) == {"preset": "mlperf", **MLPERF_PRESET}
     assert REFERENCE_NEGATIVE_PROMPT.startswith(
         "vivid colors, overexposed, static, blurry details, subtitles, style,\nwork"
     )
     assert REFERENCE_NEGATIVE_PROMPT.endswith("many people in the background,\nwalking backwards")
+    with pytest.raises(ValueError, match="preset must be one of \\('mlperf', 'tiny'\\), got 'huge'"):
+        resolve_params({"preset": "huge"})
+    with pytest.raises(ValueError, match="unknown params \\['hieght'\\]"):
+        resolve_params({"hieght": 720})
 
 
 def test_end_to_end_accuracy_mode_writes_videos_and_uses_both_experts(tmp_path, cache):
-    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path)})
+    sut = DiffusersWanSUT(params(video_dir=str(tmp_path)))
     [resp], counts = run(sut, ctx(), [PROMPT], hooks=True)
     assert resp.error is None
     assert counts == {"transformer": 4, "transformer_2": 4}
@@ -107,7 +136,7 @@ def test_end_to_end_accuracy_mode_writes_videos_and_uses_both_experts(tmp_path, 
 
 def test_boundary_ratio_moves_steps_between_experts(tmp_path):
     # boundary 0.95 -> 950: only t=999 goes to the high-noise expert
-    sut = DiffusersWanSUT({**TINY_PARAMS, "boundary_ratio": 0.95, "save_videos": "never"})
+    sut = DiffusersWanSUT(params(boundary_ratio=0.95, save_videos="never"))
     [resp], counts = run(sut, ctx(), [PROMPT], hooks=True)
     assert resp.error is None
     assert counts == {"transformer": 2, "transformer_2": 6}
@@ -118,9 +147,7 @@ def test_fixed_latent_makes_runs_identical_whatever_the_seed(tmp_path):
     torch.save(torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(1)), latent)
     frames = []
     for seed in (42, 7):
-        sut = DiffusersWanSUT(
-            {**TINY_PARAMS, "seed": seed, "latent_path": str(latent), "video_dir": str(tmp_path / str(seed))}
-        )
+        sut = DiffusersWanSUT(params(seed=seed, latent_path=str(latent), video_dir=str(tmp_path / str(seed))))
         run(sut, ctx(), [PROMPT])
         frames.append(read_mp4(tmp_path / str(seed) / f"{PROMPT}-0.mp4")[0])
     assert (frames[0] == frames[1]).all()
@@ -130,14 +157,14 @@ def test_fixed_latent_makes_runs_identical_whatever_the_seed(tmp_path):
     torch.save(
         torch.randn((1, 16, 3, 4, 4), generator=torch.Generator().manual_seed(2)), other / "fixed_latent.pt"
     )
-    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path / "other")})
+    sut = DiffusersWanSUT(params(video_dir=str(tmp_path / "other")))
     run(sut, ctx(data_dir=str(other)), [PROMPT])
     assert sut.latent_path == other / "fixed_latent.pt"
     assert not (read_mp4(tmp_path / "other" / f"{PROMPT}-0.mp4")[0] == frames[0]).all()
 
 
 def test_performance_mode_returns_mp4_without_writing(tmp_path):
-    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path / "v")})
+    sut = DiffusersWanSUT(params(video_dir=str(tmp_path / "v")))
     responses, _ = run(sut, ctx("PerformanceOnly"), [PROMPT, "lighthouse"])
     assert [r.error for r in responses] == [None, None]
     assert all(is_mp4(r.data) for r in responses)
@@ -145,13 +172,13 @@ def test_performance_mode_returns_mp4_without_writing(tmp_path):
 
 
 def test_path_response_format(tmp_path):
-    sut = DiffusersWanSUT({**TINY_PARAMS, "video_dir": str(tmp_path), "response_format": "path"})
+    sut = DiffusersWanSUT(params(video_dir=str(tmp_path), response_format="path"))
     [resp], _ = run(sut, ctx("PerformanceOnly"), ["lighthouse"])
     assert resp.data.decode() == str((tmp_path / "lighthouse-0.mp4").resolve())
 
 
 def test_non_string_sample_is_an_error_response(tmp_path):
-    sut = DiffusersWanSUT({**TINY_PARAMS, "save_videos": "never"})
+    sut = DiffusersWanSUT(params(save_videos="never"))
     [resp], _ = run(sut, ctx(), [123])
     assert resp.data == b""
     assert resp.error == "TypeError: Wan2.2 sample must be a prompt string, got int"
@@ -171,11 +198,11 @@ def test_non_string_sample_is_an_error_response(tmp_path):
 )
 def test_bad_params(override, match):
     with pytest.raises(ValueError, match=match):
-        DiffusersWanSUT({**TINY_PARAMS, **override})
+        DiffusersWanSUT(params(**override))
 
 
 def test_missing_latent_without_generation(tmp_path):
-    sut = DiffusersWanSUT({**TINY_PARAMS, "generate_latent": False, "latent_path": str(tmp_path / "none.pt")})
+    sut = DiffusersWanSUT(params(generate_latent=False, latent_path=str(tmp_path / "none.pt")))
     with pytest.raises(FileNotFoundError, match=f"fixed latent not found: {tmp_path / 'none.pt'}"):
         run(sut, ctx(), [])
 
@@ -183,12 +210,30 @@ def test_missing_latent_without_generation(tmp_path):
 def test_latent_of_wrong_shape(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save(torch.zeros(1, 16, 21, 90, 160), bad)
-    sut = DiffusersWanSUT({**TINY_PARAMS, "latent_path": str(bad)})
+    sut = DiffusersWanSUT(params(latent_path=str(bad)))
     with pytest.raises(ValueError, match=r"shape \(1, 16, 21, 90, 160\), expected \(1, 16, 3, 4, 4\)"):
         run(sut, ctx(), [])
 
 
 def test_hub_id_not_downloaded_offline():
-    sut = DiffusersWanSUT({**TINY_PARAMS, "model": "nobody/not-a-wan-model"})
+    sut = DiffusersWanSUT(params(model="nobody/not-a-wan-model"))
     with pytest.raises(FileNotFoundError, match="allow_download=true"):
         run(sut, ctx(), [])
+
+
+def test_demo_through_library_sut_and_scorer(tmp_path):
+    """The demo flow without the harness: library -> SUT (accuracy mode) -> scorer on the logged bytes."""
+    from workloads.wan22.accuracy import score
+    from workloads.wan22.dataset import load_library
+
+    lib = load_library({**WORKLOAD.params, "count": 3})
+    lib.load(range(lib.total_count))
+    sut = DiffusersWanSUT(params(video_dir=str(tmp_path / "sut")))
+    responses, _ = run(sut, ctx(), [lib.get(i) for i in range(3)])
+    entries = [(i, r.data) for i, r in enumerate(responses)]
+    result = score(entries, lib, {**WORKLOAD.params, "video_dir": str(tmp_path / "scored")})
+    assert result.metrics == {"videos": 3, "missing": 0}
+    assert result.passed is None  # demo prompts: videos checked, VBench not run
+    for prompt in lib.prompts:
+        name = f"{prompt}-0.mp4"
+        assert (tmp_path / "scored" / name).read_bytes() == (tmp_path / "sut" / name).read_bytes()

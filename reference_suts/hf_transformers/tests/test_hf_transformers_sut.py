@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from raybench.core.protocols import Query, SUTContext
+from raybench.core.protocols import Query, Response, SUTContext
 from reference_suts.hf_transformers import SUT_SPEC
 from reference_suts.hf_transformers.sut import HFConfig, HFTransformersSUT, to_conversation
 
@@ -58,7 +58,13 @@ def test_to_conversation_decodes_data_url_images():
         {
             "messages": [
                 {"role": "system", "content": "sys"},
-                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hi"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                },
             ]
         }
     )
@@ -69,7 +75,9 @@ def test_to_conversation_decodes_data_url_images():
     assert [im.size for im in images] == [(37, 21)] and images[0].format == "PNG"
     assert to_conversation("hello") == ([{"role": "user", "content": "hello"}], [])
     with pytest.raises(ValueError, match="remote image URLs"):
-        to_conversation([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}])
+        to_conversation(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+        )
     with pytest.raises(ValueError, match="unsupported content part type 'audio'"):
         to_conversation([{"role": "user", "content": [{"type": "audio"}]}])
     with pytest.raises(TypeError):
@@ -84,7 +92,12 @@ def test_issue_before_start_fails():
 
 def test_tiny_causal_lm_batching_streaming_and_errors(cache):
     a = {"messages": [{"role": "user", "content": "red cotton shirts category brand"}]}
-    b = {"messages": [{"role": "system", "content": "choose one category from the list"}, {"role": "user", "content": "blue"}]}
+    b = {
+        "messages": [
+            {"role": "system", "content": "choose one category from the list"},
+            {"role": "user", "content": "blue"},
+        ]
+    }
     bad = {"messages": [{"role": "user", "content": [{"type": "video_url"}]}]}
 
     async def main():
@@ -124,7 +137,9 @@ def test_tiny_qwen3_vl_on_demo_samples(cache):
 
     async def main():
         sut = HFTransformersSUT(params)
-        await sut.start(SUTContext("qwen3_vl", "Server", "AccuracyOnly", workload_params=dict(WORKLOAD.params)))
+        await sut.start(
+            SUTContext("qwen3_vl", "Server", "AccuracyOnly", workload_params=dict(WORKLOAD.params))
+        )
         sut._model.model.visual.register_forward_hook(
             lambda mod, args, kwargs, out: vision_calls.append(kwargs["grid_thw"].tolist()), with_kwargs=True
         )
@@ -141,3 +156,17 @@ def test_tiny_qwen3_vl_on_demo_samples(cache):
         assert q.first_token_ns > 0
     res = score([(q.indices[0], r.data) for q, r in zip(queries, responses, strict=True)], library, {})
     assert res.metrics["unparsable"] == 2.0 and res.metrics["f1"] == 0.0 and res.passed is False
+
+
+def test_stop_resolves_the_running_batch(cache):
+    async def main():
+        sut = HFTransformersSUT({"model": "tiny-qwen3", "max_new_tokens": 2000, "warmup": False})
+        await sut.start(SUTContext("llm", "Server", "PerformanceOnly"))
+        q = Query(id=0, indices=[0], samples=["tell me about red cotton shirts"], clock=_Clock())
+        task = asyncio.create_task(sut.issue(q))
+        while not q.first_token_ns:  # generation is under way in the worker thread
+            await asyncio.sleep(0.005)
+        await sut.stop()
+        return await task
+
+    assert asyncio.run(main()) == [Response(error="SUT stopped")]

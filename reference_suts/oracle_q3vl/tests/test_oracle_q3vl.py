@@ -36,7 +36,9 @@ def _run(params, mode):
         await sut.start(SUTContext("qwen3_vl", "Offline", "AccuracyOnly", workload_params=params))
         idx = list(range(library.total_count))
         queries = [
-            Query(id=k, indices=idx[k : k + 5], samples=[library.get(i) for i in idx[k : k + 5]], clock=_Clock())
+            Query(
+                id=k, indices=idx[k : k + 5], samples=[library.get(i) for i in idx[k : k + 5]], clock=_Clock()
+            )
             for k in range(0, len(idx), 5)
         ]
         answers = await asyncio.gather(*(sut.issue(q) for q in queries))
@@ -48,7 +50,9 @@ def _run(params, mode):
     for q, responses in zip(queries, answers, strict=True):
         assert len(responses) == len(q.indices) and q.first_token_ns > 0
         for i, r in zip(q.indices, responses, strict=True):
-            entries.append((i, bytes.fromhex(r.data.hex().upper())))  # hex round trip of mlperf_log_accuracy.json
+            entries.append(
+                (i, bytes.fromhex(r.data.hex().upper()))
+            )  # hex round trip of mlperf_log_accuracy.json
     return library, load_object(WORKLOAD.accuracy)(entries, library, params)
 
 

@@ -29,7 +29,9 @@ class FakeLibrary:
 
 
 def _json(category, brand="Acme", secondhand=False):
-    return ProductMetadata(category=category, brand=brand, is_secondhand=secondhand).model_dump_json().encode()
+    return (
+        ProductMetadata(category=category, brand=brand, is_secondhand=secondhand).model_dump_json().encode()
+    )
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,9 @@ def test_workload_spec():
 
 def test_system_prompt_embeds_the_reference_schema():
     text = system_prompt()
-    assert text.startswith("Please analyze the product from the user prompt\nand provide the following fields")
+    assert text.startswith(
+        "Please analyze the product from the user prompt\nand provide the following fields"
+    )
     assert "most appropriate, correct, and specifc\ncategory" in text  # the official spelling
     head, _, block = text.partition("The JSON object should match the followng JSON schema:\n```json\n")
     assert block.endswith("\n```\n")
@@ -134,16 +136,22 @@ def test_datasets_save_to_disk_layout(tmp_path, rows):
         d = tmp_path / split
         d.mkdir()
         table = pa.Table.from_pylist(part)
-        with pa.OSFile(str(d / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        with (
+            pa.OSFile(str(d / "data-00000-of-00001.arrow"), "wb") as sink,
+            pa.ipc.new_stream(sink, table.schema) as w,
+        ):
             w.write_table(table)
-        (d / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+        (d / "state.json").write_text(
+            json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
+        )
     (tmp_path / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')
     lib = ProductCatalogueLibrary(tmp_path)
     assert lib.total_count == N
     assert lib.ground_truth(10)["brand"] == rows[10]["ground_truth_brand"]
     lib.load([10])
-    assert _data_url_bytes(lib.get(10)["messages"][1]["content"][1]["image_url"]["url"])[1] == (
-        rows[10]["product_image"]["bytes"]
+    assert (
+        _data_url_bytes(lib.get(10)["messages"][1]["content"][1]["image_url"]["url"])[1]
+        == (rows[10]["product_image"]["bytes"])
     )
 
 
@@ -180,4 +188,6 @@ def test_demo_is_deterministic_and_cached(tmp_path, monkeypatch):
     mtime = (path / "data" / "train-00000-of-00001.parquet").stat().st_mtime_ns
     assert demo_dir(8) == path  # reused, not regenerated
     assert (path / "data" / "train-00000-of-00001.parquet").stat().st_mtime_ns == mtime
-    assert [lib.ground_truth(i)["category"] for i in range(8)] == [r["ground_truth_category"] for r in make_rows(8)]
+    assert [lib.ground_truth(i)["category"] for i in range(8)] == [
+        r["ground_truth_category"] for r in make_rows(8)
+    ]

@@ -1,0 +1,237 @@
+"""Ray actors: a load-generator shard, a SUT replica, and the shard-side replica pool.
+
+``LoadGenShard`` is an async actor running :class:`~raybench.core.loadgen.ShardRunner` on its
+slice of the plan; many queries are in flight on its event loop. ``SUTReplica`` hosts any
+reference SUT class (the same class the in-process executor uses) with its own resources.
+``ReplicaPoolSUT`` is the SUT adapter a shard talks to: it sends each query to the replica
+with the fewest outstanding queries from this shard, and streams tokens back through a Ray
+streaming generator so TTFT is measured on the shard's own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import ray
+
+from raybench.core.loadgen import ShardRunner
+from raybench.core.plan import ShardSlice
+from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.records import ShardReport
+from raybench.core.spec import load_object
+
+__all__ = ["LoadGenShard", "ReplicaPoolSUT", "SUTError", "SUTReplica"]
+
+
+def _node_label() -> str:
+    try:
+        node = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # pragma: no cover - outside Ray
+        node = "?"
+    return f"{socket.gethostname()}/{node}"
+
+
+class _StreamQuery(Query):
+    """A query inside a replica whose token marks are forwarded to the shard."""
+
+    __slots__ = ("_events",)
+
+    def first_token(self) -> None:
+        self.token()
+
+    def token(self) -> None:
+        self._events.put_nowait(("tok", None))
+
+
+@ray.remote
+class SUTReplica:
+    """One replica of a SUT (any class implementing the SUT protocol), as an async actor."""
+
+    def __init__(self, entry: str, params: dict[str, Any], replica: int) -> None:
+        self.replica = replica
+        self.sut = load_object(entry)(dict(params))
+        self.node = _node_label()
+
+    async def start(self, ctx: SUTContext) -> dict[str, Any]:
+        await self.sut.start(ctx)
+        return {
+            "replica": self.replica,
+            "node": self.node,
+            "name": getattr(self.sut, "name", type(self.sut).__name__),
+            "max_batch": int(getattr(self.sut, "max_batch", 1) or 1),
+            "max_inflight": int(getattr(self.sut, "max_inflight", 0) or 0),
+            "streaming": bool(getattr(self.sut, "streaming", False)),
+            "pid": os.getpid(),
+        }
+
+    async def issue(self, qid: int, indices: list[int], samples: list[Any]) -> list[Response]:
+        return list(await self.sut.issue(Query(id=qid, indices=indices, samples=samples)))
+
+    async def issue_stream(self, qid: int, indices: list[int], samples: list[Any]) -> AsyncIterator[Any]:
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        q = _StreamQuery(id=qid, indices=indices, samples=samples)
+        q._events = events
+
+        async def work() -> None:
+            try:
+                events.put_nowait(("done", list(await self.sut.issue(q))))
+            except Exception as exc:
+                events.put_nowait(("err", f"{type(exc).__name__}: {exc}"))
+
+        task = asyncio.ensure_future(work())
+        try:
+            while True:
+                kind, val = await events.get()
+                yield (kind, val)
+                if kind in ("done", "err"):
+                    return
+        finally:
+            task.cancel()
+
+    async def stop(self) -> None:
+        await self.sut.stop()
+
+
+class SUTError(RuntimeError):
+    """A SUT replica failed (``fatal`` when no replica is left)."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class ReplicaPoolSUT:
+    """The shard's SUT adapter over N replica actors (least outstanding queries first)."""
+
+    def __init__(self, handles: Sequence[Any], infos: Sequence[dict[str, Any]]) -> None:
+        if not handles:
+            raise ValueError("ReplicaPoolSUT needs at least one replica")
+        self.handles = list(handles)
+        self.infos = list(infos)
+        first = self.infos[0]
+        self.name = str(first["name"])
+        self.max_batch = int(first["max_batch"])
+        per = int(first["max_inflight"])
+        self.max_inflight = per * len(self.handles) if per else 0
+        self.streaming = bool(first["streaming"])
+        self.outstanding = [0] * len(self.handles)
+        self.dead: dict[int, str] = {}
+
+    async def start(self, ctx: SUTContext) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def _pick(self) -> int:
+        best = -1
+        for i, n in enumerate(self.outstanding):
+            if i in self.dead:
+                continue
+            if best < 0 or n < self.outstanding[best]:
+                best = i
+        if best < 0:
+            reasons = "; ".join(f"replica {i}: {r}" for i, r in sorted(self.dead.items()))
+            raise SUTError(f"all SUT replicas died ({reasons})", fatal=True)
+        return best
+
+    async def issue(self, query: Query) -> Sequence[Response]:
+        i = self._pick()
+        h = self.handles[i]
+        self.outstanding[i] += 1
+        try:
+            indices, samples = list(query.indices), list(query.samples)
+            if self.streaming:
+                resps: list[Response] = []
+                async for ref in h.issue_stream.remote(query.id, indices, samples):
+                    kind, val = await ref
+                    if kind == "tok":
+                        query.token()
+                    elif kind == "done":
+                        resps = val
+                    else:
+                        raise SUTError(f"replica {i} on {self.infos[i]['node']}: {val}")
+                return resps
+            return await h.issue.remote(query.id, indices, samples)
+        except ray.exceptions.RayActorError as exc:
+            why = f"died ({type(exc).__name__})"
+            self.dead[i] = why
+            raise SUTError(f"SUT replica {i} on {self.infos[i]['node']} {why}", fatal=len(self.dead) == len(self.handles)) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            raise SUTError(f"replica {i} on {self.infos[i]['node']}: {type(cause).__name__}: {str(cause).splitlines()[0][:200]}") from None
+        finally:
+            self.outstanding[i] -= 1
+
+
+@ray.remote
+class LoadGenShard:
+    """A load-generator shard: runs the core loadgen on one slice of the plan."""
+
+    def __init__(
+        self,
+        prepared: Any,
+        slice_: ShardSlice,
+        replicas: list[Any],
+        replica_infos: list[dict[str, Any]],
+        deadline_s: float | None,
+    ) -> None:
+        self.prepared = prepared
+        self.slice = slice_
+        self.replicas = replicas
+        self.replica_infos = replica_infos
+        self.deadline_s = deadline_s
+        self.node = _node_label()
+        self.runner: ShardRunner | None = None
+        self._snaps: list[dict[str, Any]] = []
+
+    async def prepare(self) -> dict[str, Any]:
+        from raybench.core.clock import MonotonicClock
+        from raybench.registry import make_library, make_sut
+
+        p = self.prepared
+        lib = make_library(p.workload, dict(p.workload_params))
+        sut = ReplicaPoolSUT(self.replicas, self.replica_infos) if self.replicas else make_sut(p.sut, dict(p.sut_params))
+        self.runner = ShardRunner(
+            self.slice,
+            sut,
+            lib,
+            MonotonicClock(),
+            ctx=p.sut_context(self.slice.shard),
+            query_timeout_s=p.config.query_timeout_s,
+            deadline_s=self.deadline_s,
+            on_snapshot=self._snaps.append,
+            node=self.node,
+        )
+        await self.runner.prepare()
+        return {"shard": self.slice.shard, "node": self.node, "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def run(self, t0_wall_ns: int) -> ShardReport:
+        assert self.runner is not None, "prepare() first"
+        # Convert the broadcast wall-clock T0 to this process's monotonic clock once; from then
+        # on every timestamp is monotonic and local.
+        t0 = time.monotonic_ns() + (t0_wall_ns - time.time_ns())
+        try:
+            rep = await self.runner.run(t0)
+        finally:
+            await self.runner.close()
+        rep.t0_wall_ns = t0_wall_ns
+        rep.node = self.node
+        return rep
+
+    def progress(self) -> list[dict[str, Any]]:
+        """Snapshots since the last call (live progress)."""
+        out, self._snaps[:] = list(self._snaps), []
+        return out
+
+    def stop(self, reason: str) -> None:
+        if self.runner is not None:
+            self.runner.abort(reason)
+
+    def ping(self) -> str:
+        return self.node

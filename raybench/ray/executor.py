@@ -1,0 +1,264 @@
+"""``RayExecutor``: shards as actors on the load nodes, SUT replicas as actors with their resources.
+
+Data flow (DESIGN.md): the driver builds the plan and partitions it; shard slices travel through
+the object store; the executor starts the SUT replicas (model loading happens here, before any
+timing), places one shard per load node, waits until every shard and replica is ready, then
+broadcasts a start time T0 a little in the future on the wall clock. Each shard converts T0 to
+its own monotonic clock once and from then on only reads that clock. While the run goes, the
+driver polls every shard once a second for progress snapshots; at the end it collects the
+reports. A shard or replica that dies, a SUT that never answers, or Ctrl-C all end the run by its
+deadline with everything measured so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+from raybench.core.config import RayConfig
+from raybench.core.plan import ShardSlice
+from raybench.core.records import ShardReport
+from raybench.core.runner import PreparedRun, ProgressFn, shard_deadline_s
+from raybench.ray.actors import LoadGenShard, SUTReplica
+
+__all__ = ["RayExecutor", "load_nodes"]
+
+log = logging.getLogger(__name__)
+
+_READY_TIMEOUT_S = float(os.environ.get("RAYBENCH_READY_TIMEOUT_S", "3600"))
+_REPORT_GRACE_S = 60.0
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def load_nodes(cfg: RayConfig) -> list[dict[str, Any]]:
+    """Nodes eligible for load-generator shards.
+
+    A node qualifies if it has every resource in ``shard_resources`` and, with ``shard_label``
+    (``key=value``), that node label. Without either, GPU nodes are skipped whenever a CPU-only
+    node exists (load generators never compete with the SUT for a GPU host unless asked).
+    """
+    nodes = _alive_nodes()
+    if cfg.shard_resources:
+        nodes = [n for n in nodes if all(n["Resources"].get(k, 0) >= v for k, v in cfg.shard_resources.items())]
+    if cfg.shard_label:
+        key, _, val = cfg.shard_label.partition("=")
+        nodes = [n for n in nodes if str((n.get("Labels") or {}).get(key)) == val]
+    elif not cfg.shard_resources:
+        cpu_only = [n for n in nodes if not n["Resources"].get("GPU")]
+        if cpu_only:
+            nodes = cpu_only
+    nodes.sort(key=lambda n: (n["NodeManagerAddress"], n["NodeID"]))
+    return nodes
+
+
+class RayExecutor:
+    """Runs shard slices as ``LoadGenShard`` actors and the SUT as ``SUTReplica`` actors.
+
+    Args:
+        cfg: placement and resources (``RunConfig.ray``). With ``address=None`` (and no
+            RAY_ADDRESS) an embedded local Ray is started and shut down at the end.
+    """
+
+    def __init__(self, cfg: RayConfig | None = None) -> None:
+        self.cfg = cfg or RayConfig()
+        self._owns_ray = False
+        self._nodes: list[dict[str, Any]] = []
+        self.live_shards: list[Any] = []
+        self.live_replicas: list[Any] = []
+        self.placements: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ cluster
+    def _init(self) -> None:
+        if ray.is_initialized():
+            return
+        address = self.cfg.address or os.environ.get("RAY_ADDRESS")
+        kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True, "configure_logging": False}
+        if self.cfg.runtime_env:
+            kwargs["runtime_env"] = self.cfg.runtime_env
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs.update(include_dashboard=False, object_store_memory=512 * 2**20)
+            self._owns_ray = True
+        kwargs.update(self.cfg.init_kwargs)
+        ray.init(**kwargs)
+
+    def close(self) -> None:
+        """Shut down the embedded Ray if this executor started it."""
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+    def default_shards(self, prepared: PreparedRun) -> int:
+        self._init()
+        return max(1, len(load_nodes(self.cfg)))
+
+    def system_extra(self) -> dict[str, Any]:
+        nodes = []
+        for n in self._nodes or (_alive_nodes() if ray.is_initialized() else []):
+            res = n.get("Resources", {})
+            nodes.append(
+                {
+                    "node_id": n["NodeID"],
+                    "address": n["NodeManagerAddress"],
+                    "hostname": n.get("NodeManagerHostname"),
+                    "cpus": res.get("CPU", 0),
+                    "gpus": res.get("GPU", 0),
+                    "memory_gb": round(res.get("memory", 0) / 2**30, 2),
+                    "labels": n.get("Labels", {}),
+                    "resources": {k: v for k, v in res.items() if not k.startswith("node:")},
+                }
+            )
+        return {"ray_version": ray.__version__, "nodes": nodes, "number_of_nodes": len(nodes)}
+
+    # ------------------------------------------------------------------ placement
+    def _shard_options(self, k: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.cfg
+        opts: dict[str, Any] = {"num_cpus": cfg.shard_num_cpus, "max_concurrency": 64}
+        if cfg.shard_resources:
+            opts["resources"] = dict(cfg.shard_resources)
+        if cfg.placement in ("spread", "node") and nodes:
+            node = nodes[k % len(nodes)]
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        elif cfg.placement == "pack":
+            opts["scheduling_strategy"] = "DEFAULT"
+        return opts
+
+    def _start_replicas(self, prepared: PreparedRun) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+        cfg = self.cfg
+        handles, pgs = [], []
+        for i in range(max(1, cfg.replicas)):
+            opts: dict[str, Any] = {
+                "num_cpus": cfg.replica_num_cpus,
+                "num_gpus": cfg.replica_num_gpus,
+                "max_concurrency": 1000,
+            }
+            if cfg.replica_resources:
+                opts["resources"] = dict(cfg.replica_resources)
+            if cfg.replica_bundles:
+                pg = ray.util.placement_group(cfg.replica_bundles, strategy="STRICT_PACK", name=f"raybench-replica-{i}")
+                ray.get(pg.ready(), timeout=_READY_TIMEOUT_S)
+                pgs.append(pg)
+                opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+            handles.append(SUTReplica.options(**opts).remote(prepared.sut.entry, dict(prepared.sut_params), i))
+        try:
+            infos = ray.get([h.start.remote(prepared.sut_context(i)) for i, h in enumerate(handles)], timeout=_READY_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            raise RuntimeError(f"sut {prepared.sut.name}: a replica failed to start: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+        return handles, infos, pgs
+
+    # ------------------------------------------------------------------ run
+    def run(self, prepared: PreparedRun, slices: list[ShardSlice], progress: ProgressFn | None = None) -> list[ShardReport]:
+        self._init()
+        cfg = self.cfg
+        nodes = load_nodes(cfg)
+        self._nodes = _alive_nodes()
+        if not nodes:
+            raise ValueError("ray.shard_label/shard_resources: no alive node can host a load-generator shard")
+        inline = prepared.sut.inline if cfg.sut_inline is None else cfg.sut_inline
+        replicas: list[Any] = []
+        infos: list[dict[str, Any]] = []
+        pgs: list[Any] = []
+        shards: list[Any] = []
+        deadline = shard_deadline_s(prepared)
+        try:
+            if not inline:
+                replicas, infos, pgs = self._start_replicas(prepared)
+            self.live_replicas = replicas
+            self.live_shards = shards
+            for sl in slices:
+                shards.append(LoadGenShard.options(**self._shard_options(sl.shard, nodes)).remote(prepared, sl, replicas, infos, deadline))
+            try:
+                ready = ray.get([s.prepare.remote() for s in shards], timeout=_READY_TIMEOUT_S)
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                raise RuntimeError(f"a load-generator shard failed to start: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+            self.placements = ready
+            t0_wall = time.time_ns() + int(cfg.start_lead_s * 1e9)
+            return self._collect(shards, ready, t0_wall, deadline, progress)
+        finally:
+            for h in shards + replicas:
+                try:
+                    ray.kill(h)
+                except Exception:  # already dead
+                    pass
+            for pg in pgs:
+                try:
+                    ray.util.remove_placement_group(pg)
+                except Exception:
+                    pass
+
+    def _collect(
+        self,
+        shards: list[Any],
+        ready: list[dict[str, Any]],
+        t0_wall: int,
+        deadline: float | None,
+        progress: ProgressFn | None,
+    ) -> list[ShardReport]:
+        n = len(shards)
+        reports: list[ShardReport | None] = [None] * n
+        pending = {shards[k].run.remote(t0_wall): k for k in range(n)}
+        start = time.monotonic() + self.cfg.start_lead_s
+        hard_end = start + deadline + _REPORT_GRACE_S if deadline else None
+        stopping = False
+        while pending:
+            try:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in done:
+                    k = pending.pop(ref)
+                    try:
+                        reports[k] = ray.get(ref)
+                    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                        reports[k] = ShardReport(
+                            shard=k,
+                            node=ready[k]["node"],
+                            status="failed",
+                            failure=f"shard {k} on node {ready[k]['node']} died ({type(exc).__name__}); its records are lost",
+                        )
+                        if not stopping:
+                            stopping = True
+                            for j in pending.values():
+                                shards[j].stop.remote(f"run stopped: shard {k} on node {ready[k]['node']} failed")
+                if progress is not None:
+                    self._poll(shards, pending, progress)
+                if hard_end is not None and time.monotonic() > hard_end:
+                    for ref, k in list(pending.items()):
+                        ray.kill(shards[k])
+                        reports[k] = ShardReport(shard=k, node=ready[k]["node"], status="failed",
+                                                 failure=f"shard {k} on node {ready[k]['node']} did not report by the deadline")
+                        pending.pop(ref)
+            except KeyboardInterrupt:
+                if stopping:
+                    raise
+                stopping = True
+                log.warning("interrupted: stopping shards and writing what was measured")
+                for k in pending.values():
+                    shards[k].stop.remote("interrupted by the user (Ctrl-C)")
+                hard_end = time.monotonic() + 30.0
+        return [r if r is not None else ShardReport(shard=k, status="failed", failure="no report") for k, r in enumerate(reports)]
+
+    @staticmethod
+    def _poll(shards: list[Any], pending: dict[Any, int], progress: ProgressFn) -> None:
+        alive = sorted(pending.values())
+        refs = [shards[k].progress.remote() for k in alive]
+        try:
+            snaps = ray.get(refs, timeout=2.0)
+        except Exception:
+            return
+        for k, items in zip(alive, snaps, strict=True):
+            for snap in items:
+                progress(k, snap)
+
+
+_ = socket  # hostname lookups happen in the actors

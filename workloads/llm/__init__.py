@@ -1,0 +1,44 @@
+"""Llama 3.1 8B summarization on CNN/DailyMail (MLPerf ``llama3.1-8b``), see README.md."""
+
+from __future__ import annotations
+
+from raybench.core.spec import WorkloadSpec
+
+LATENCY_BOUNDS_MS = {"Server": (2000, 100), "Interactive": (500, 30)}
+"""p99 (TTFT, TPOT) bounds in ms: Server = ``llama3_1-8b``, Interactive = ``llama3_1-8b-interactive``."""
+
+WORKLOAD = WorkloadSpec(
+    name="llm",
+    description="Llama 3.1 8B summarization, CNN/DailyMail (MLPerf llama3.1-8b), ROUGE, TTFT/TPOT",
+    library="workloads.llm.dataset:load_library",
+    default_sut="openai_endpoint",
+    scenarios=("Offline", "Server", "SingleStream", "Concurrency"),
+    accuracy="workloads.llm.accuracy:score",
+    mlperf_model="llama3_1-8b",
+    params={
+        "data_dir": None,  # holds cnn_eval.json; None = generated demo set
+        "dataset_file": None,  # e.g. sample_cnn_eval_5000.json (edge)
+        "count": None,
+        "performance_count": None,
+        "prompt": "tokens",  # tokens (tok_input ids, as the reference) | text (input)
+        "max_tokens": 128,
+        "response_format": "token_ids",  # how the SUT encodes responses (MLPerf: int32 ids)
+        "tokenizer": "meta-llama/Llama-3.1-8B-Instruct",  # to decode ids for ROUGE
+    },
+    settings={
+        "Server": {"ttft_latency": 2000, "tpot_latency": 100, "use_token_latencies": 1},
+        "Interactive": {"ttft_latency": 500, "tpot_latency": 30, "use_token_latencies": 1},
+        "Offline": {"use_token_latencies": 1},
+        "SingleStream": {"use_token_latencies": 1},
+    },
+    token_latencies=True,
+    sut_params={
+        "openai_endpoint": {
+            "api": "completions",
+            "max_tokens": 128,
+            "temperature": 0.0,
+            "response_format": "token_ids",
+            "extra_body": {"min_tokens": 1, "return_token_ids": True},
+        },
+    },
+)
