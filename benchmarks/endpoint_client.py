@@ -9,7 +9,8 @@ once), and the client on one core. Measured in the same run:
    aiohttp session, one coroutine per request, ``async for line in response.content``, json per
    line), and the ratio of the two;
 3. Poisson arrivals at ``--qps`` (500): achieved rate, TTFT p50/p99, send lateness, errors;
-4. Poisson far past capacity (``--overload-qps``) with ``max_inflight`` capped: the client must
+4. Poisson far past capacity (``--overload-qps``, default 3x the closed-loop rate) with
+   ``max_inflight`` capped: the client must
    keep completing at about its capacity with no errors, and report how late it sent.
 
 Run: ``python3 benchmarks/endpoint_client.py [--seconds 5] [--concurrency 256]``.
@@ -271,7 +272,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--qps", type=float, default=500.0)
-    ap.add_argument("--overload-qps", type=float, default=4000.0)
+    ap.add_argument("--overload-qps", type=float, default=0.0, help="0 = 3x the measured closed-loop rate")
     ap.add_argument("--overload-inflight", type=int, default=256)
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
@@ -297,7 +298,8 @@ def main() -> None:
             print(f"closed loop c={args.concurrency}  vLLM-bench-style baseline  : {bl['req_s']:8.0f} req/s, "
                   f"errors {bl['errors']}")
             print(f"ratio raybench / baseline: {rb['req_s'] / bl['req_s']:.2f}x")
-        for qps, cap in ((args.qps, 1024), (args.overload_qps, args.overload_inflight)):
+        overload = args.overload_qps or round(3 * rb["req_s"], -2)
+        for qps, cap in ((args.qps, 1024), (overload, args.overload_inflight)):
             p = asyncio.run(poisson_raybench(url, qps, args.seconds, cap))
             print(f"poisson {qps:6.0f} req/s (max_inflight {cap}): issued {p['issued_qps']:.0f}/s, "
                   f"completed {p['completed_qps']:.0f}/s, TTFT p50 {p['ttft_p50_ms']:.2f} ms "

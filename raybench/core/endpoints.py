@@ -298,7 +298,7 @@ def step_function(points: Sequence[ParetoPoint]) -> tuple[np.ndarray, np.ndarray
         return np.zeros(0), np.zeros(0)
     xs = [0.0, front[0].tps_per_user]
     ys = [front[0].system_tps, front[0].system_tps]
-    for prev, p in zip(front, front[1:]):
+    for prev, p in zip(front, front[1:], strict=False):
         xs += [prev.tps_per_user, p.tps_per_user]
         ys += [p.system_tps, p.system_tps]
     return np.asarray(xs), np.asarray(ys)
@@ -354,9 +354,9 @@ def series_block(
         "median": float(np.percentile(arr, 50, method="lower")),
         "avg": float(arr.mean()),
         "std_dev": float(arr.std(ddof=1)) if n > 1 else 0.0,
-        "percentiles": {str(float(p)): float(v) for p, v in zip(percentiles, pv)},
+        "percentiles": {str(float(p)): float(v) for p, v in zip(percentiles, pv, strict=False)},
         "histogram": {
-            "buckets": [[float(a), float(b)] for a, b in zip(edges[:-1], edges[1:])],
+            "buckets": [[float(a), float(b)] for a, b in zip(edges[:-1], edges[1:], strict=False)],
             "counts": [int(c) for c in counts],
         },
     }

@@ -56,6 +56,8 @@ class FakeSUT:
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("sut.params.error_rate: must be between 0 and 1")
         self.tokens = p.get("tokens")
+        # Streaming SUTs report tokens as they arrive (through Ray: a streaming generator).
+        self.streaming = bool(p.get("streaming", bool(self.tokens)))
         self.capacity = int(p.get("capacity", 0))
         self.echo = bool(p.get("echo", False))
         self.raise_after = p.get("raise_after")

@@ -8,7 +8,7 @@ SUT_SPEC = SUTSpec(
     name="openai_endpoint",
     description="Any OpenAI-compatible endpoint (vLLM, SGLang, TGI, managed APIs) over streaming HTTP",
     entry="reference_suts.openai_endpoint.sut:OpenAIEndpointSUT",
-    extra="vllm",
+    extra=None,  # stdlib transport; aiohttp only for the tests' scripted server
     params={
         "urls": ["http://127.0.0.1:8000"],
         "api": "completions",

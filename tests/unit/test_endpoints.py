@@ -145,7 +145,7 @@ def test_series_block_exact() -> None:
     assert b["std_dev"] == pytest.approx(3.0276503540974917, rel=1e-12)
     assert b["percentiles"] == {"99.9": 9.0, "90.0": 9.0, "50.0": 5.0}
     edges = np.exp(np.linspace(0, math.log(10), 5))
-    assert b["histogram"]["buckets"] == [[float(a), float(c)] for a, c in zip(edges[:-1], edges[1:])]
+    assert b["histogram"]["buckets"] == [[float(a), float(c)] for a, c in zip(edges[:-1], edges[1:], strict=False)]
     assert b["histogram"]["counts"] == [1, 2, 2, 5]
     assert "early_stopping_percentiles" not in b
     assert series_block([]) == {}

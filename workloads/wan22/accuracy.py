@@ -226,7 +226,7 @@ def score(entries: Sequence[tuple[int, bytes]], library: Any, params: Mapping[st
     use_vbench = params.get("vbench")
     if use_vbench is None:
         use_vbench = not getattr(library, "is_demo", False)
-    target = float(params.get("target", TARGET_VBENCH_SCORE))
+    target = float(params.get("target") or TARGET_VBENCH_SCORE)
     keep = params.get("video_dir")
     tmp = None if keep else tempfile.TemporaryDirectory(prefix="raybench-wan22-")
     try:

@@ -1,0 +1,190 @@
+"""HSTU model paths, sharded lookups, streaming scheduler and the SUT on the tiny dataset."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from reference_suts.dlrmv3_hstu.engine import InferenceEngine, UIHCache  # noqa: E402
+from reference_suts.dlrmv3_hstu.model import HSTURanker, config_for, make_request  # noqa: E402
+from reference_suts.dlrmv3_hstu.scheduler import StreamingScheduler  # noqa: E402
+from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding  # noqa: E402
+from reference_suts.dlrmv3_hstu.sut import DLRMv3HSTUSUT  # noqa: E402
+from workloads.dlrmv3.accuracy import decode_payload, score  # noqa: E402
+from workloads.dlrmv3.dataset import DLRMv3Data, DLRMv3Library  # noqa: E402
+from workloads.dlrmv3.generator import generate, preset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(preset("tiny"), tmp_path_factory.mktemp("dl") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def lib(tiny_dir: Path) -> DLRMv3Library:
+    return DLRMv3Library(DLRMv3Data(tiny_dir))
+
+
+@pytest.fixture(scope="module")
+def ranker() -> HSTURanker:
+    torch.set_num_threads(1)
+    return HSTURanker(config_for("tiny")).eval()
+
+
+def _reqs(lib: DLRMv3Library, idx: list[int]) -> list:
+    cfg = config_for("tiny")
+    return [make_request(lib.get(i), cfg) for i in idx]
+
+
+def test_sharded_lookup_bitwise_equal(lib: DLRMv3Library, ranker: HSTURanker) -> None:
+    table = ranker.item_emb.weight.detach()
+    one = ShardedEmbedding.from_table(table, 1)
+    five = ShardedEmbedding.from_table(table, 5)          # 8192 rows -> 1639 per shard
+    ids = torch.tensor([0, 8191, 1638, 1639, 1639, 5, 0])
+    assert torch.equal(five(ids), table[ids])
+    assert five.stats["unique_ids"] == 5
+    reqs = _reqs(lib, list(range(8)))
+    p1 = InferenceEngine(ranker.dense, one.lookup_many).predict(reqs)
+    p5 = InferenceEngine(ranker.dense, five.lookup_many).predict(reqs)
+    assert all(torch.equal(a, b) for a, b in zip(p1, p5))
+    with pytest.raises(IndexError):
+        five(torch.tensor([8192]))
+
+
+def test_training_forward_matches_inference(lib: DLRMv3Library, ranker: HSTURanker) -> None:
+    reqs = _reqs(lib, [0, 1, 2])
+    emb = ShardedEmbedding.from_table(ranker.item_emb.weight.detach(), 1)
+    base = InferenceEngine(ranker.dense, emb.lookup_many).predict(reqs)
+    with torch.no_grad():
+        logits, valid = ranker.batch_logits(reqs)                 # padded batch of 3
+    for i, p in enumerate(base):
+        assert torch.allclose(torch.sigmoid(logits[i][valid[i]]), p, atol=1e-6)
+
+
+def test_candidates_are_independent(lib: DLRMv3Library, ranker: HSTURanker) -> None:
+    """A candidate's score does not depend on the other candidates (the mask)."""
+    (r,) = _reqs(lib, [3])
+    emb = ShardedEmbedding.from_table(ranker.item_emb.weight.detach(), 1)
+    eng = InferenceEngine(ranker.dense, emb.lookup_many)
+    full = eng.predict([r])[0]
+    r.cand_ids = r.cand_ids[10:20]
+    assert torch.allclose(eng.predict([r])[0], full[10:20], atol=1e-6)
+
+
+def test_mfalcon_equals_baseline(lib: DLRMv3Library, ranker: HSTURanker) -> None:
+    reqs = _reqs(lib, list(range(6)))
+    emb = ShardedEmbedding.from_table(ranker.item_emb.weight.detach(), 2)
+    base = InferenceEngine(ranker.dense, emb.lookup_many).predict(reqs)
+    for m in (1, 7, 64):
+        got = InferenceEngine(ranker.dense, emb.lookup_many, microbatch=m).predict(reqs)
+        assert max(float((a - b).abs().max()) for a, b in zip(base, got)) < 1e-5
+
+
+def test_uih_cache_equals_baseline_and_invalidates(lib: DLRMv3Library, ranker: HSTURanker) -> None:
+    user = lib.get(0)["user"]
+    idx = [i for i in range(lib.total_count) if lib.get(i)["user"] == user]
+    assert len(idx) >= 5
+    emb = ShardedEmbedding.from_table(ranker.item_emb.weight.detach(), 1)
+    base_eng = InferenceEngine(ranker.dense, emb.lookup_many)
+    cache = UIHCache()
+    eng = InferenceEngine(ranker.dense, emb.lookup_many, microbatch=16, uih_cache=cache)
+    order = idx + [idx[0]]                        # replay of an earlier timestamp at the end
+    for i in order:
+        (r,) = _reqs(lib, [i])
+        assert float((base_eng.predict([r])[0] - eng.predict([r])[0]).abs().max()) < 1e-5
+    assert cache.stats["misses"] == 1
+    assert cache.stats["hits"] == len(idx) - 1
+    assert cache.stats["invalidated"] == 1        # the shorter (earlier) history is not a prefix
+    assert len(cache) == 1
+    small = UIHCache(max_bytes=1)                 # nothing fits: never stored
+    eng2 = InferenceEngine(ranker.dense, emb.lookup_many, uih_cache=small)
+    eng2.predict(_reqs(lib, idx[:2]))
+    assert len(small) == 0 and small.stats["misses"] == 2
+
+
+def test_scheduler_slots_and_epochs() -> None:
+    s = StreamingScheduler([2, 0, 3], repeats=2)
+    got = [s.slot(k) for k in range(12)]
+    assert [g.ts_idx for g in got] == [0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 0, 0]
+    assert [g.index for g in got] == [0, 1, 0, 1, 2, 3, 4, 2, 3, 4, 0, 1]
+    assert [g.phase for g in got][-3:] == [2, 3, 3]
+    with pytest.raises(ValueError, match="counts_per_ts"):
+        StreamingScheduler([0, 0])
+
+
+def test_scheduler_gates_concurrent_random_issues() -> None:
+    counts = [5, 3, 7, 1, 4]
+    sched = StreamingScheduler(counts)
+    events: list[tuple[str, int]] = []
+    rnd = random.Random(0)
+    n = 2 * sum(counts) + 3                       # two epochs and a bit
+
+    async def one() -> None:
+        await asyncio.sleep(rnd.random() * 0.01)
+        slot = await sched.acquire()
+        events.append(("start", slot.phase))
+        await asyncio.sleep(rnd.random() * 0.005)
+        events.append(("end", slot.phase))
+        await sched.release(slot)
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    asyncio.run(main())
+    ended: dict[int, int] = {}
+    quota = {p: counts[p % 5] for p in range(10)}
+    for kind, phase in events:
+        if kind == "start":
+            assert all(ended.get(q, 0) == quota[q] for q in range(phase)), (phase, ended)
+        else:
+            ended[phase] = ended.get(phase, 0) + 1
+    assert len(events) == 2 * n and sched.max_waiting > 0
+
+
+def test_sut_streaming_order_and_accuracy(tiny_dir: Path) -> None:
+    wl = {"data_dir": str(tiny_dir), "max_requests_per_ts": 6}
+    sut = DLRMv3HSTUSUT({"config": "tiny", "n_shards": 2, "microbatch": 32, "uih_cache": True,
+                         "max_batch": 4})
+    ctx = SUTContext(workload="dlrmv3", scenario="Server", mode="AccuracyOnly", workload_params=wl)
+    total = 60
+    order = list(range(total))
+    random.Random(1).shuffle(order)
+
+    async def main() -> list:
+        await sut.start(ctx)
+        qs = [Query(id=k, indices=order[2 * k:2 * k + 2], samples=[None, None])
+              for k in range(total // 2)]
+        out = await asyncio.gather(*(sut.issue(q) for q in qs))
+        await sut.stop()
+        return [(q.indices, r) for q, r in zip(qs, out)]
+
+    results = asyncio.run(main())
+    served_ts = [sut.library.key(i)[0] for _, i in sut.served]
+    assert served_ts == sorted(served_ts)                 # timestamp by timestamp
+    assert sorted(i for _, i in sut.served) == list(range(total))
+    entries = [(qi, r.data) for idx, rs in results for qi, r in zip(idx, rs)]
+    assert all(r.error is None for _, rs in results for r in rs)
+    keys = {decode_payload(d)[:2] for _, d in entries}
+    assert len(keys) == total
+    res = score(entries, sut.library, {})
+    assert res.metrics["num_requests"] == 60 and res.metrics["coverage"] == 1.0
+    assert res.passed is False                            # random init vs MLPerf targets
+    assert "metric/lifetime_gauc/rating:" in res.accuracy_txt
+
+
+def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, tiny_dir: Path) -> None:
+    from reference_suts.dlrmv3_hstu.sut import build_engine
+
+    r = HSTURanker(config_for("tiny", items_per_category=100))
+    torch.save({"config": r.cfg.to_dict(), "dense": r.dense.state_dict(),
+                "item_table": r.item_emb.weight.detach()}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="items_per_category"):
+        build_engine({"checkpoint": str(tmp_path / "m.pt")}, preset("tiny"))
+    np.testing.assert_equal(preset("tiny").items_per_category, 512)

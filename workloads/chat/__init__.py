@@ -1,0 +1,18 @@
+"""Generic chat/prompt workload: any JSONL of prompts or chat messages, optional expected outputs."""
+
+from __future__ import annotations
+
+from raybench.core.spec import WorkloadSpec
+
+WORKLOAD = WorkloadSpec(
+    name="chat",
+    description="Any JSONL of {prompt} or {messages} (optional expected) against an OpenAI-compatible endpoint",
+    library="workloads.chat.dataset:load_library",
+    default_sut="openai_endpoint",
+    scenarios=("Server", "Offline", "SingleStream", "Concurrency"),
+    accuracy="workloads.chat.accuracy:score",
+    mlperf_model=None,
+    params={"path": None, "count": None, "max_tokens": None},
+    token_latencies=True,
+    sut_params={"openai_endpoint": {"api": "chat", "response_format": "text"}},
+)
