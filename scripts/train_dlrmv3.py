@@ -117,7 +117,7 @@ def evaluate(library: Any, model: Any, *, microbatch: int = 64, batch: int = 16)
     for a in range(0, library.total_count, batch):
         samples = [library.get(i) for i in range(a, min(a + batch, library.total_count))]
         preds = engine.predict([make_request(s, model.cfg) for s in samples])
-        reqs += [(p.numpy(), s["labels"], np.ones_like(s["labels"])) for s, p in zip(samples, preds)]
+        reqs += [(p.numpy(), s["labels"], np.ones_like(s["labels"])) for s, p in zip(samples, preds, strict=True)]
     return compute_metrics(reqs)
 
 

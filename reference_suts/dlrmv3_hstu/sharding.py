@@ -120,7 +120,7 @@ class ShardedEmbedding:
         if not sizes:
             return []
         out = self.lookup(torch.cat([t.reshape(-1) for t in id_lists]))
-        return [o.reshape(*t.shape, self.dim) for o, t in zip(torch.split(out, sizes), id_lists)]
+        return [o.reshape(*t.shape, self.dim) for o, t in zip(torch.split(out, sizes), id_lists, strict=True)]
 
     @property
     def memory_bytes(self) -> int:

@@ -120,7 +120,7 @@ class DLRMv3HSTUSUT:
 
         preds = self.engine.predict([make_request(s, self.cfg) for s in samples])
         return [encode_payload(s["ts_idx"], s["query_idx"], p.numpy(), s["labels"])
-                for s, p in zip(samples, preds)]
+                for s, p in zip(samples, preds, strict=True)]
 
     async def _run(self, samples: list[dict[str, Any]]) -> list[bytes]:
         assert self._lock is not None, "start() was not awaited"
@@ -142,7 +142,7 @@ class DLRMv3HSTUSUT:
                 await sched.wait_ready(slots[group[0]])
                 samples = [self.library.get(slots[i].index) for i in group]
                 data = await self._run(samples)
-                for i, d in zip(group, data):
+                for i, d in zip(group, data, strict=True):
                     out[i] = Response(data=d)
                     self.served.append((slots[i].seq, slots[i].index))
             except Exception as exc:  # noqa: BLE001 - the slot still completes

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from workloads.dlrmv3.generator import (
-    KIND_EVAL, KIND_INFER, KIND_TRAIN, LABEL_THRESHOLD, GeneratorParams, generate, preset, read_meta,
+    KIND_EVAL,
+    KIND_INFER,
+    LABEL_THRESHOLD,
+    GeneratorParams,
+    generate,
+    preset,
+    read_meta,
 )
 
 __all__ = ["DLRMv3Data", "DLRMv3Library", "load_library", "demo_dir", "DEMO_VERSION"]
@@ -146,7 +152,7 @@ class DLRMv3Library:
         self._ts_idx = np.concatenate(tsi)
         self.counts_per_ts = [int(o.size) for o in order]
         self.ts_offsets = np.concatenate([[0], np.cumsum(self.counts_per_ts)]).astype(np.int64)
-        self._by_key = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(self._ts_idx, self._query_idx))}
+        self._by_key = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(self._ts_idx, self._query_idx, strict=True))}
         self._loaded: dict[int, dict[str, Any]] = {}
 
     @property

@@ -276,7 +276,7 @@ def _pack(params: GeneratorParams, first: int, n: int, cats: np.ndarray,
     for name, parts in (("uih", uih_parts), ("cand", cand_parts)):
         # Global slot number of each token = slot base of its schedule step + local segment.
         bases = np.cumsum([0] + [p[3] for p in parts])
-        tok_slot = np.concatenate([p[0] + b for p, b in zip(parts, bases[:-1])])
+        tok_slot = np.concatenate([p[0] + b for p, b in zip(parts, bases[:-1], strict=True)])
         ids = np.concatenate([p[1] for p in parts])
         rat = np.concatenate([p[2] for p in parts])
         rank = np.empty_like(perm)

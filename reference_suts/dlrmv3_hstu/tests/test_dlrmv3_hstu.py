@@ -53,7 +53,7 @@ def test_sharded_lookup_bitwise_equal(lib: DLRMv3Library, ranker: HSTURanker) ->
     reqs = _reqs(lib, list(range(8)))
     p1 = InferenceEngine(ranker.dense, one.lookup_many).predict(reqs)
     p5 = InferenceEngine(ranker.dense, five.lookup_many).predict(reqs)
-    assert all(torch.equal(a, b) for a, b in zip(p1, p5))
+    assert all(torch.equal(a, b) for a, b in zip(p1, p5, strict=True))
     with pytest.raises(IndexError):
         five(torch.tensor([8192]))
 
@@ -84,7 +84,7 @@ def test_mfalcon_equals_baseline(lib: DLRMv3Library, ranker: HSTURanker) -> None
     base = InferenceEngine(ranker.dense, emb.lookup_many).predict(reqs)
     for m in (1, 7, 64):
         got = InferenceEngine(ranker.dense, emb.lookup_many, microbatch=m).predict(reqs)
-        assert max(float((a - b).abs().max()) for a, b in zip(base, got)) < 1e-5
+        assert max(float((a - b).abs().max()) for a, b in zip(base, got, strict=True)) < 1e-5
 
 
 def test_uih_cache_equals_baseline_and_invalidates(lib: DLRMv3Library, ranker: HSTURanker) -> None:
@@ -163,13 +163,13 @@ def test_sut_streaming_order_and_accuracy(tiny_dir: Path) -> None:
               for k in range(total // 2)]
         out = await asyncio.gather(*(sut.issue(q) for q in qs))
         await sut.stop()
-        return [(q.indices, r) for q, r in zip(qs, out)]
+        return [(q.indices, r) for q, r in zip(qs, out, strict=True)]
 
     results = asyncio.run(main())
     served_ts = [sut.library.key(i)[0] for _, i in sut.served]
     assert served_ts == sorted(served_ts)                 # timestamp by timestamp
     assert sorted(i for _, i in sut.served) == list(range(total))
-    entries = [(qi, r.data) for idx, rs in results for qi, r in zip(idx, rs)]
+    entries = [(qi, r.data) for idx, rs in results for qi, r in zip(idx, rs, strict=True)]
     assert all(r.error is None for _, rs in results for r in rs)
     keys = {decode_payload(d)[:2] for _, d in entries}
     assert len(keys) == total

@@ -12,7 +12,14 @@ import pytest
 
 from workloads.dlrmv3.dataset import DLRMv3Data, DLRMv3Library, load_library
 from workloads.dlrmv3.generator import (
-    KIND_BASE, KIND_EVAL, KIND_INFER, KIND_TRAIN, generate, generate_shard, item_quality, preset,
+    KIND_BASE,
+    KIND_EVAL,
+    KIND_INFER,
+    KIND_TRAIN,
+    generate,
+    generate_shard,
+    item_quality,
+    preset,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,7 +99,7 @@ def test_dirichlet_rich_get_richer(data: DLRMv3Data) -> None:
     ends = np.append(data.user_start[1:], data.stream_ids.size)
     top, sim = [], []
     rng = np.random.default_rng(0)
-    for a, b in zip(data.user_start, ends):
+    for a, b in zip(data.user_start, ends, strict=True):
         c = np.bincount(data.stream_ids[a:b] // p.items_per_category, minlength=p.num_categories)
         top.append(c.max() / c.sum())
         sim.append(rng.multinomial(c.sum(), [0.25] * 4).max() / c.sum())
