@@ -1,0 +1,93 @@
+"""YOLO11 end to end on a local Ray: random-init yolo11n (Offline, SingleStream, accuracy log) and the oracle.
+
+One module-scoped local Ray (``ray_local``). The SUT runs as a ``SUTReplica`` actor and the
+load generator as a ``LoadGenShard`` actor, so images cross process boundaries exactly as in a
+cluster run. Sizes are small (imgsz 160, 16 demo images, 0.5-1 s minimum durations).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import ray_local, ray_run  # noqa: F401 - ray_local is a fixture
+from workloads.yolo11.accuracy import decode_payload
+
+pytest.importorskip("ultralytics")
+pytestmark = pytest.mark.ray
+
+YOLO = ("workload=yolo11", "sut=ultralytics_yolo", "workload.params.count=16", "sut.params.imgsz=160",
+        "sut.params.max_batch=4")
+
+
+def _mllog_lines(run_dir: Path) -> list[dict]:
+    """Every line of mlperf_log_detail.txt as JSON (raises if one is not)."""
+    lines = (run_dir / "mlperf_log_detail.txt").read_text().splitlines()
+    assert lines and all(line.startswith(":::MLLOG ") for line in lines)
+    return [json.loads(line[len(":::MLLOG "):]) for line in lines]
+
+
+def _accuracy_entries(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "mlperf_log_accuracy.json").read_text())
+
+
+def test_yolo11n_offline_on_ray_performance(ray_local, tmp_path: Path) -> None:  # noqa: F811
+    # Offline issues 1.1 x expected_qps x min_duration = 1.1 x 240/s x 0.1 s = 26 samples (LoadGen's
+    # 10 % slack; 16 images, so 10 repeat); the run takes longer than 0.1 s, so the duration holds.
+    out, ex = ray_run(tmp_path, *YOLO, "scenario=Offline", "settings.offline_expected_qps=240",
+                      "settings.min_duration_ms=100", "settings.min_query_count=1")
+    m = out.metrics
+    assert (m.validity, m.invalid_reasons) == ("VALID", [])
+    assert m.samples_issued == m.samples_completed == 26 and m.num_errors == 0
+    assert m.samples_per_second > 0
+    res = json.loads((out.run_dir / "result.json").read_text())
+    assert (res["validity"], res["sut"], res["scenario"], res["samples_completed"]) == (
+        "VALID", "ultralytics_yolo", "Offline", 26)
+    logs = _mllog_lines(out.run_dir)
+    by_key = {rec["key"]: rec["value"] for rec in logs}
+    assert by_key["result_validity"] == "VALID"
+    assert by_key["effective_scenario"] == "Offline"
+    assert _accuracy_entries(out.run_dir) == []  # PerformanceOnly logs no payloads
+    # The replica actor ran ultralytics offline (its env set before the import, inside the actor).
+    assert ex.placements and "ultralytics_yolo" in (out.run_dir / "system.json").read_text()
+
+
+def test_yolo11n_singlestream_on_ray_accuracy_log(ray_local, tmp_path: Path) -> None:  # noqa: F811
+    out, _ = ray_run(tmp_path, *YOLO, "scenario=SingleStream", "mode=AccuracyOnly")
+    m = out.metrics
+    assert m.samples_completed == 16 and m.num_errors == 0
+    entries = _accuracy_entries(out.run_dir)
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(16))
+    for e in entries:
+        raw = bytes.fromhex(e["data"])
+        assert len(raw) % 28 == 0  # 7 float32 per box (a random net may find none)
+        boxes = decode_payload(raw)
+        assert np.all(boxes[:, 0] == e["qsl_idx"])  # the payload carries its own qsl index
+        assert np.all((boxes[:, 1:5] >= -0.01) & (boxes[:, 1:5] <= 1.01))  # normalised coordinates
+    txt = (out.run_dir / "accuracy.txt").read_text()
+    assert "mAP=" in txt and out.accuracy is not None and 0.0 <= out.accuracy.metrics["mAP"] < 1.0
+    logs = _mllog_lines(out.run_dir)
+    assert {rec["key"]: rec["value"] for rec in logs}["effective_test_mode"] == "AccuracyOnly"
+
+
+def test_yolo11n_singlestream_on_ray_performance(ray_local, tmp_path: Path) -> None:  # noqa: F811
+    # 64 queries: the fewest for which the p90 early-stopping estimate can be met.
+    out, _ = ray_run(tmp_path, *YOLO, "scenario=SingleStream", "settings.min_query_count=64",
+                     "settings.min_duration_ms=500")
+    m = out.metrics
+    assert m.validity == "VALID", m.invalid_reasons
+    assert m.queries_issued == m.samples_completed >= 64 and m.num_errors == 0
+    assert _mllog_lines(out.run_dir)
+
+
+def test_oracle_through_ray_scores_100(ray_local, tmp_path: Path) -> None:  # noqa: F811
+    out, _ = ray_run(tmp_path, "workload=yolo11", "sut=oracle_yolo", "scenario=Offline", "mode=AccuracyOnly")
+    assert out.metrics.samples_completed == 64 and out.metrics.num_errors == 0
+    txt = (out.run_dir / "accuracy.txt").read_text()
+    assert "mAP=100.000%" in txt.splitlines()
+    assert out.accuracy.metrics["mAP"] == pytest.approx(100.0) and out.accuracy.passed is True
+    assert os.path.getsize(out.run_dir / "mlperf_log_accuracy.json") > 0
