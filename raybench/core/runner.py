@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import os
 import pickle
-import platform
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -243,19 +240,33 @@ def _run_dir(cfg: RunConfig, scenario: str) -> Path:
 
 
 def system_info(prepared: PreparedRun, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A minimal system description (the Ray executor adds the cluster's nodes)."""
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        mem = 0
+    """The run's system description: MLPerf's system-description fields plus the SUT's config.
+
+    Host facts (``raybench.report.system.describe_host``: /proc/cpuinfo, memory, ``nvidia-smi``
+    when present) describe the driver's host; the Ray executor's ``extra`` adds ``nodes`` and
+    overrides the per-node fields with those of the SUT nodes. Software versions come from
+    package metadata, so nothing heavy (torch) is imported to learn its version. ``tags.system_name``
+    names the system (MLPerf's ``system_name``); secrets in SUT/workload params are masked.
+    """
+    from raybench.report.system import describe_host, software_versions
+
+    host = describe_host()
+    versions = software_versions()
+    versions.setdefault("raybench", __version__)
+    versions.setdefault("numpy", np.__version__)
+    framework = ", ".join(f"{k} {versions[k]}" for k in ("vllm", "torch", "transformers", "diffusers", "ultralytics") if k in versions)
     info: dict[str, Any] = {
-        "system_name": socket.gethostname(),
-        "host_processor_core_count": os.cpu_count(),
-        "host_memory_capacity": f"{mem / 2**30:.1f} GB",
-        "operating_system": f"{platform.system()} {platform.release()}",
+        "system_name": prepared.config.tags.get("system_name") or host["hostname"],
+        "system_type": prepared.config.tags.get("system_type", "datacenter"),
+        "number_of_nodes": 1,
+        **{k: v for k, v in host.items() if k != "hostname"},
+        "framework": framework or "raybench (no ML framework installed)",
+        "other_software_stack": ", ".join(f"{k} {v}" for k, v in versions.items()) + f", python {sys.version.split()[0]}",
+        "software": versions,
         "python": sys.version.split()[0],
         "raybench": __version__,
         "numpy": np.__version__,
+        "driver_host": host["hostname"],
         "sut": {"name": prepared.sut.name, "params": _mask_secrets(prepared.sut_params)},
         "workload": {"name": prepared.workload.name, "params": _mask_secrets(prepared.workload_params)},
     }

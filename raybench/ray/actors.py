@@ -39,13 +39,13 @@ def _node_label() -> str:
 class _StreamQuery(Query):
     """A query inside a replica whose token marks are forwarded to the shard."""
 
-    __slots__ = ("_events",)
+    __slots__ = ("_cb",)
 
     def first_token(self) -> None:
         self.token()
 
     def token(self) -> None:
-        self._events.put_nowait(("tok", None))
+        self._cb()
 
 
 @ray.remote
@@ -56,10 +56,19 @@ class SUTReplica:
         self.replica = replica
         self.sut = load_object(entry)(dict(params))
         self.node = _node_label()
+        self._server: Any = None
 
-    async def start(self, ctx: SUTContext) -> dict[str, Any]:
+    async def start(self, ctx: SUTContext, direct_host: str | None = None) -> dict[str, Any]:
         await self.sut.start(ctx)
+        direct = None
+        if direct_host:
+            from raybench.ray.direct import serve_direct
+
+            host = ray.util.get_node_ip_address() if direct_host == "node" else direct_host
+            self._server, port = await serve_direct(host, self._direct_issue)
+            direct = (host, port)
         return {
+            "direct": direct,
             "replica": self.replica,
             "node": self.node,
             "name": getattr(self.sut, "name", type(self.sut).__name__),
@@ -72,10 +81,17 @@ class SUTReplica:
     async def issue(self, qid: int, indices: list[int], samples: list[Any]) -> list[Response]:
         return list(await self.sut.issue(Query(id=qid, indices=indices, samples=samples)))
 
+    async def _direct_issue(self, qid: int, indices: list[int], samples: list[Any], on_token: Any) -> list[Response]:
+        if on_token is None:
+            return list(await self.sut.issue(Query(id=qid, indices=indices, samples=samples)))
+        q = _StreamQuery(id=qid, indices=indices, samples=samples)
+        q._cb = on_token
+        return list(await self.sut.issue(q))
+
     async def issue_stream(self, qid: int, indices: list[int], samples: list[Any]) -> AsyncIterator[Any]:
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         q = _StreamQuery(id=qid, indices=indices, samples=samples)
-        q._events = events
+        q._cb = lambda: events.put_nowait(("tok", None))
 
         async def work() -> None:
             try:
@@ -94,6 +110,8 @@ class SUTReplica:
             task.cancel()
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
         await self.sut.stop()
 
 
@@ -121,12 +139,22 @@ class ReplicaPoolSUT:
         self.streaming = bool(first["streaming"])
         self.outstanding = [0] * len(self.handles)
         self.dead: dict[int, str] = {}
+        self.clients: list[Any] = []
 
     async def start(self, ctx: SUTContext) -> None:
-        return None
+        """With the direct transport, open one connection per replica (before T0)."""
+        if all(info.get("direct") for info in self.infos):
+            from raybench.ray.direct import DirectClient
+
+            for i, info in enumerate(self.infos):
+                host, port = info["direct"]
+                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}")
+                await c.connect()
+                self.clients.append(c)
 
     async def stop(self) -> None:
-        return None
+        for c in self.clients:
+            await c.close()
 
     def _pick(self) -> int:
         best = -1
@@ -146,6 +174,15 @@ class ReplicaPoolSUT:
         self.outstanding[i] += 1
         try:
             indices, samples = list(query.indices), list(query.samples)
+            if self.clients:
+                try:
+                    return await self.clients[i].request(query.id, indices, samples, query if self.streaming else None)
+                except ConnectionError as exc:
+                    self.dead[i] = "died (connection lost)"
+                    raise SUTError(f"SUT replica {i} on {self.infos[i]['node']} died ({exc})",
+                                   fatal=len(self.dead) == len(self.handles)) from None
+                except RuntimeError as exc:
+                    raise SUTError(f"replica {i} on {self.infos[i]['node']}: {str(exc)[:200]}") from None
             if self.streaming:
                 resps: list[Response] = []
                 async for ref in h.issue_stream.remote(query.id, indices, samples):

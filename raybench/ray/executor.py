@@ -103,9 +103,20 @@ class RayExecutor:
         return max(1, len(load_nodes(self.cfg)))
 
     def system_extra(self) -> dict[str, Any]:
+        """The cluster part of ``system.json``: every node's resources, labels and hardware.
+
+        CPU/GPU counts, memory and labels come from Ray's node table; the accelerator model comes
+        from Ray's ``accelerator_type:<name>`` resource. GPU nodes are also probed once with a
+        zero-CPU task running ``raybench.report.system.describe_host`` there (nvidia-smi's model,
+        memory and driver; the node's CPU model), bounded by a 20 s timeout and skipped on error.
+        MLPerf's per-node fields (``accelerators_per_node`` ...) then describe the SUT nodes (those
+        with GPUs, else the driver's host), and ``number_of_nodes`` counts every alive node.
+        """
         nodes = []
-        for n in self._nodes or (_alive_nodes() if ray.is_initialized() else []):
+        raw = self._nodes or (_alive_nodes() if ray.is_initialized() else [])
+        for n in raw:
             res = n.get("Resources", {})
+            accel = [k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")]
             nodes.append(
                 {
                     "node_id": n["NodeID"],
@@ -113,12 +124,35 @@ class RayExecutor:
                     "hostname": n.get("NodeManagerHostname"),
                     "cpus": res.get("CPU", 0),
                     "gpus": res.get("GPU", 0),
+                    "accelerator_type": accel[0] if accel else None,
                     "memory_gb": round(res.get("memory", 0) / 2**30, 2),
                     "labels": n.get("Labels", {}),
                     "resources": {k: v for k, v in res.items() if not k.startswith("node:")},
                 }
             )
-        return {"ray_version": ray.__version__, "nodes": nodes, "number_of_nodes": len(nodes)}
+        out: dict[str, Any] = {"ray_version": ray.__version__, "nodes": nodes, "number_of_nodes": len(nodes)}
+        gpu_nodes = [nd for nd in nodes if nd["gpus"]]
+        if not gpu_nodes or not ray.is_initialized():
+            return out
+        from raybench.report.system import describe_host
+
+        probe = ray.remote(num_cpus=0)(describe_host)
+        refs = {nd["node_id"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nd["node_id"], soft=False)).remote()
+                for nd in gpu_nodes}
+        for nd in gpu_nodes:
+            try:
+                nd["host"] = ray.get(refs[nd["node_id"]], timeout=20)
+            except Exception as exc:  # a probe is a nicety; never fail the run's bookkeeping for it
+                nd["host"] = {"error": f"{type(exc).__name__}"}
+        first = gpu_nodes[0]
+        host = first.get("host") or {}
+        out["accelerators_per_node"] = int(max(nd["gpus"] for nd in gpu_nodes))
+        out["accelerator_model_name"] = host.get("accelerator_model_name") or first["accelerator_type"] or "N/A"
+        for key in ("accelerator_memory_capacity", "host_processor_model_name", "host_processors_per_node",
+                    "host_processor_core_count", "host_memory_capacity"):
+            if key in host:
+                out[key] = host[key]
+        return out
 
     # ------------------------------------------------------------------ placement
     def _shard_options(self, k: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,7 +185,13 @@ class RayExecutor:
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
             handles.append(SUTReplica.options(**opts).remote(prepared.sut.entry, dict(prepared.sut_params), i))
         try:
-            infos = ray.get([h.start.remote(prepared.sut_context(i)) for i, h in enumerate(handles)], timeout=_READY_TIMEOUT_S)
+            direct = None
+            one_node = len({n["NodeManagerAddress"] for n in _alive_nodes()}) == 1
+            if cfg.transport == "direct" or (cfg.transport == "auto" and one_node):
+                # Loopback when the cluster is one machine; the node's IP only when asked for.
+                direct = "127.0.0.1" if one_node else "node"
+            infos = ray.get([h.start.remote(prepared.sut_context(i), direct) for i, h in enumerate(handles)],
+                            timeout=_READY_TIMEOUT_S)
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             raise RuntimeError(f"sut {prepared.sut.name}: a replica failed to start: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None

@@ -23,7 +23,8 @@ Offline behaviour: ultralytics is imported with ``YOLO_OFFLINE=1`` (no connectiv
 Threads: ultralytics sets ``OMP_NUM_THREADS=1`` on import and its device selection calls
 ``torch.set_num_threads(min(8, cpus - 1))`` on the first predict; on CPU that halves throughput on
 a 2-core machine. We set ``torch.set_num_threads(num_threads)`` on the worker thread after the
-warm-up predict (default: every core the process may run on).
+warm-up predict (default: the actor's Ray ``num_cpus`` inside Ray, else every core the process
+may run on; see :func:`default_num_threads`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +43,7 @@ import numpy as np
 from raybench.core.protocols import Query, Response, SUTContext
 from workloads.yolo11.accuracy import encode_detections
 
-__all__ = ["DEFAULT_PARAMS", "UltralyticsYoloSUT", "resolve_weights"]
+__all__ = ["DEFAULT_PARAMS", "UltralyticsYoloSUT", "default_num_threads", "resolve_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,29 @@ def resolve_weights(weights: str) -> str:
         f"ultralytics_yolo: weights not found: {weights} (give a local .pt path or a model YAML such as "
         "yolo11n.yaml; hub downloads are disabled)"
     )
+
+
+def default_num_threads() -> int:
+    """Torch threads when ``num_threads`` is unset: the CPUs this process may use.
+
+    Inside a Ray actor that is the actor's ``num_cpus`` (floored, at least 1, at most the cores
+    of the node), the share Ray reserved for it, so N replicas on one node do not each start
+    one thread per core; Ray's own ``OMP_NUM_THREADS`` cannot be relied on because a driver that
+    imported ultralytics first (which sets ``OMP_NUM_THREADS=1``) passes its value to the workers.
+    Outside Ray: the process's CPU affinity.
+    """
+    cores = len(os.sched_getaffinity(0))
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return cores
+    try:
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode != ray.WORKER_MODE:
+            return cores
+        assigned = ctx.get_assigned_resources().get("CPU")
+    except Exception:  # noqa: BLE001 - an older/odd Ray: fall back to the affinity
+        return cores
+    return cores if assigned is None else max(1, min(cores, int(assigned)))
 
 
 def _prepare_ultralytics_env() -> None:
@@ -129,7 +154,7 @@ class UltralyticsYoloSUT:
         self.max_det = int(p["max_det"])
         self.device: str | None = None if p["device"] in (None, "") else str(p["device"])
         self.half = bool(p["half"])
-        self.num_threads = int(p["num_threads"] or len(os.sched_getaffinity(0)))
+        self.num_threads = int(p["num_threads"] or default_num_threads())
         self.max_batch = int(p["max_batch"])
         self.max_inflight = int(p["max_inflight"])
         self.warmup_iters = max(1, int(p["warmup_iters"]))

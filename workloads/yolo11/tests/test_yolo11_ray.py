@@ -91,3 +91,17 @@ def test_oracle_through_ray_scores_100(ray_local, tmp_path: Path) -> None:  # no
     assert "mAP=100.000%" in txt.splitlines()
     assert out.accuracy.metrics["mAP"] == pytest.approx(100.0) and out.accuracy.passed is True
     assert os.path.getsize(out.run_dir / "mlperf_log_accuracy.json") > 0
+
+
+def test_default_threads_follow_the_replica_num_cpus(ray_local) -> None:  # noqa: F811
+    from reference_suts.ultralytics_yolo.sut import UltralyticsYoloSUT
+
+    @ray_local.remote
+    def threads(params: dict) -> int:
+        return UltralyticsYoloSUT(params).num_threads
+
+    cores = len(os.sched_getaffinity(0))
+    got = ray_local.get([threads.options(num_cpus=c).remote({}) for c in (0, 1, 2)])
+    assert got == [1, 1, min(2, cores)]
+    assert ray_local.get(threads.options(num_cpus=1).remote({"num_threads": 3})) == 3  # explicit wins
+    assert UltralyticsYoloSUT({}).num_threads == cores  # the driver: not a Ray worker

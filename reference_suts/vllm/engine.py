@@ -1,0 +1,230 @@
+"""vLLM engine mode: vLLM's ``AsyncLLM`` inside the SUT (on Ray: inside each replica actor).
+
+For clusters where vLLM is installed beside raybench. No HTTP hop: each query becomes one
+``engine.generate(prompt, SamplingParams(output_kind=DELTA), request_id)`` stream, and every
+delta that carries new tokens calls ``query.token()``, so TTFT and TPOT are measured when vLLM
+hands the tokens over (on Ray, the replica forwards the marks to the shard's clock). This is
+what the MLPerf Llama 3.1 8B reference does in its Server SUT (``AsyncLLMEngine``, greedy,
+``max_tokens=128``, ``min_tokens=1``).
+
+Sample payloads are those of the ``openai_endpoint`` SUT: ``{"prompt": str | list[int]}``,
+``{"messages": [...]}`` (rendered with the tokenizer's chat template), a bare ``str`` or a list
+of token ids; a payload may carry ``max_tokens`` and ``params`` (extra SamplingParams fields).
+
+vLLM is imported in :meth:`VllmEngineSUT.start` only, so this module imports without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+from raybench.core.protocols import Query, Response, SUTContext
+
+__all__ = ["ENGINE_DEFAULTS", "EngineDiedError", "VllmEngineSUT", "engine_kwargs", "prompt_input", "sampling_kwargs"]
+
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "model": None,  # local path or hub id (required)
+    "tensor_parallel_size": 1,
+    "max_model_len": None,
+    "dtype": "auto",
+    "enforce_eager": False,
+    "enable_prefix_caching": None,  # None = vLLM's default (MLPerf q3vl requires False)
+    "max_num_seqs": None,
+    "gpu_memory_utilization": None,
+    "engine_args": {},  # any other AsyncEngineArgs field
+    "api": "completions",  # completions | chat (chat renders messages with the chat template)
+    "max_tokens": 128,
+    "min_tokens": 1,
+    "temperature": 0.0,  # 0 = greedy
+    "ignore_eos": False,
+    "sampling": {},  # any other SamplingParams field
+    "response_format": "text",  # text | token_ids (int32, as MLPerf LLM accuracy logs)
+    "max_inflight": 1024,
+    "max_batch": 1,
+}
+
+
+class EngineDiedError(RuntimeError):
+    """vLLM's engine core died (``fatal``: stop the run instead of failing every later query)."""
+
+    fatal = True
+
+
+def engine_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """``AsyncEngineArgs`` keyword arguments from SUT parameters (unset options are left to vLLM)."""
+    kw: dict[str, Any] = {"model": str(params["model"]), "tensor_parallel_size": int(params["tensor_parallel_size"])}
+    for key in ("max_model_len", "max_num_seqs", "gpu_memory_utilization"):
+        if params.get(key):
+            kw[key] = params[key]
+    if params.get("dtype"):
+        kw["dtype"] = params["dtype"]
+    if params.get("enforce_eager"):
+        kw["enforce_eager"] = True
+    if params.get("enable_prefix_caching") is not None:
+        kw["enable_prefix_caching"] = bool(params["enable_prefix_caching"])
+    kw.update(params.get("engine_args") or {})
+    return kw
+
+
+def sampling_kwargs(params: dict[str, Any], sample: Any) -> dict[str, Any]:
+    """``SamplingParams`` keyword arguments for one sample (output kind excluded).
+
+    Greedy by default (``temperature 0``); a payload's ``max_tokens`` and ``params`` win over the
+    SUT's.
+    """
+    kw: dict[str, Any] = {
+        "max_tokens": int(params["max_tokens"]),
+        "min_tokens": int(params["min_tokens"]),
+        "temperature": float(params["temperature"]),
+    }
+    if params.get("ignore_eos"):
+        kw["ignore_eos"] = True
+    kw.update(params.get("sampling") or {})
+    if isinstance(sample, dict):
+        if sample.get("max_tokens") is not None:
+            kw["max_tokens"] = int(sample["max_tokens"])
+        kw.update(sample.get("params") or {})
+    return kw
+
+
+def prompt_input(sample: Any, chat: bool, tokenizer: Any = None) -> Any:
+    """The prompt vLLM's ``generate`` takes: text, or ``{"prompt_token_ids": [...]}``.
+
+    Raises:
+        ValueError: a payload with neither prompt nor messages, chat messages without a tokenizer
+            or in completions mode, or a prompt of the wrong type.
+    """
+    if isinstance(sample, dict):
+        if "messages" in sample:
+            if not chat:
+                raise ValueError("chat messages need api: chat")
+            if tokenizer is None:
+                raise ValueError("chat messages need the model's tokenizer")
+            return tokenizer.apply_chat_template(sample["messages"], add_generation_prompt=True, tokenize=False)
+        if "prompt" not in sample:
+            raise ValueError("payload has neither 'prompt' nor 'messages'")
+        sample = sample["prompt"]
+    if isinstance(sample, bytes):
+        sample = list(sample)
+    if isinstance(sample, str):
+        if chat and tokenizer is not None:
+            return tokenizer.apply_chat_template([{"role": "user", "content": sample}], add_generation_prompt=True, tokenize=False)
+        return sample
+    if hasattr(sample, "tolist"):
+        sample = sample.tolist()
+    if isinstance(sample, list | tuple):
+        return {"prompt_token_ids": [int(t) for t in sample]}
+    raise ValueError(f"prompt must be str or token ids, got {type(sample).__name__}")
+
+
+class VllmEngineSUT:
+    """SUT ``vllm`` in engine mode (``mode: engine``).
+
+    Args:
+        params: see :data:`ENGINE_DEFAULTS`; unknown keys are rejected.
+
+    Raises:
+        ValueError: missing ``model``, unknown keys or bad choices.
+    """
+
+    name = "vllm-engine"
+    streaming = True
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        p = dict(params or {})
+        p.pop("mode", None)
+        unknown = sorted(set(p) - set(ENGINE_DEFAULTS))
+        if unknown:
+            raise ValueError(f"vllm (engine): unknown params {unknown}; known: {sorted(ENGINE_DEFAULTS)}")
+        p = {**ENGINE_DEFAULTS, **p}
+        if not p["model"]:
+            raise ValueError("model: required (a local checkpoint path or a hub id)")
+        if p["api"] not in ("completions", "chat"):
+            raise ValueError(f"api: expected 'completions' or 'chat', got {p['api']!r}")
+        if p["response_format"] not in ("text", "token_ids"):
+            raise ValueError(f"response_format: expected 'text' or 'token_ids', got {p['response_format']!r}")
+        self.params = p
+        self.max_batch = int(p["max_batch"])
+        self.max_inflight = int(p["max_inflight"])
+        self.engine: Any = None
+        self.tokenizer: Any = None
+        self._sp_cls: Any = None
+        self._delta: Any = None
+        self._ids = itertools.count()
+        self._prefix = "q"
+
+    def _make_engine(self) -> tuple[Any, Any, Any]:
+        """Build ``(engine, SamplingParams class, RequestOutputKind.DELTA)`` (imports vLLM)."""
+        from vllm import SamplingParams
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.sampling_params import RequestOutputKind
+
+        try:
+            from vllm.v1.engine.async_llm import AsyncLLM as Engine
+        except ImportError:  # older vLLM
+            from vllm.engine.async_llm_engine import AsyncLLMEngine as Engine  # type: ignore[no-redef]
+        engine = Engine.from_engine_args(AsyncEngineArgs(**engine_kwargs(self.params)))
+        return engine, SamplingParams, RequestOutputKind.DELTA
+
+    async def start(self, ctx: SUTContext) -> None:
+        """Create the engine (loads the model) and its tokenizer for chat templates."""
+        self._prefix = f"s{ctx.shard}"
+        self.engine, self._sp_cls, self._delta = await asyncio.to_thread(self._make_engine)
+        if self.params["api"] == "chat":
+            tok = getattr(self.engine, "tokenizer", None)
+            if tok is None and hasattr(self.engine, "get_tokenizer"):
+                tok = self.engine.get_tokenizer()
+                if asyncio.iscoroutine(tok):
+                    tok = await tok
+            self.tokenizer = tok
+
+    async def issue(self, query: Query) -> Sequence[Response]:
+        """Generate every sample of ``query``; token marks only for single-sample queries."""
+        if self.engine is None:
+            raise RuntimeError("vllm engine SUT not started")
+        if len(query.samples) == 1:
+            return [await self._one(query.samples[0], query)]
+        return list(await asyncio.gather(*(self._one(s, None) for s in query.samples)))
+
+    async def _one(self, sample: Any, query: Query | None) -> Response:
+        p = self.params
+        try:
+            prompt = prompt_input(sample, p["api"] == "chat", self.tokenizer)
+            sp = self._sp_cls(output_kind=self._delta, **sampling_kwargs(p, sample))
+        except (ValueError, TypeError) as exc:
+            return Response(error=f"bad sample: {exc}")
+        rid = f"{self._prefix}-{next(self._ids)}"
+        ids: list[int] = []
+        text: list[str] = []
+        try:
+            async for out in self.engine.generate(prompt, sp, rid):
+                comp = out.outputs[0]
+                new = list(comp.token_ids or ())
+                if new:
+                    ids.extend(new)
+                    text.append(comp.text or "")
+                    if query is not None:
+                        query.token()
+                if out.finished:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if getattr(self.engine, "errored", False):
+                raise EngineDiedError(f"vLLM engine died: {type(exc).__name__}: {exc}") from None
+            return Response(error=f"vllm: {type(exc).__name__}: {str(exc)[:200]}")
+        if p["response_format"] == "token_ids":
+            return Response(data=array("i", ids).tobytes(), n_tokens=len(ids))
+        return Response(data="".join(text).encode("utf-8"), n_tokens=len(ids))
+
+    async def stop(self) -> None:
+        """Shut the engine down (its core processes exit)."""
+        engine, self.engine = self.engine, None
+        if engine is not None and hasattr(engine, "shutdown"):
+            res = engine.shutdown()
+            if asyncio.iscoroutine(res):
+                await res
