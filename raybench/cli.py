@@ -195,6 +195,71 @@ def accuracy_cmd(
     raise typer.Exit(0 if res.passed in (True, None) else 1)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    config: Path | None = typer.Argument(None, help="YAML run config shared by every point (optional)."),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="Workload name."),
+    sut: str | None = typer.Option(None, "--sut", help="SUT name (default: the workload's)."),
+    concurrency: str | None = typer.Option(None, "--concurrency", help="Explicit concurrencies, e.g. 1,4,16,64."),
+    c_min: int | None = typer.Option(None, "--c-min", help="Endpoints rules: ultra-low point (1..32)."),
+    c_max: int | None = typer.Option(None, "--c-max", help="Endpoints rules: highest concurrency (> 32)."),
+    n_points: int = typer.Option(7, "--points", help="Points chosen from --c-min/--c-max (7..32)."),
+    qps: str | None = typer.Option(None, "--qps", help="Poisson mode: target QPS values, e.g. 1,2,4 (Server runs)."),
+    warmup_s: float = typer.Option(0.0, "--warmup-s", help="Seconds at the start of each point excluded from its metrics."),
+    warmup_queries: int = typer.Option(0, "--warmup-queries", help="First N queries of each point excluded."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
+    out: str = typer.Option("results", "--out", "-o", help="Results root; the sweep goes to OUT/<utc>-sweep-<workload>."),
+    executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+) -> None:
+    """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
+    import datetime as dt
+
+    from raybench.core.config import ConfigError, load_run_config
+    from raybench.registry import RegistryError
+    from raybench.sweep import run_sweep, sweep_values
+
+    def _nums(text: str | None, kind: type) -> list[Any] | None:
+        if text is None:
+            return None
+        try:
+            return [kind(x) for x in text.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise _fail(f"expected a comma-separated list of numbers, got {text!r}") from None
+
+    overrides = [f"{k}={v}" for k, v in (("workload", workload), ("sut", sut), ("executor", executor)) if v is not None]
+    if address is not None:
+        overrides.append(f"ray.address={address}")
+    overrides += ["report=false", *set_]
+    try:
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float))
+        base = load_run_config(config, overrides)
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    sweep_dir = Path(out) / f"{stamp}-sweep-{base.workload.name}-{mode}"
+    typer.echo(f"sweep ({mode}): {', '.join(f'{v:g}' for v in values)} -> {sweep_dir}")
+
+    def _executor(cfg: Any) -> Any:
+        if cfg.executor == "ray" and cfg.ray.address is None and os.environ.get("RAY_ADDRESS"):
+            cfg.ray.address = os.environ["RAY_ADDRESS"]
+        return _make_executor(cfg)
+
+    def _show(p: Any) -> None:
+        x = f"c={p.concurrency}" if p.concurrency is not None else f"qps={p.qps_target:g}"
+        tpu = f"{p.tps_per_user:.1f}" if p.tps_per_user else "-"
+        ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
+        typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
+
+    try:
+        res = run_sweep(sweep_dir, overrides, mode=mode, values=values, config_path=config, warmup_s=warmup_s,
+                        warmup_queries=warmup_queries, executor_factory=_executor, on_point=_show)
+    except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
+    raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -88,7 +88,7 @@ def default_num_threads() -> int:
     """Torch threads when ``num_threads`` is unset: the CPUs this process may use.
 
     Inside a Ray actor that is the actor's ``num_cpus`` (floored, at least 1, at most the cores
-    of the node), the share Ray reserved for it, so N replicas on one node do not each start
+    of the node; 1 for ``num_cpus=0``), the share Ray reserved for it, so N replicas on one node do not each start
     one thread per core; Ray's own ``OMP_NUM_THREADS`` cannot be relied on because a driver that
     imported ultralytics first (which sets ``OMP_NUM_THREADS=1``) passes its value to the workers.
     Outside Ray: the process's CPU affinity.
@@ -104,7 +104,8 @@ def default_num_threads() -> int:
         assigned = ctx.get_assigned_resources().get("CPU")
     except Exception:  # noqa: BLE001 - an older/odd Ray: fall back to the affinity
         return cores
-    return cores if assigned is None else max(1, min(cores, int(assigned)))
+    # No CPU in the assignment (num_cpus=0): one thread, as Ray's own OMP_NUM_THREADS rule.
+    return max(1, min(cores, int(assigned or 1)))
 
 
 def _prepare_ultralytics_env() -> None:

@@ -71,3 +71,13 @@ def test_ray_transport_actor_calls_and_streaming_generator(ray_local, tmp_path: 
     assert m.num_errors == 0 and m.samples_completed == m.samples_issued
     assert 30_000_000 <= m.ttft["min"] and m.ttft["p50"] < 500_000_000
     assert m.total_tokens == 4 * m.samples_completed
+
+
+def test_replicas_in_placement_groups(ray_local, tmp_path: Path) -> None:
+    # Multi-GPU replicas use one placement group each (bundles); here CPU bundles stand in for GPUs.
+    out, ex = ray_run(tmp_path, "scenario=Offline", "sut.params.latency={dist: constant, ms: 2}", "ray.replicas=2",
+                      "ray.replica_bundles=[{CPU: 1}, {CPU: 0.5}]", "settings.offline_expected_qps=1000",
+                      "settings.min_duration_ms=300")
+    assert out.metrics.samples_completed == 330 and out.metrics.num_errors == 0
+    assert ray_local.util.placement_group_table() and all(
+        pg["state"] == "REMOVED" for pg in ray_local.util.placement_group_table().values())

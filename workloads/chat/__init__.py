@@ -14,5 +14,8 @@ WORKLOAD = WorkloadSpec(
     mlperf_model=None,
     params={"path": None, "count": None, "max_tokens": None},
     token_latencies=True,
-    sut_params={"openai_endpoint": {"api": "chat", "response_format": "text"}},
+    sut_params={
+        "openai_endpoint": {"api": "chat", "response_format": "text"},
+        "vllm": {"api": "chat", "response_format": "text"},
+    },
 )

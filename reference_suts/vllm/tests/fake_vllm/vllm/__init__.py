@@ -1,0 +1,1 @@
+"""A stand-in for vLLM used by the server-mode tests (see entrypoints/openai/api_server.py)."""
