@@ -260,6 +260,82 @@ def sweep_cmd(
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory (or a sweep directory with sweep_summary.json)."),
+) -> None:
+    """Write report.html (self-contained) and plots/*.png into a run directory."""
+    try:
+        from raybench.report import write_report
+    except ImportError as exc:  # pragma: no cover - matplotlib missing
+        raise _fail(f"report needs matplotlib (pip install 'raybench[report]'): {exc}") from None
+    try:
+        path = write_report(run_dir)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(str(path))
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the overlaid CDF plots."),
+) -> None:
+    """Print runs side by side and (with --out) write overlaid latency/TTFT/TPOT CDFs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from raybench.report.compare import compare_runs
+
+    try:
+        runs, rows, pngs = compare_runs(run_dirs, out)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    t = Table(title="raybench compare")
+    t.add_column("")
+    names = [r.label for r in runs]
+    for i, r in enumerate(runs):
+        t.add_column(f"[{i}] {r.label}" if names.count(r.label) > 1 else r.label, overflow="fold")
+    for row in rows:
+        t.add_row(*row)
+    Console(width=max(100, 40 + 28 * len(runs))).print(t)
+    for p in pngs:
+        typer.echo(str(p))
+
+
+@app.command("submit", context_settings={"allow_interspersed_args": False})
+def submit_cmd(
+    args: list[str] = typer.Argument(None, help="The raybench command to run on the cluster, after --: -- run --workload ..."),
+    address: str | None = typer.Option(None, "--address", help="Dashboard URL, e.g. http://head:8265 (default: RAY_ADDRESS)."),
+    working_dir: Path = typer.Option(Path("."), "--working-dir", help="Uploaded as the job's working_dir (.git, .venv, results excluded)."),
+    fetch: Path | None = typer.Option(None, "--fetch", help="Wait, then copy the run directories back here (through the job logs)."),
+    remote_out: str | None = typer.Option(None, "--remote-out", help="Results root on the head (default ~/raybench-results/<job id>)."),
+    no_records: bool = typer.Option(False, "--no-records", help="Do not fetch records.npz (stays on the head)."),
+    env: list[str] = typer.Option([], "--env", help="Job env var KEY=VALUE (repeatable)."),
+    pip: list[str] = typer.Option([], "--pip", help="Extra pip requirement for the job's runtime_env (repeatable)."),
+    auth: str = typer.Option("auto", "--auth", help="auto | token | none: Ray token auth (token from ~/.ray/auth_token)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return after submitting."),
+) -> None:
+    """Submit a raybench command as a Ray job (ray.job_submission), wait, and fetch the results."""
+    from raybench.ray.jobs import submit
+
+    env_vars: dict[str, str] = {}
+    for item in env:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--env {item!r}: expected KEY=VALUE")
+        env_vars[key] = val
+    try:
+        _, code, _ = submit(list(args or []), address=address, working_dir=working_dir, fetch=fetch, remote_out=remote_out,
+                            no_records=no_records, env_vars=env_vars, pip=pip, auth=auth, wait=not no_wait or fetch is not None,
+                            echo=typer.echo)
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    except (ConnectionError, RuntimeError) as exc:
+        raise _fail(f"job submission failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    raise typer.Exit(code if code >= 0 else 0)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -182,7 +182,10 @@ class ReplicaPoolSUT:
                     raise SUTError(f"SUT replica {i} on {self.infos[i]['node']} died ({exc})",
                                    fatal=len(self.dead) == len(self.handles)) from None
                 except RuntimeError as exc:
-                    raise SUTError(f"replica {i} on {self.infos[i]['node']}: {str(exc)[:200]}") from None
+                    if getattr(exc, "fatal", False):  # the SUT says this replica is gone (e.g. its server died)
+                        self.dead[i] = str(exc)[:200]
+                    raise SUTError(f"replica {i} on {self.infos[i]['node']}: {str(exc)[:200]}",
+                                   fatal=len(self.dead) == len(self.handles)) from None
             if self.streaming:
                 resps: list[Response] = []
                 async for ref in h.issue_stream.remote(query.id, indices, samples):
@@ -201,7 +204,10 @@ class ReplicaPoolSUT:
             raise SUTError(f"SUT replica {i} on {self.infos[i]['node']} {why}", fatal=len(self.dead) == len(self.handles)) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            raise SUTError(f"replica {i} on {self.infos[i]['node']}: {type(cause).__name__}: {str(cause).splitlines()[0][:200]}") from None
+            msg = f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
+            if getattr(cause, "fatal", False):
+                self.dead[i] = msg
+            raise SUTError(f"replica {i} on {self.infos[i]['node']}: {msg}", fatal=len(self.dead) == len(self.handles)) from None
         finally:
             self.outstanding[i] -= 1
 

@@ -18,10 +18,18 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DirectClient", "serve_direct"]
+__all__ = ["DirectClient", "RemoteSUTError", "serve_direct"]
 
 _HDR = struct.Struct("!IQB")
 REQ, TOK, DONE, ERR = 0, 1, 2, 3
+
+
+class RemoteSUTError(RuntimeError):
+    """The SUT raised in the replica; ``fatal`` when it says the replica cannot serve any more."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 def _frame(rid: int, kind: int, obj: Any) -> bytes:
@@ -52,7 +60,7 @@ async def serve_direct(
                 resps = await issue(qid, indices, samples, on_token if stream else None)
                 writer.write(_frame(rid, DONE, list(resps)))
             except Exception as exc:  # reported to the shard as this query's error
-                writer.write(_frame(rid, ERR, f"{type(exc).__name__}: {exc}"))
+                writer.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", bool(getattr(exc, "fatal", False)))))
 
         try:
             while True:
@@ -114,7 +122,8 @@ class DirectClient:
                 if kind == DONE:
                     fut.set_result(payload)
                 else:
-                    fut.set_exception(RuntimeError(str(payload)))
+                    msg, fatal = payload
+                    fut.set_exception(RemoteSUTError(msg, fatal))
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             self._fail(f"connection to {self.label} lost ({type(exc).__name__})")
 

@@ -227,6 +227,13 @@ class RayExecutor:
             t0_wall = time.time_ns() + int(cfg.start_lead_s * 1e9)
             return self._collect(shards, ready, t0_wall, deadline, progress)
         finally:
+            # Let every SUT release what it holds (servers, engines, GPU memory), then kill.
+            if replicas:
+                stops = [h.stop.remote() for h in replicas]
+                try:
+                    ray.wait(stops, num_returns=len(stops), timeout=30.0)
+                except Exception:
+                    pass
             for h in shards + replicas:
                 try:
                     ray.kill(h)

@@ -132,7 +132,7 @@ def _accuracy(run: RunData, pngs: dict[str, bytes]) -> str:
         rows = "".join(f"<tr><td>{_e(k)}</td>{_cell('acc-' + k, v)}<td>{_e(targets.get(k, '-'))}</td></tr>" for k, v in acc["metrics"].items())
         passed = acc.get("passed")
         left.append(f"<table id='accuracy-table'><tr><th>accuracy metric</th><th>value</th><th>target</th></tr>{rows}</table>"
-                    f"<p>accuracy: <b id='accuracy-passed' data-value='{_e(json.dumps(passed))}'>"
+                    f'<p>accuracy: <b id="accuracy-passed" data-value="{_e(json.dumps(passed))}">'
                     f"{'PASS' if passed else ('FAIL' if passed is False else 'no target')}</b></p>")
     elif isinstance(acc, dict) and acc.get("error"):
         left.append(f"<p class='err'>accuracy scoring failed: {_e(acc['error'])}</p>")

@@ -69,7 +69,9 @@ def distribution_png(h: Histogram, title: str, percentiles_ns: Mapping[str, Any]
     vals, counts = hist_ms(h)
     lo, hi = max(float(vals.min()), 1e-6), max(float(vals.max()), 1e-6)
     log = hi / lo > 20
-    bins = np.geomspace(lo, hi * 1.0001, 41) if log and hi > lo else np.linspace(lo, hi + 1e-9, 41)
+    if hi <= lo * 1.001:  # one value: a narrow window around it instead of a zero-width axis
+        lo, hi = lo * 0.98, hi * 1.02
+    bins = np.geomspace(lo, hi * 1.0001, 41) if log else np.linspace(lo, hi, 41)
     ax[0][0].hist(vals, bins=bins, weights=counts, color="#4878d0")
     ax[0][0].set(xlabel=f"{title} (ms)", ylabel="count", title=f"{title}: histogram (n={h.count})")
     _, frac = h.cdf_points()

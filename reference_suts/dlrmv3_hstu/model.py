@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HSTUConfig", "CONFIGS", "config_for", "HSTULayer", "HSTUDense", "HSTURanker",
+__all__ = ["HSTUConfig", "CONFIGS", "config_for", "HSTULayer", "HSTUDense", "HSTURanker", "init_item_table",
            "RequestTensors", "make_request"]
 
 
@@ -259,6 +259,17 @@ class HSTUDense(nn.Module):
         return self.head(x[:, umax:], cand)
 
 
+def init_item_table(cfg: HSTUConfig) -> nn.Embedding:
+    """The seeded random-init item table (seed ``init_seed + 1``, scaled by 0.3): the same rows
+    wherever it is built, so an embedding-shard actor can rebuild its block without the SUT."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed + 1)
+        emb = nn.Embedding(cfg.item_hash_size, cfg.embedding_dim)
+    with torch.no_grad():
+        emb.weight.mul_(0.3)
+    return emb
+
+
 class HSTURanker(nn.Module):
     """:class:`HSTUDense` plus a local item table, for training and single-process inference."""
 
@@ -266,11 +277,7 @@ class HSTURanker(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.dense = HSTUDense(cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.init_seed + 1)
-            self.item_emb = nn.Embedding(cfg.item_hash_size, cfg.embedding_dim)
-        with torch.no_grad():
-            self.item_emb.weight.mul_(0.3)
+        self.item_emb = init_item_table(cfg)
 
     def batch_logits(self, reqs: list[RequestTensors]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, Cmax)`` and candidate validity mask of a list of requests."""

@@ -16,11 +16,23 @@ increasing, so the gate stays monotone.
 No deadlock whatever the concurrency cap: slots are assigned in arrival order, so every slot a
 waiting query depends on was handed to an earlier query, which is itself either running or
 waiting only on still earlier slots. A slot must be released even when serving it failed.
+
+Global order across replicas: the same object, hosted as one named Ray actor per run
+(``raybench.ray.shared.named_actor``), serves every replica; the batch methods
+(:meth:`take`, :meth:`wait_slots`, :meth:`release_many`) keep it to two calls per query.
+
+Order log (``log_path``): one CSV row per released slot, ``seq,phase,ts_idx,index,client,
+granted_ns,released_ns`` on this object's own monotonic clock (``client`` is what the caller of
+:meth:`take` passed, e.g. its process id). A replica starts serving a slot only after
+the grant reached it and reports the release only after serving it, so ``granted_ns`` is no later
+than the real start and ``released_ns`` no earlier than the real end: "every grant of phase p+1
+is after every release of phase p" in the log implies the same of the real executions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,9 +62,11 @@ class StreamingScheduler:
     Args:
         counts_per_ts: requests per inference timestamp (``DLRMv3Library.counts_per_ts``).
         repeats: times each timestamp's requests are served before moving on.
+        log_path: append one CSV row per released slot here (see the module docstring).
     """
 
-    def __init__(self, counts_per_ts: Sequence[int], repeats: int = 1) -> None:
+    def __init__(self, counts_per_ts: Sequence[int], repeats: int = 1,
+                 log_path: str | None = None) -> None:
         counts = [int(c) for c in counts_per_ts]
         if not counts or sum(counts) == 0 or min(counts) < 0:
             raise ValueError(f"StreamingScheduler: counts_per_ts must be >= 0 with a positive sum, "
@@ -71,6 +85,12 @@ class StreamingScheduler:
         self._cond: asyncio.Condition | None = None
         self.max_waiting = 0
         self._waiting = 0
+        self.released = 0
+        self._granted: dict[int, int] = {}
+        self._client: dict[int, str] = {}
+        self._log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
+        if self._log is not None and self._log.tell() == 0:
+            self._log.write("seq,phase,ts_idx,index,client,granted_ns,released_ns\n")
 
     @property
     def frontier(self) -> int:
@@ -103,6 +123,10 @@ class StreamingScheduler:
         self._next += 1
         return s
 
+    def next_slots(self, n: int) -> list[Slot]:
+        """Assign ``n`` consecutive slots at once (one query's samples)."""
+        return [self.next_slot() for _ in range(n)]
+
     def ready(self, slot: Slot) -> bool:
         return slot.phase <= self._frontier
 
@@ -119,6 +143,40 @@ class StreamingScheduler:
             finally:
                 self._waiting -= 1
 
+    async def wait_slots(self, slots: Sequence[Slot]) -> None:
+        """Wait until the (common) phase of ``slots`` may run and note their grant time."""
+        await self.wait_ready(max(slots, key=lambda s: s.phase))
+        if self._log is not None:
+            now = time.monotonic_ns()
+            for s in slots:
+                self._granted[s.seq] = now
+
+    async def take(self, n: int, client: str = "") -> list[Slot]:
+        """Assign ``n`` slots and wait for the phase of the first (one call for the common case
+        of a query whose samples all fall in one timestamp); ``client`` goes to the order log."""
+        slots = self.next_slots(n)
+        if self._log is not None:
+            for s in slots:
+                self._client[s.seq] = client
+        await self.wait_slots([s for s in slots if s.phase == slots[0].phase])
+        return slots
+
+    async def release_many(self, slots: Sequence[Slot]) -> None:
+        """Release several slots (also on failure)."""
+        for s in slots:
+            await self.release(s)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: slots assigned and released, current frontier phase, peak waiters."""
+        return {"assigned": self._next, "released": self.released, "frontier": self._frontier,
+                "max_waiting": self.max_waiting}
+
+    def close(self) -> None:
+        """Close the order log (if any)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     async def acquire(self) -> Slot:
         """Take the next slot and wait until every earlier phase has completed."""
         s = self.next_slot()
@@ -127,6 +185,12 @@ class StreamingScheduler:
 
     async def release(self, slot: Slot) -> None:
         """Mark a slot completed (also on failure); may open the next phase."""
+        self.released += 1
+        if self._log is not None:
+            g = self._granted.pop(slot.seq, -1)
+            who = self._client.pop(slot.seq, "")
+            self._log.write(f"{slot.seq},{slot.phase},{slot.ts_idx},{slot.index},{who},{g},"
+                            f"{time.monotonic_ns()}\n")
         self._done[slot.phase] = self._done.get(slot.phase, 0) + 1
         advanced = False
         n = len(self.counts)

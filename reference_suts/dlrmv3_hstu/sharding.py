@@ -9,7 +9,8 @@ unsharded lookups are bitwise identical.
 
 A shard is anything with ``submit(local_rows) -> handle`` and ``wait(handle) -> Tensor``:
 :class:`EmbeddingShard` computes in ``submit``; :func:`make_ray_shards` returns handles on Ray
-actors whose ``submit`` only sends the request, so all shards work in parallel.
+actors (:class:`TableBlockShard`, each loading its own block) whose ``submit`` only sends the
+request, so all shards work in parallel. Ray is only reached through ``raybench.ray.shared``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["EmbeddingShard", "ShardLike", "ShardedEmbedding", "split_rows", "make_ray_shards"]
+__all__ = ["EmbeddingShard", "ShardLike", "ShardedEmbedding", "TableBlockShard", "load_item_table",
+           "make_ray_shards", "split_rows"]
 
 
 class ShardLike(Protocol):
@@ -127,40 +129,99 @@ class ShardedEmbedding:
         return sum(int(getattr(s, "memory_bytes", 0)) for s in self.shards)
 
 
+def load_item_table(source: dict[str, Any]) -> torch.Tensor:
+    """The full item table of a ``source``: ``{"checkpoint": path}`` (memory-mapped, so only
+    the rows a caller slices are read) or ``{"config": HSTUConfig dict}`` (seeded random init).
+
+    Raises:
+        ValueError: neither key, or the checkpoint has no ``item_table`` (names the file).
+    """
+    if source.get("checkpoint"):
+        path = source["checkpoint"]
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return state["item_table"]
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise ValueError(f"dlrmv3_hstu: cannot read item_table of checkpoint {path}: {exc}") from exc
+    if source.get("config"):
+        from reference_suts.dlrmv3_hstu.model import HSTUConfig, init_item_table
+
+        return init_item_table(HSTUConfig(**source["config"])).weight.detach()
+    raise ValueError("dlrmv3_hstu: embedding source needs 'checkpoint' or 'config'")
+
+
+class TableBlockShard(EmbeddingShard):
+    """Shard ``shard`` of ``n_shards`` that loads its own row block (inside its actor, on the
+    host that holds it: nothing of the table passes through the SUT replicas).
+
+    Args:
+        source: see :func:`load_item_table`.
+        shard: this block's index; it holds global rows ``[shard * per, (shard + 1) * per)``
+            with ``per = ceil(rows / n_shards)``.
+        n_shards: number of blocks.
+    """
+
+    def __init__(self, source: dict[str, Any], shard: int, n_shards: int) -> None:
+        table = load_item_table(source)
+        blocks = split_rows(table, n_shards)
+        if not 0 <= shard < len(blocks) or blocks[shard].shape[0] == 0:
+            raise ValueError(f"TableBlockShard: shard {shard} of {n_shards} is empty for "
+                             f"{table.shape[0]} rows")
+        super().__init__(blocks[shard].clone())       # own memory: the mmap/full table is dropped
+        self.shard = int(shard)
+        self.row_offset = int(shard) * int(blocks[0].shape[0])
+
+    def describe(self) -> dict[str, Any]:
+        """Placement and memory of this block (for the SUT's info and the run's logs)."""
+        import os
+
+        from raybench.ray.shared import node_label
+
+        return {"shard": self.shard, "rows": self.rows, "row_offset": self.row_offset,
+                "dim": int(self.weight.shape[1]), "dtype": str(self.weight.dtype).replace("torch.", ""),
+                "memory_bytes": self.memory_bytes, "node": node_label(), "pid": os.getpid()}
+
+
 class _RayShardHandle:
     """Client side of one remote shard: ``submit`` sends, ``wait`` fetches."""
 
-    def __init__(self, actor: Any, rows: int) -> None:
+    def __init__(self, actor: Any, info: dict[str, Any]) -> None:
         self.actor = actor
-        self.rows = rows
+        self.info = info
+        self.rows = int(info["rows"])
+        self.memory_bytes = int(info["memory_bytes"])
 
     def submit(self, local_rows: torch.Tensor) -> Any:
         return self.actor.lookup.remote(local_rows)
 
     def wait(self, handle: Any) -> torch.Tensor:
-        import ray
+        from raybench.ray.shared import get
 
-        return ray.get(handle)
+        return get(handle)
 
 
-def make_ray_shards(table: torch.Tensor, n: int, options: dict[str, Any] | None = None) -> list[Any]:
-    """Put ``n`` row blocks of ``table`` into Ray actors (e.g. one per CPU host).
+def make_ray_shards(source: dict[str, Any], n: int, name: str,
+                    options: dict[str, Any] | None = None) -> list[Any]:
+    """Get or create the ``n`` row-wise shard actors ``{name}-{s}of{n}`` (one per CPU host, say).
+
+    Every replica of a run calls this with the same ``name``; the first to reach a shard creates
+    it (``raybench.ray.shared.named_actor``), the others share it, so the table is in memory once.
 
     Args:
-        table: the full item table (on the driver; for the 1B-row table, load each block
-            inside its actor instead — see README).
+        source: where each shard loads its block (:func:`load_item_table`).
         n: number of shards.
-        options: ``ActorClass.options(...)`` kwargs (``num_cpus``, ``resources``,
-            ``scheduling_strategy`` for host placement, ...).
+        name: run-unique name prefix.
+        options: Ray actor options (``num_cpus``, ``memory``, ``resources`` such as
+            ``{"emb_host": 1}`` to pin shards to CPU hosts, ``scheduling_strategy`` ...).
 
     Returns:
-        Shard handles usable in :class:`ShardedEmbedding` (``rows_per_shard = ceil(rows / n)``).
+        Shard handles for :class:`ShardedEmbedding` (``rows_per_shard = ceil(rows / n)``); each
+        has ``info`` (:meth:`TableBlockShard.describe`).
     """
-    import ray
+    from raybench.ray.shared import get, named_actor
 
-    remote_cls = ray.remote(EmbeddingShard)
-    handles = []
-    for block in split_rows(table, n):
-        actor = remote_cls.options(**(options or {})).remote(block.clone())
-        handles.append(_RayShardHandle(actor, int(block.shape[0])))
-    return handles
+    opts = {"num_cpus": 0, **(options or {})}
+    actors = [named_actor(f"{name}-{s}of{n}", TableBlockShard, source, s, n, options=opts)
+              for s in range(n)]
+    infos = get([a.describe.remote() for a in actors])
+    return [_RayShardHandle(a, info) for a, info in zip(actors, infos, strict=True)]

@@ -10,24 +10,47 @@ in a worker thread (one batch at a time) and answers with the reference accuracy
 Params (``SUT_SPEC.params`` defaults):
     config: model config name (``tiny``, ``small``, ``reference``) for random init.
     checkpoint: ``.pt`` written by ``scripts/train_dlrmv3.py`` (overrides ``config``).
-    n_shards: row-wise shards of the item table (local).
+    n_shards: row-wise shards of the item table when they are local (in this process).
+    embedding_actors: row-wise shards as Ray actors shared by all replicas (TorchRec-style
+        placement: table on CPU hosts, dense forward in the replicas). ``None`` = auto:
+        ``n_shards`` actors when running inside a Ray actor (a SUT replica), local otherwise;
+        ``0`` = always local.
+    embedding_actor_options: Ray options of each shard actor (``num_cpus``, ``memory``,
+        ``resources``, e.g. ``{"resources": {"emb_host": 1}}`` to put them on CPU hosts).
+    global_order: one streaming scheduler actor shared by all replicas of the run (``None`` =
+        auto: inside a Ray actor). Without it each SUT instance orders only its own queries.
+    run_id: overrides the job id in the shared actors' names (see ``run_name``).
+    order_log: CSV path the scheduler appends ``seq,phase,ts_idx,index,client,granted_ns,
+        released_ns`` to (one row per sample, the scheduler's clock) — to verify the order of a run.
     microbatch: M-FALCON candidate microbatch (0 = off).
-    uih_cache: cross-request UIH KV cache on/off; ``uih_cache_max_bytes`` bounds it.
+    uih_cache: cross-request UIH KV cache on/off; ``uih_cache_max_bytes`` bounds it (per replica).
     streaming: serve in streaming slot order (True) or the loadgen's samples as given.
     repeats: times each timestamp is served before the next (reference ``num_repeats``).
     max_batch, max_inflight: what the harness may send at once (Offline).
     torch_threads: intra-op threads of the worker.
+
+Shared-actor names: ``dlrmv3-sched-<key>`` and ``dlrmv3-emb-<key>-<s>of<n>`` with
+``key = raybench.ray.shared.run_key(workload_params, params, run_id=run_id)`` = ``<Ray job
+id>-<hash of the params>``: every replica of a run is created by the same driver (one job) with
+identical params, so they compute the same key without talking to each other; a new ``raybench
+run`` process or ``ray job submit`` is a new job. The actors are owned by the replica that created
+them and die with the run's replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
 
-__all__ = ["DLRMv3HSTUSUT", "build_engine"]
+__all__ = ["DLRMv3HSTUSUT", "build_engine", "run_name"]
+
+log = logging.getLogger(__name__)
 
 
 def _model_config(params: dict[str, Any], data_params: Any) -> Any:
@@ -40,8 +63,12 @@ def _model_config(params: dict[str, Any], data_params: Any) -> Any:
         num_timestamps=data_params.num_timestamps, init_seed=int(params.get("seed", 0)))
 
 
-def build_engine(params: dict[str, Any], data_params: Any) -> Any:
-    """Dense model + sharded item table + engine, from a checkpoint or a seeded random init.
+def build_engine(params: dict[str, Any], data_params: Any, *, embedding_actors: int = 0,
+                 actor_name: str | None = None) -> Any:
+    """Dense model + row-wise sharded item table + engine, from a checkpoint or a seeded init.
+
+    With ``embedding_actors > 0`` the table lives in that many Ray actors named
+    ``{actor_name}-{s}of{n}`` (each loads its own block); the dense part stays here.
 
     Raises:
         ValueError: when the checkpoint's config does not match the dataset (names the field).
@@ -49,13 +76,14 @@ def build_engine(params: dict[str, Any], data_params: Any) -> Any:
     import torch
 
     from reference_suts.dlrmv3_hstu.engine import InferenceEngine, UIHCache
-    from reference_suts.dlrmv3_hstu.model import HSTUConfig, HSTUDense, HSTURanker
-    from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding
+    from reference_suts.dlrmv3_hstu.model import HSTUConfig, HSTUDense, init_item_table
+    from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding, make_ray_shards
 
     ckpt = params.get("checkpoint")
+    table = None
     if ckpt:
         try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             cfg = HSTUConfig(**state["config"])
         except (OSError, RuntimeError, KeyError, TypeError) as exc:
             raise ValueError(f"dlrmv3_hstu: cannot load checkpoint {ckpt}: {exc}") from exc
@@ -66,16 +94,35 @@ def build_engine(params: dict[str, Any], data_params: Any) -> Any:
                                  f"{getattr(data_params, field)}")
         dense = HSTUDense(cfg)
         dense.load_state_dict(state["dense"])
-        table = state["item_table"]
+        if embedding_actors <= 0:
+            table = state["item_table"]
+        source: dict[str, Any] = {"checkpoint": str(ckpt)}
     else:
         cfg = _model_config(params, data_params)
-        ranker = HSTURanker(cfg)
-        dense, table = ranker.dense, ranker.item_emb.weight.detach()
-    emb = ShardedEmbedding.from_table(table, int(params.get("n_shards", 1)))
+        dense = HSTUDense(cfg)
+        if embedding_actors <= 0:
+            table = init_item_table(cfg).weight.detach()
+        source = {"config": cfg.to_dict()}
+    if table is not None:
+        emb = ShardedEmbedding.from_table(table, int(params.get("n_shards", 1)))
+    else:
+        if not actor_name:
+            raise ValueError("dlrmv3_hstu: embedding_actors needs an actor name")
+        shards = make_ray_shards(source, embedding_actors, actor_name,
+                                 params.get("embedding_actor_options") or {})
+        emb = ShardedEmbedding(shards, shards[0].rows, cfg.embedding_dim,
+                               getattr(torch, shards[0].info["dtype"]))
     cache = UIHCache(int(params.get("uih_cache_max_bytes", 1 << 30))) if params.get("uih_cache") else None
     engine = InferenceEngine(dense, emb.lookup_many, microbatch=int(params.get("microbatch", 0)),
                              uih_cache=cache)
     return cfg, emb, engine
+
+
+def run_name(kind: str, workload_params: dict[str, Any], params: dict[str, Any]) -> str:
+    """``dlrmv3-<kind>-<run key>``: identical for every replica of one run (see module doc)."""
+    from raybench.ray.shared import run_key
+
+    return f"dlrmv3-{kind}-" + run_key(workload_params, params, run_id=params.get("run_id"))
 
 
 class DLRMv3HSTUSUT:
@@ -90,14 +137,31 @@ class DLRMv3HSTUSUT:
         self.streaming = bool(self.params.get("streaming", True))
         self.library: Any = None
         self.scheduler: Any = None
+        self.remote_scheduler = False
         self.engine: Any = None
+        self.embedding: Any = None
         self.cfg: Any = None
         self.served: list[tuple[int, int]] = []      # (slot seq, library index), in run order
         self._lock: asyncio.Lock | None = None
+        self._info: dict[str, Any] = {}
+        self._client = f"{socket.gethostname()}:{os.getpid()}"     # names this SUT in order logs
 
     async def start(self, ctx: SUTContext) -> None:
         await asyncio.to_thread(self._start_blocking, dict(ctx.workload_params))
         self._lock = asyncio.Lock()
+
+    def _placement(self) -> tuple[int, bool]:
+        """(embedding actors, global order) after resolving the ``None`` = auto params."""
+        actors, order = self.params.get("embedding_actors"), self.params.get("global_order")
+        if actors is None or order is None:
+            from raybench.ray.shared import in_ray
+
+            inside = in_ray()
+            if actors is None:
+                actors = int(self.params.get("n_shards", 1)) if inside else 0
+            if order is None:
+                order = inside
+        return int(actors), bool(order)
 
     def _start_blocking(self, workload_params: dict[str, Any]) -> None:
         import torch
@@ -107,12 +171,41 @@ class DLRMv3HSTUSUT:
 
         torch.set_num_threads(int(self.params.get("torch_threads", 1)))
         self.library = load_library(workload_params)
-        self.cfg, self.embedding, self.engine = build_engine(self.params, self.library.data.params)
-        self.scheduler = StreamingScheduler(self.library.counts_per_ts,
-                                            int(self.params.get("repeats", 1)))
+        n_actors, global_order = self._placement()
+        emb_name = run_name("emb", workload_params, self.params) if n_actors > 0 else None
+        self.cfg, self.embedding, self.engine = build_engine(
+            self.params, self.library.data.params, embedding_actors=n_actors, actor_name=emb_name)
+        sched_args = (self.library.counts_per_ts, int(self.params.get("repeats", 1)),
+                      self.params.get("order_log"))
+        sched_name = None
+        if self.streaming and global_order:
+            from raybench.ray.shared import named_actor
+
+            sched_name = run_name("sched", workload_params, self.params)
+            self.scheduler = named_actor(sched_name, StreamingScheduler, *sched_args,
+                                         options={"num_cpus": 0, "max_concurrency": 100_000})
+            self.remote_scheduler = True
+        else:
+            self.scheduler = StreamingScheduler(*sched_args)
+        shards = [dict(s.info) if hasattr(s, "info") else
+                  {"shard": k, "rows": s.rows, "memory_bytes": s.memory_bytes, "node": "local"}
+                  for k, s in enumerate(self.embedding.shards)]
+        self._info = {"embedding_shards": shards, "embedding_actors": n_actors,
+                      "embedding_memory_bytes": sum(int(s["memory_bytes"]) for s in shards),
+                      "embedding_actor_name": emb_name, "scheduler": sched_name or "local"}
+        log.info("dlrmv3_hstu: item table %s rows in %d shard(s) (%s), per shard: %s; scheduler %s",
+                 self.embedding.num_rows, len(shards), "Ray actors" if n_actors else "local",
+                 ", ".join(f"{s['shard']}@{s['node']}={s['memory_bytes'] / 2**20:.1f} MiB" for s in shards),
+                 self._info["scheduler"])
         self._predict([self.library.get(0)])                  # warm-up
         if self.engine.cache is not None:
             self.engine.cache.clear()
+
+    def info(self) -> dict[str, Any]:
+        """Placement and memory: ``embedding_shards`` (per shard: rows, memory_bytes, node, pid),
+        ``embedding_memory_bytes`` (total), ``embedding_actors``, ``scheduler`` (actor name or
+        ``local``)."""
+        return dict(self._info)
 
     def _predict(self, samples: Sequence[dict[str, Any]]) -> list[bytes]:
         from reference_suts.dlrmv3_hstu.model import make_request
@@ -127,20 +220,28 @@ class DLRMv3HSTUSUT:
         async with self._lock:
             return await asyncio.to_thread(self._predict, samples)
 
+    async def _sched(self, method: str, *args: Any) -> Any:
+        """Call the scheduler, local (a coroutine) or the shared actor (an awaitable ref)."""
+        fn = getattr(self.scheduler, method)
+        return await (fn.remote(*args) if self.remote_scheduler else fn(*args))
+
     async def issue(self, query: Query) -> Sequence[Response]:
         if not self.streaming:
             try:
                 return [Response(data=d) for d in await self._run(list(query.samples))]
             except Exception as exc:  # noqa: BLE001 - reported per sample
                 return [Response(error=f"{type(exc).__name__}: {exc}") for _ in query.indices]
-        sched = self.scheduler
-        slots = [sched.next_slot() for _ in query.indices]     # all at once: no self-deadlock
+        # All slots at once (no self-deadlock); the first phase is granted in the same call.
+        slots = await self._sched("take", len(query.indices), self._client)
         out: list[Response | None] = [None] * len(slots)
-        for phase in sorted({s.phase for s in slots}):
+        phases = sorted({s.phase for s in slots})
+        for phase in phases:
             group = [i for i, s in enumerate(slots) if s.phase == phase]
+            mine = [slots[i] for i in group]
             try:
-                await sched.wait_ready(slots[group[0]])
-                samples = [self.library.get(slots[i].index) for i in group]
+                if phase != slots[0].phase:
+                    await self._sched("wait_slots", mine)
+                samples = [self.library.get(s.index) for s in mine]
                 data = await self._run(samples)
                 for i, d in zip(group, data, strict=True):
                     out[i] = Response(data=d)
@@ -149,9 +250,10 @@ class DLRMv3HSTUSUT:
                 for i in group:
                     out[i] = Response(error=f"{type(exc).__name__}: {exc}")
             finally:
-                for i in group:
-                    await sched.release(slots[i])
+                await self._sched("release_many", mine)
         return [r for r in out if r is not None]
 
     async def stop(self) -> None:
+        if self.scheduler is not None and not self.remote_scheduler:
+            self.scheduler.close()
         self.engine = None

@@ -1,0 +1,118 @@
+"""DLRMv3 on Ray: embedding-shard actors, one global streaming scheduler, and the CLI run.
+
+The CLI test runs first and starts its own embedded Ray in a subprocess (before this module's
+``ray_local`` exists); the others share one module-scoped local Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ray")
+
+from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from reference_suts.dlrmv3_hstu.sut import DLRMv3HSTUSUT  # noqa: E402
+from tests.integration.conftest import ray_local, ray_run  # noqa: E402,F401 - fixture
+from workloads.dlrmv3.generator import generate, preset  # noqa: E402
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[3]
+SMALL = ("max_requests_per_ts=4",)           # 10 inference timestamps x 4 = 40 requests
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(preset("tiny"), tmp_path_factory.mktemp("dlray") / "tiny")
+
+
+def test_cli_server_on_embedded_ray(tiny_dir: Path, tmp_path: Path) -> None:
+    """`raybench run --workload dlrmv3 --scenario Server` on its own embedded Ray (auto: one
+    embedding-shard actor and the global scheduler inside the replica)."""
+    sets = [f"workload.params.data_dir={tiny_dir}", "workload.params.max_requests_per_ts=4",
+            "settings.server_target_qps=20", "settings.min_duration_ms=1500",
+            "settings.min_query_count=30", "ray.shard_num_cpus=0", "ray.replica_num_cpus=0",
+            "ray.start_lead_s=0.5"]
+    cmd = [sys.executable, "-c", "from raybench.cli import main; main()", "run", "--workload", "dlrmv3",
+           "--scenario", "Server", "--out", str(tmp_path), "--quiet", "--no-report"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]          # VALID or INVALID, not an error
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    res = json.loads((run_dir / "result.json").read_text())
+    assert (res["sut"], res["scenario"], res["num_errors"]) == ("dlrmv3_hstu", "Server", 0)
+    assert res["samples_completed"] == res["samples_issued"] >= 30
+
+
+def test_ray_shards_match_local_table(ray_local, tiny_dir: Path) -> None:  # noqa: F811
+    """3 row-wise shard actors give bitwise the predictions of one local table; a second SUT with
+    the same run key shares the actors instead of creating new ones."""
+    wl = {"data_dir": str(tiny_dir), "max_requests_per_ts": 4}
+    ctx = SUTContext(workload="dlrmv3", scenario="Offline", mode="AccuracyOnly", workload_params=wl)
+    base = {"config": "tiny", "streaming": False, "global_order": False}
+    local = DLRMv3HSTUSUT({**base, "embedding_actors": 0, "n_shards": 1})
+    remote = DLRMv3HSTUSUT({**base, "embedding_actors": 3, "run_id": "test-a"})
+    again = DLRMv3HSTUSUT({**base, "embedding_actors": 3, "run_id": "test-a"})
+
+    async def main() -> tuple[list, list]:
+        for s in (local, remote, again):
+            await s.start(ctx)
+        idx = list(range(12))
+        q = Query(id=0, indices=idx, samples=[local.library.get(i) for i in idx])
+        return list(await local.issue(q)), list(await remote.issue(q))
+
+    a, b = asyncio.run(main())
+    assert all(r.error is None for r in a + b)
+    assert [r.data for r in a] == [r.data for r in b]                 # bitwise equal payloads
+    info = remote.info()
+    shards = info["embedding_shards"]
+    # 8192 rows of 32 float32: ceil(8192 / 3) = 2731 rows per shard, the last 2730.
+    assert [(s["shard"], s["rows"], s["row_offset"], s["memory_bytes"]) for s in shards] == [
+        (0, 2731, 0, 2731 * 128), (1, 2731, 2731, 2731 * 128), (2, 2730, 5462, 2730 * 128)]
+    assert info["embedding_memory_bytes"] == 8192 * 32 * 4
+    assert len({s["pid"] for s in shards} | {os.getpid()}) == 4        # three actor processes
+    assert [s["pid"] for s in again.info()["embedding_shards"]] == [s["pid"] for s in shards]
+    assert remote.embedding.stats["lookups"] == 2                        # warm-up + one batch
+    assert local.info()["embedding_actors"] == 0 and local.info()["scheduler"] == "local"
+
+
+def _order_rows(path: Path) -> list[dict[str, int | str]]:
+    with path.open() as f:
+        return [{k: (v if k == "client" else int(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_server_two_replicas_global_timestamp_order(ray_local, tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Server on Ray, 2 replicas, 2 load shards, 2 embedding actors: from the scheduler actor's
+    own log, no request of a timestamp starts before every request of the previous one ended."""
+    log = tmp_path / "order.csv"
+    out, _ = ray_run(tmp_path / "run", "workload=dlrmv3", "sut=dlrmv3_hstu", "scenario=Server",
+                     f"workload.params.data_dir={tiny_dir}", "workload.params.max_requests_per_ts=4",
+                     "ray.replicas=2", "sut.params.n_shards=2", f"sut.params.order_log={log}",
+                     "settings.server_target_qps=30", "settings.min_duration_ms=2000",
+                     "settings.min_query_count=60", shards=2)
+    m = out.metrics
+    assert m.num_errors == 0 and m.samples_completed == m.samples_issued >= 60
+    rows = _order_rows(log)
+    assert len(rows) == m.samples_completed
+    assert sorted(r["seq"] for r in rows) == list(range(len(rows)))     # one slot per sample
+    assert len({r["client"] for r in rows}) == 2                         # both replicas, one order
+    counts = 4                                                           # requests per phase
+    phases = sorted({r["phase"] for r in rows})
+    assert phases == list(range(phases[-1] + 1)) and len(phases) >= 15   # > 1 epoch of 10 ts
+    for p in phases[1:]:
+        prev = [r for r in rows if r["phase"] == p - 1]
+        assert len(prev) == counts
+        assert min(r["granted_ns"] for r in rows if r["phase"] == p) >= max(r["released_ns"] for r in prev)
+    for r in rows:                                                       # slot -> timestamp map
+        assert r["ts_idx"] == r["phase"] % 10 and r["granted_ns"] <= r["released_ns"]
