@@ -108,13 +108,20 @@ def _run(cfg: Any, quiet: bool) -> int:
         executor = _make_executor(cfg)
     except (ValueError, ImportError) as exc:
         raise _fail(str(exc)) from None
-    progress = None
     live = None
     if not quiet:
         from raybench.progress import LiveProgress
 
         live = LiveProgress(con, cfg)
-        progress = live.update
+    started: list[bool] = []
+
+    def progress(shard: int, snap: dict[str, Any]) -> None:
+        if not started:  # one plain line, also for logs and scripts, when the first shard reports
+            started.append(True)
+            print(f"raybench: running ({cfg.workload.name} / {cfg.scenario}; first progress from shard {shard})",
+                  file=sys.stderr, flush=True)
+        if live is not None:
+            live.update(shard, snap)
     try:
         if live:
             live.start()

@@ -427,17 +427,24 @@ def _lateness_summary(stats: ExactStats) -> dict[str, int]:
 def _merge_timeline(reports: list[ShardReport]) -> list[dict[str, Any]]:
     """Per-second progress summed over shards (seconds since T0)."""
     by_sec: dict[int, dict[str, Any]] = {}
+    cumulative = ("issued", "completed", "errors", "in_flight")
     for rep in reports:
+        # Counters are cumulative per shard: a shard contributes its last snapshot of each second
+        # (the final snapshot can share a second with a periodic one); windows add up.
+        last: dict[int, dict[str, Any]] = {}
         for snap in rep.snapshots:
-            sec = int(round(snap["t_ns"] / 1e9))
+            sec = int(np.ceil(snap["t_ns"] / 1e9))
             row = by_sec.setdefault(
                 sec, {"t_s": sec, "issued": 0, "completed": 0, "errors": 0, "in_flight": 0, "window_completed": 0, "hists": [], "late": []}
             )
-            for k in ("issued", "completed", "errors", "in_flight", "window_completed"):
-                row[k] += int(snap.get(k, 0))
+            row["window_completed"] += int(snap.get("window_completed", 0))
+            last[sec] = snap
             if "latency_hist" in snap:
                 row["hists"].append(Histogram.from_dict(snap["latency_hist"]))
                 row["late"].append(Histogram.from_dict(snap["lateness_hist"]))
+        for sec, snap in last.items():
+            for k in cumulative:
+                by_sec[sec][k] += int(snap.get(k, 0))
     out = []
     for sec in sorted(by_sec):
         row = by_sec[sec]

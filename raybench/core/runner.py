@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import pickle
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -275,7 +276,8 @@ def system_info(prepared: PreparedRun, extra: dict[str, Any] | None = None) -> d
     return info
 
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+# Whole words of a parameter name that mark a secret ("api_key", "auth_token"), not "max_tokens".
+_SECRET_RE = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?)($|_)")
 
 
 def _mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +285,7 @@ def _mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in params.items():
         lk = k.lower()
-        if any(w in lk for w in _SECRET_WORDS) and not lk.endswith("_env") and v:
+        if _SECRET_RE.search(lk) and not lk.endswith("_env") and v:
             out[k] = "***"
         elif isinstance(v, dict):
             out[k] = _mask_secrets(v)

@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["get", "host", "in_ray", "kill", "named_actor", "node_label", "run_key"]
+__all__ = ["get", "host", "in_ray", "kill", "named_actor", "named_actors", "node_label", "run_key"]
 
 _OWNER_METHOD = "raybench_owner"
 _HOSTED: dict[type, type] = {}
@@ -108,39 +108,60 @@ def named_actor(name: str, cls: type, *args: Any, namespace: str | None = None,
         timeout_s: how long to wait for the actor's constructor and for a stale actor to go.
 
     Returns:
-        The actor handle. The constructor arguments are only used by the caller that creates it.
+        The actor handle, constructed. The constructor arguments are only used by the caller
+        that creates it.
 
     Raises:
         RuntimeError: Ray is not initialised (the caller asked for shared actors without Ray), or
             a stale actor of that name could not be replaced within ``timeout_s``.
     """
+    return named_actors([(name, args, kwargs)], cls, namespace=namespace, options=options,
+                        timeout_s=timeout_s)[0]
+
+
+def named_actors(items: list[tuple[str, tuple[Any, ...], dict[str, Any]]], cls: type, *,
+                 namespace: str | None = None, options: dict[str, Any] | None = None,
+                 timeout_s: float = 60.0) -> list[Any]:
+    """:func:`named_actor` for several ``(name, args, kwargs)`` at once: all are requested before
+    any is awaited, so their constructors (e.g. loading table blocks) run in parallel."""
     import ray
 
     if not ray.is_initialized():
-        raise RuntimeError(f"shared actor {name!r} needs a running Ray (use the ray executor or "
-                           f"ray.init() first)")
+        raise RuntimeError(f"shared actor(s) {[it[0] for it in items]} need a running Ray (use the "
+                           f"ray executor or ray.init() first)")
     ctx = ray.get_runtime_context()
     me = ctx.get_actor_id()
     owner = (me, ctx.current_actor) if me is not None else (None, None)
-    opts = {**(options or {}), "name": name, "get_if_exists": True}
+    base = {**(options or {}), "get_if_exists": True}
+    base.pop("lifetime", None)
     if namespace is not None:
-        opts["namespace"] = namespace
-    opts.pop("lifetime", None)
+        base["namespace"] = namespace
     deadline = time.monotonic() + timeout_s
-    while True:
-        handle = host(cls, opts).remote(*args, _raybench_owner=owner, **kwargs)
-        try:
-            owner_id, owner_handle = ray.get(getattr(handle, _OWNER_METHOD).remote(), timeout=timeout_s)
-        except ray.exceptions.RayActorError:
-            owner_id, owner_handle = "dead", None              # died while we asked: retry
-        if owner_id == "dead" or not _alive(ray, owner_id, owner_handle, me):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"shared actor {name!r}: a stale actor of a previous run did "
-                                   f"not go away within {timeout_s:.0f} s")
-            kill(handle)
+    out: list[Any] = [None] * len(items)
+    todo = list(range(len(items)))
+    while todo:
+        handles = {i: host(cls, {**base, "name": items[i][0]}).remote(
+            *items[i][1], _raybench_owner=owner, **items[i][2]) for i in todo}
+        checks = {i: getattr(h, _OWNER_METHOD).remote() for i, h in handles.items()}
+        stale = []
+        for i, ref in checks.items():
+            try:
+                owner_id, owner_handle = ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
+                ok = _alive(ray, owner_id, owner_handle, me)
+            except ray.exceptions.RayActorError:
+                ok = False                                      # died while we asked: retry
+            if ok:
+                out[i] = handles[i]
+            else:
+                stale.append(i)
+                kill(handles[i])
+        if stale and time.monotonic() > deadline:
+            raise RuntimeError(f"shared actor(s) {[items[i][0] for i in stale]}: a stale actor of "
+                               f"a previous run did not go away within {timeout_s:.0f} s")
+        if stale:
             time.sleep(0.05)
-            continue
-        return handle
+        todo = stale
+    return out
 
 
 def _alive(ray: Any, owner_id: str | None, owner_handle: Any, me: str | None) -> bool:

@@ -196,20 +196,21 @@ def _tokens(run: RunData, pngs: dict[str, bytes]) -> str:
 
 
 def _pareto(run: RunData, pngs: dict[str, bytes]) -> str:
-    from raybench.core.endpoints import ParetoPoint, pareto_frontier
-    from raybench.report.plots import pareto_png
+    from raybench.core.endpoints import pareto_frontier
+    from raybench.report.plots import pareto_png, pareto_points
 
     if not run.sweep:
         return _na("not a sweep (no sweep_summary.json)")
-    front = {p.concurrency for p in pareto_frontier([ParetoPoint(int(p.get("concurrency", 0)), float(p["system_tps"]), float(p["tps_per_user"])) for p in run.sweep])}
+    front = {(p.system_tps, p.tps_per_user) for p in pareto_frontier(pareto_points(run.sweep))}
     rows = "".join(
-        f"<tr>{_cell(f'sweep-{i}-concurrency', p.get('concurrency'))}{_cell(f'sweep-{i}-system_tps', p['system_tps'])}"
-        f"{_cell(f'sweep-{i}-tps_per_user', p['tps_per_user'])}{_cell(f'sweep-{i}-ttft_p90_ms', p.get('ttft_p90_ms'))}"
-        f"<td>{'yes' if int(p.get('concurrency', 0)) in front else ''}</td></tr>"
+        f"<tr>{_cell(f'sweep-{i}-concurrency', p.get('concurrency'))}{_cell(f'sweep-{i}-qps', p.get('qps'))}"
+        f"{_cell(f'sweep-{i}-system_tps', p.get('system_tps'))}{_cell(f'sweep-{i}-tps_per_user', p.get('tps_per_user'))}"
+        f"{_cell(f'sweep-{i}-ttft_p90_ms', p.get('ttft_p90_ms'))}<td>{_e(p.get('validity', '-'))}</td>"
+        f"<td>{'yes' if (p.get('system_tps'), p.get('tps_per_user')) in front else ''}</td></tr>"
         for i, p in enumerate(run.sweep)
     )
-    table = ("<table id='sweep-table'><tr><th>concurrency</th><th>system tokens/s</th><th>tokens/s per user</th>"
-             f"<th>TTFT p90 (ms)</th><th>on frontier</th></tr>{rows}</table>")
+    table = ("<table id='sweep-table'><tr><th>concurrency</th><th>QPS</th><th>system tokens/s</th><th>tokens/s per user</th>"
+             f"<th>TTFT p90 (ms)</th><th>validity</th><th>on frontier</th></tr>{rows}</table>")
     return _img("pareto", pareto_png(run.sweep), pngs) + table
 
 

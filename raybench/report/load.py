@@ -82,8 +82,8 @@ def load_sweep_points(path: Path) -> list[dict[str, Any]]:
     if not isinstance(points, list):
         raise ValueError(f"{path}: expected a list of points or {{'points': [...]}}")
     for i, p in enumerate(points):
-        if not isinstance(p, dict) or "system_tps" not in p or "tps_per_user" not in p:
-            raise ValueError(f"{path}: point {i} needs system_tps and tps_per_user")
+        if not isinstance(p, dict) or "system_tps" not in p:
+            raise ValueError(f"{path}: point {i} needs system_tps")
     return points
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "cdf_overlay_png",
     "distribution_png",
     "pareto_png",
+    "pareto_points",
     "shards_png",
     "timeline_png",
 ]
@@ -141,19 +142,31 @@ def shards_png(per_shard: Sequence[Mapping[str, Any]], lateness: Histogram | Non
     return _png(fig)
 
 
+def pareto_points(points: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """``ParetoPoint`` objects of the sweep points that have both axes (a point whose TPOT is
+    unknown has ``tps_per_user: null`` and is left off the chart); concurrency ``None`` (a QPS
+    sweep) becomes 0."""
+    from raybench.core.endpoints import ParetoPoint
+
+    out = []
+    for p in points:
+        if p.get("system_tps") is None or p.get("tps_per_user") is None:
+            continue
+        ttft = p.get("ttft_p90_ms")
+        out.append(ParetoPoint(int(p.get("concurrency") or 0), float(p["system_tps"]), float(p["tps_per_user"]),
+                               float(ttft) if ttft is not None else float("nan")))
+    return out
+
+
 def pareto_png(points: Sequence[Mapping[str, Any]]) -> bytes:
     """The Endpoints Pareto chart: measured points and the step function through the frontier.
 
     Left: system TPS vs TPS/user with ``raybench.core.endpoints.step_function`` (no
     interpolation). Right: TTFT p90 vs concurrency when the points carry it.
     """
-    from raybench.core.endpoints import ParetoPoint, pareto_frontier, step_function
+    from raybench.core.endpoints import pareto_frontier, step_function
 
-    pts = [
-        ParetoPoint(int(p.get("concurrency", 0)), float(p["system_tps"]), float(p["tps_per_user"]),
-                    float(p["ttft_p90_ms"]) if p.get("ttft_p90_ms") is not None else float("nan"))
-        for p in points
-    ]
+    pts = pareto_points(points)
     fig, ax = _figure(10, 3.8, ncols=2)
     xs, ys = step_function(pts)
     ax[0][0].plot(xs, ys, color="#4878d0", lw=2, label="step function (frontier)")

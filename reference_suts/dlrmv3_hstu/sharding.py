@@ -218,10 +218,10 @@ def make_ray_shards(source: dict[str, Any], n: int, name: str,
         Shard handles for :class:`ShardedEmbedding` (``rows_per_shard = ceil(rows / n)``); each
         has ``info`` (:meth:`TableBlockShard.describe`).
     """
-    from raybench.ray.shared import get, named_actor
+    from raybench.ray.shared import get, named_actors
 
     opts = {"num_cpus": 0, **(options or {})}
-    actors = [named_actor(f"{name}-{s}of{n}", TableBlockShard, source, s, n, options=opts)
-              for s in range(n)]
+    actors = named_actors([(f"{name}-{s}of{n}", (source, s, n), {}) for s in range(n)],
+                          TableBlockShard, options=opts)    # blocks load in parallel
     infos = get([a.describe.remote() for a in actors])
     return [_RayShardHandle(a, info) for a, info in zip(actors, infos, strict=True)]

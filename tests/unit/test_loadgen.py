@@ -198,3 +198,21 @@ def test_seeds_are_read_only_from_mlperf_conf_round(vrun) -> None:
 
 def test_early_stopping_floor_constant() -> None:
     assert find_min_passing(0, 0.99) == 459
+
+
+def test_timeline_counts_are_cumulative_and_end_at_the_totals(vrun) -> None:
+    out = vrun("scenario=Server", CONST5, "settings.server_target_qps=100", "settings.min_duration_ms=5000", shards=2)
+    tl = json.loads((out.run_dir / "timeline.json").read_text())
+    issued = [row["issued"] for row in tl]
+    assert issued == sorted(issued)
+    assert tl[-1]["issued"] == out.metrics.samples_issued and tl[-1]["completed"] == out.metrics.samples_completed
+    assert sum(row["window_completed"] for row in tl) == sum(s["queries_issued"] for s in out.metrics.shards)
+
+
+def test_secret_parameters_are_masked_but_token_counts_are_not(vrun) -> None:
+    from raybench.core.runner import _mask_secrets
+
+    masked = _mask_secrets({"api_key": "sk-1", "auth_token": "t", "max_tokens": 128, "tokens": {"n": 4},
+                            "api_key_env": "OPENAI_API_KEY", "nested": {"password": "p"}})
+    assert masked == {"api_key": "***", "auth_token": "***", "max_tokens": 128, "tokens": {"n": 4},
+                      "api_key_env": "OPENAI_API_KEY", "nested": {"password": "***"}}

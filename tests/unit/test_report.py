@@ -114,17 +114,19 @@ def test_sweep_report_marks_the_pareto_frontier(tmp_path: Path) -> None:
         {"concurrency": 4, "system_tps": 350.0, "tps_per_user": 80.0, "ttft_p90_ms": 25.0},
         {"concurrency": 8, "system_tps": 300.0, "tps_per_user": 60.0, "ttft_p90_ms": 40.0},  # dominated by c=4
         {"concurrency": 16, "system_tps": 900.0, "tps_per_user": 50.0, "ttft_p90_ms": 80.0},
+        {"concurrency": 32, "system_tps": 950.0, "tps_per_user": None, "ttft_p90_ms": None},  # TPOT unknown: off the chart
     ]
     (tmp_path / "sweep_summary.json").write_text(json.dumps({"points": pts}))
     page = write_report(tmp_path).read_text()
     assert 'id="img-pareto"' in page and "problems" not in page  # a sweep dir needs no result.json
     cells = _cells(page)
-    assert [cells[f"sweep-{i}-system_tps"] for i in range(4)] == [100.0, 350.0, 300.0, 900.0]
-    front = {p.concurrency for p in pareto_frontier([ParetoPoint(p["concurrency"], p["system_tps"], p["tps_per_user"]) for p in pts])}
+    assert [cells[f"sweep-{i}-system_tps"] for i in range(5)] == [100.0, 350.0, 300.0, 900.0, 950.0]
+    assert cells["sweep-4-tps_per_user"] is None
+    front = {p.concurrency for p in pareto_frontier([ParetoPoint(p["concurrency"], p["system_tps"], p["tps_per_user"]) for p in pts[:4]])}
     assert front == {1, 4, 16}
     table = page[page.index("id='sweep-table'"):]
     rows = table[: table.index("</table>")].split("<tr>")[2:]
-    assert ["<td>yes</td>" in r for r in rows] == [True, True, False, True]
+    assert ["<td>yes</td>" in r for r in rows] == [True, True, False, True, False]
 
 
 def test_compare_table_and_plots(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -161,3 +163,43 @@ def test_load_run_rebuilds_histograms(runs: dict[str, Path]) -> None:
     hist = json.loads((runs["tok"] / "histograms.json").read_text())
     assert run.hist("latency").count == hist["latency"]["histogram"]["count"] == 1024
     assert run.hist("latency").percentile(0.99) == hist["latency"]["percentiles_ns"]["p99"]
+
+
+# ---------------------------------------------------------------------------------- system.json
+_CPUINFO = "".join(
+    f"processor\t: {i}\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nphysical id\t: {i // 4}\ncpu cores\t: 2\n\n" for i in range(8)
+)
+
+
+def test_cpu_facts_from_cpuinfo() -> None:
+    from raybench.report.system import cpu_facts
+
+    assert cpu_facts(_CPUINFO) == {"model": "Intel(R) Xeon(R) Platinum 8480+", "sockets": 2, "cores_per_socket": 2, "logical_cpus": 8}
+
+
+def test_gpu_facts_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raybench.report.system import describe_host, gpu_facts
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nfor i in 1 2; do echo 'NVIDIA H100 80GB HBM3, 81559, 550.54.15'; done\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    assert gpu_facts() == [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "driver": "550.54.15"}] * 2
+    host = describe_host()
+    assert (host["accelerators_per_node"], host["accelerator_model_name"], host["accelerator_memory_capacity"]) == (2, "NVIDIA H100 80GB HBM3", "80 GB")
+
+
+def test_system_json_has_mlperf_fields(runs: dict[str, Path]) -> None:
+    from importlib.metadata import version
+
+    s = json.loads((runs["tok"] / "system.json").read_text())
+    for key in ("system_name", "number_of_nodes", "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
+                "host_memory_capacity", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
+                "framework", "operating_system", "other_software_stack"):
+        assert key in s, key
+    assert s["number_of_nodes"] == 1
+    assert s["software"]["numpy"] == version("numpy") and s["software"]["pydantic"] == version("pydantic")
+    assert f"numpy {version('numpy')}" in s["other_software_stack"]
+    if shutil.which("nvidia-smi") is None:
+        assert (s["accelerators_per_node"], s["accelerator_model_name"]) == (0, "N/A")
+    assert s["sut"]["name"] == "fake" and s["sut"]["params"]["echo"] is True and s["sut"]["params"]["max_batch"] == 16

@@ -116,3 +116,25 @@ def test_server_two_replicas_global_timestamp_order(ray_local, tiny_dir: Path, t
         assert min(r["granted_ns"] for r in rows if r["phase"] == p) >= max(r["released_ns"] for r in prev)
     for r in rows:                                                       # slot -> timestamp map
         assert r["ts_idx"] == r["phase"] % 10 and r["granted_ns"] <= r["released_ns"]
+
+
+def test_named_actor_dies_with_its_owner_and_is_recreated(ray_local) -> None:  # noqa: F811
+    from raybench.ray.shared import get, host, in_ray, kill, named_actor
+    from reference_suts.dlrmv3_hstu.scheduler import StreamingScheduler
+
+    class Owner:    # a local class: pickled by value (this test module is not importable in workers)
+        """Stands in for a SUT replica that creates a shared scheduler and uses it once."""
+
+        def make(self, name: str) -> int:
+            h = named_actor(name, StreamingScheduler, [2, 3])
+            get(h.next_slot.remote())
+            return get(h.stats.remote())["assigned"]
+
+    assert in_ray() is False                                   # the test driver is no actor
+    owner = host(Owner, {"num_cpus": 0}).remote()
+    assert get(owner.make.remote("dlrmv3-test-stale")) == 1
+    kill(owner)                                                # the "previous run" ends
+    fresh = named_actor("dlrmv3-test-stale", StreamingScheduler, [2, 3])
+    assert get(fresh.stats.remote())["assigned"] == 0          # not the old run's state
+    assert get(fresh.slot.remote(4)).ts_idx == 1
+    kill(fresh)
