@@ -41,7 +41,7 @@ def test_ray_job_submit_runs_a_benchmark(tmp_path: Path) -> None:
     )
     try:
         out = tmp_path / "results"
-        runtime_env = {"excludes": [".venv", ".git", ".cache", "results", "*.egg-info"], "env_vars": {"RAY_AUTH_MODE": "disabled"}}
+        runtime_env = {"excludes": [".venv", ".venv-vllm", ".git", ".cache", "results", "*.egg-info"], "env_vars": {"RAY_AUTH_MODE": "disabled"}}
         res = subprocess.run(
             ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
              "--runtime-env-json", json.dumps(runtime_env), "--",
