@@ -13,7 +13,8 @@ load hits both. Figures:
   its duration runs from the query's issue to the last completion, so actor start-up and model
   load are excluded, exactly as the bare loop excludes its load and warm-up.
 
-ratio = median(raybench) / median(bare); goal >= 0.95.
+ratio = median(raybench) / median(bare), and best / best: other processes on the machine can only
+slow a measurement down, so on a shared machine the best-of-N ratio is the fairer one. Goal >= 0.95.
 
 Usage:
     python benchmarks/yolo_overhead.py [--imgsz 640] [--batch 8] [--samples 64] [--repeats 2]
@@ -115,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     b, q = statistics.median(bare), statistics.median(rb)
     print(f"yolo11n CPU Offline, imgsz {args.imgsz}, batch {args.batch}, {args.threads} threads, "
           f"{args.samples} samples x {args.repeats} repeats")
-    print(f"bare model.predict loop : {b:.3f} samples/s (median)")
-    print(f"raybench Ray actor SUT  : {q:.3f} samples/s (median)")
-    print(f"ratio raybench / bare   : {q / b:.3f}  (goal >= 0.95)")
+    print(f"bare model.predict loop : median {b:.3f}, best {max(bare):.3f} samples/s")
+    print(f"raybench Ray actor SUT  : median {q:.3f}, best {max(rb):.3f} samples/s")
+    print(f"ratio raybench / bare   : median {q / b:.3f}, best {max(rb) / max(bare):.3f}  (goal >= 0.95)")
     return 0
 
 

@@ -243,7 +243,7 @@ def sweep_cmd(
         base = load_run_config(config, overrides)
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     sweep_dir = Path(out) / f"{stamp}-sweep-{base.workload.name}-{mode}"
     typer.echo(f"sweep ({mode}): {', '.join(f'{v:g}' for v in values)} -> {sweep_dir}")
 

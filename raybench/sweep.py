@@ -347,7 +347,7 @@ def _finish(out: Path, mode: str, points: list[PointResult]) -> SweepResult:
         rows.append(row)
     summary: dict[str, Any] = {
         "mode": mode,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "points": rows,
         "frontier": front,
     }

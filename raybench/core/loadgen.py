@@ -35,7 +35,7 @@ import numpy as np
 
 from raybench.core.histogram import Histogram
 from raybench.core.plan import CLOSED_LOOP, Phase, ShardSlice, stream_samples
-from raybench.core.protocols import Clock, Query, Response, SampleLibrary, SUT, SUTContext
+from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
 from raybench.core.records import RecordBuffer, ShardReport
 
 __all__ = ["ShardRunner", "DEFAULT_QUERY_TIMEOUT_S"]

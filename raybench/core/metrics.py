@@ -333,7 +333,7 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
     if n_err and (n_issued == 0 or n_err / max(1, n_issued) > limits.max_error_rate):
         top = ", ".join(f"{k} (x{v})" for k, v in errors.most_common(3))
         reasons.append(f"{n_err} of {n_issued} samples failed: {top}")
-    if sc in ("Server", CLOSED_LOOP) and sc == "Server" and late_stats.count and not accuracy_mode:
+    if sc == "Server" and late_stats.count and not accuracy_mode:
         p99_late = late_stats.percentile(0.99)
         if p99_late > limits.lateness_p99_ms * 1e6:
             reasons.append(

@@ -24,7 +24,7 @@ shards: :func:`partition` only decides which shard issues which query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -445,8 +445,3 @@ def partition(plan: Plan, shards: int) -> list[ShardSlice]:
             ids = [np.arange(k, p.query_count, shards, dtype=np.int64) for p in plan.phases]
             out.append(ShardSlice(k, shards, plan, ids))
     return out
-
-
-def with_settings(plan: Plan, **changes: Any) -> Plan:
-    """A copy of ``plan`` with different effective values (used by tests)."""
-    return replace(plan, effective=replace(plan.effective, **changes))

@@ -26,13 +26,12 @@ import yaml
 from raybench import __version__
 from raybench.core.clock import MonotonicClock, VirtualClock
 from raybench.core.config import RunConfig
-from raybench.core.histogram import Histogram
 from raybench.core.loadgen import ShardRunner
 from raybench.core.logs.accuracy_log import write_accuracy_log
 from raybench.core.logs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
 from raybench.core.logs.mlperf import detail_lines, summary_lines
 from raybench.core.metrics import Limits, RunMetrics, compute_metrics
-from raybench.core.plan import CLOSED_LOOP, Plan, ShardSlice, build_plan, partition
+from raybench.core.plan import Plan, ShardSlice, build_plan, partition
 from raybench.core.protocols import SUTContext
 from raybench.core.records import ShardReport
 from raybench.core.settings import TestSettings, resolve_settings
@@ -236,7 +235,7 @@ class RunOutcome:
 def _run_dir(cfg: RunConfig, scenario: str) -> Path:
     if cfg.run_dir:
         return Path(cfg.run_dir)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")[:-4]
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")[:-4]
     return Path(cfg.out) / f"{stamp}-{cfg.workload.name}-{scenario}"
 
 
@@ -463,11 +462,8 @@ def run_benchmark(
     if prepared.plan.effective.scenario in ("SingleStream", "MultiStream"):
         shards = 1
     slices = partition(prepared.plan, shards)
-    started = _dt.datetime.now(_dt.timezone.utc)
+    started = _dt.datetime.now(_dt.UTC)
     reports = executor.run(prepared, slices, progress)
     extra = getattr(executor, "system_extra", None)
     return finish_run(prepared, reports, started=started, shards=shards, system_extra=extra() if callable(extra) else None)
 
-
-# Re-exported for type checkers.
-_ = (CLOSED_LOOP, Histogram)

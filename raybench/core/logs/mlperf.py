@@ -84,7 +84,7 @@ def detail_lines(
     d = _Detail(0)
     d.log("loadgen_version", f"{LOADGEN_COMPAT_VERSION} (raybench {__version__})")
     d.log("loadgen_build_date_local", test_datetime.astimezone().isoformat())
-    d.log("loadgen_build_date_utc", test_datetime.astimezone(_dt.timezone.utc).isoformat())
+    d.log("loadgen_build_date_utc", test_datetime.astimezone(_dt.UTC).isoformat())
     d.log("loadgen_git_commit_date", "")
     d.log("loadgen_git_log_message", "")
     d.log("loadgen_git_status_message", "")

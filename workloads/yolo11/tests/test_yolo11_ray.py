@@ -105,3 +105,32 @@ def test_default_threads_follow_the_replica_num_cpus(ray_local) -> None:  # noqa
     assert got == [1, 1, min(2, cores)]
     assert ray_local.get(threads.options(num_cpus=1).remote({"num_threads": 3})) == 3  # explicit wins
     assert UltralyticsYoloSUT({}).num_threads == cores  # the driver: not a Ray worker
+
+
+def test_replica_process_is_offline_and_uses_its_cpus(ray_local) -> None:  # noqa: F811
+    """Inside a Ray worker (what a ``SUTReplica`` is), start() sets the offline env and the threads."""
+
+    @ray_local.remote
+    def started(cache: str) -> tuple:
+        import asyncio
+
+        os.environ["RAYBENCH_CACHE"] = cache
+        from raybench.core.protocols import SUTContext
+        from reference_suts.ultralytics_yolo.sut import UltralyticsYoloSUT
+
+        async def run():
+            sut = UltralyticsYoloSUT({"imgsz": 64})
+            await sut.start(SUTContext("yolo11", "Offline", "PerformanceOnly"))
+            import torch
+            from ultralytics import settings
+
+            threads = sut._executor.submit(torch.get_num_threads).result()
+            await sut.stop()
+            return os.environ.get("YOLO_OFFLINE"), os.environ.get("YOLO_CONFIG_DIR"), settings["sync"], threads
+
+        return asyncio.run(run())
+
+    cache = os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")
+    offline, config_dir, sync, threads = ray_local.get(started.options(num_cpus=2).remote(cache))
+    assert (offline, sync, threads) == ("1", False, min(2, len(os.sched_getaffinity(0))))
+    assert config_dir and Path(config_dir).is_dir()  # ultralytics' settings file lives there, not in ~
