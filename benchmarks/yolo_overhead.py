@@ -17,7 +17,7 @@ ratio = median(raybench) / median(bare), and best / best: other processes on the
 slow a measurement down, so on a shared machine the best-of-N ratio is the fairer one. Goal >= 0.95.
 
 Usage:
-    python benchmarks/yolo_overhead.py [--imgsz 640] [--batch 8] [--samples 64] [--repeats 2]
+    python benchmarks/yolo_overhead.py [--imgsz 640] [--batch 8] [--samples 128] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args(argv)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)  # after the first predict, as the SUT does (ultralytics resets it)
     bare_loop(model, images, args.batch, args.imgsz, args.batch)  # warm the batch shape
 
-    ray.init(num_cpus=args.threads, include_dashboard=False, object_store_memory=512 * 2**20,
+    ray.init(address="local", num_cpus=args.threads, include_dashboard=False, object_store_memory=512 * 2**20,
              log_to_driver=False, configure_logging=False)
     bare: list[float] = []
     rb: list[float] = []

@@ -367,45 +367,49 @@ class ShardRunner:
         sample: int | None = None,
         stream: int = -1,
     ) -> asyncio.Task[None]:
-        """Record the query's rows and start its task."""
-        cols_start = self.buf.reserve(n)
+        """Record the query's rows and start its task (scalar writes for one-sample queries)."""
+        row = self.buf.reserve(n)
         cols = self.buf.cols
         if sample is not None:
-            idx = np.array([sample], dtype=np.int64)
-            seq = np.array([-1], dtype=np.int64)
+            indices = [sample]
+            seq0 = -1
             qid = stream
-        elif first_sample is not None:
-            idx = phase.samples[first_sample : first_sample + n]
-            seq = phase.seq_base + np.arange(first_sample, first_sample + n, dtype=np.int64)
         else:
-            s0 = qid * phase.samples_per_query
-            idx = phase.samples[s0 : s0 + n]
-            seq = phase.seq_base + np.arange(s0, s0 + n, dtype=np.int64)
-        rows = slice(cols_start, cols_start + n)
-        cols["query_id"][rows] = qid
-        cols["phase"][rows] = phase_i
-        cols["seq_id"][rows] = seq
-        cols["sample_index"][rows] = idx
-        cols["intended_ns"][rows] = intended_rel
+            s0 = first_sample if first_sample is not None else qid * phase.samples_per_query
+            seq0 = phase.seq_base + s0
+            indices = [int(phase.samples[s0])] if n == 1 else phase.samples[s0 : s0 + n].tolist()
+        if n == 1:
+            cols["query_id"][row] = qid
+            cols["phase"][row] = phase_i
+            cols["seq_id"][row] = seq0
+            cols["sample_index"][row] = indices[0]
+            cols["intended_ns"][row] = intended_rel
+        else:
+            rows = slice(row, row + n)
+            cols["query_id"][rows] = qid
+            cols["phase"][rows] = phase_i
+            cols["seq_id"][rows] = np.arange(seq0, seq0 + n, dtype=np.int64) if seq0 >= 0 else -1
+            cols["sample_index"][rows] = indices
+            cols["intended_ns"][rows] = intended_rel
         log_mask = None
-        if not self.plan.accuracy_log_all and phase.log_accuracy is not None and seq[0] >= 0:
-            log_mask = phase.log_accuracy[seq - phase.seq_base]
+        if not self.plan.accuracy_log_all and phase.log_accuracy is not None and seq0 >= 0:
+            off = seq0 - phase.seq_base
+            log_mask = phase.log_accuracy[off : off + n]
         self._issued_queries += 1
         self._issued_samples += n
-        task = loop.create_task(self._one(cols_start, n, qid, idx, seq, log_mask))
-        self._outstanding[cols_start] = (self.clock.now_ns(), task)
+        task = loop.create_task(self._one(row, n, qid, indices, seq0, log_mask))
+        self._outstanding[row] = (self.clock.now_ns(), task)
         return task
 
-    async def _one(
-        self, row: int, n: int, qid: int, idx: np.ndarray, seq: np.ndarray, log_mask: np.ndarray | None
-    ) -> None:
+    async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None) -> None:
         clock = self.clock
-        t0 = self._t0
-        indices = idx.tolist()
-        lib = self.library
-        q = Query(id=qid, indices=indices, samples=[lib.get(i) for i in indices], clock=clock)
-        issued = clock.now_ns()
-        self.buf.cols["issued_ns"][row : row + n] = issued - t0
+        get = self.library.get
+        q = Query(id=qid, indices=indices, samples=[get(i) for i in indices], clock=clock)
+        issued = clock.now_ns() - self._t0
+        if n == 1:
+            self.buf.cols["issued_ns"][row] = issued
+        else:
+            self.buf.cols["issued_ns"][row : row + n] = issued
         err: str | None = None
         resps: Sequence[Response] = ()
         try:
@@ -415,14 +419,14 @@ class ShardRunner:
         except asyncio.CancelledError:
             err = self._cancel_reason.pop(row, None) or "cancelled"
             if err == "cancelled":
-                self._finish_query(row, n, q, clock.now_ns(), (), err, seq, indices, log_mask)
+                self._finish_query(row, n, q, clock.now_ns(), (), err, seq0, indices, log_mask)
                 self._release(row)
                 raise
         except Exception as exc:  # a SUT failure is a measurement, not a crash
             err = f"{type(exc).__name__}: {exc}"[:300]
             if getattr(exc, "fatal", False):  # e.g. every SUT replica is gone: stop the run
                 self.abort(err)
-        self._finish_query(row, n, q, clock.now_ns(), resps, err, seq, indices, log_mask)
+        self._finish_query(row, n, q, clock.now_ns(), resps, err, seq0, indices, log_mask)
         self._release(row)
 
     def _release(self, row: int) -> None:
@@ -450,13 +454,13 @@ class ShardRunner:
         done: int,
         resps: Sequence[Response],
         err: str | None,
-        seq: np.ndarray,
+        seq0: int,
         indices: list[int],
         log_mask: np.ndarray | None,
     ) -> None:
         cols = self.buf.cols
         t0 = self._t0
-        rows = slice(row, row + n)
+        rows: slice | int = row if n == 1 else slice(row, row + n)
         cols["completed_ns"][rows] = done - t0
         if q.first_token_ns:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
@@ -478,7 +482,7 @@ class ShardRunner:
                 if r.n_tokens:
                     cols["n_tokens"][row + j] = r.n_tokens
                 if log_all or (log_mask is not None and log_mask[j]):
-                    acc.append((int(seq[j]), indices[j], bytes(r.data)))
+                    acc.append((seq0 + j, indices[j], bytes(r.data)))
         self._completed_samples += n
         self._done_rows.append(row)
 

@@ -87,7 +87,7 @@ class RayExecutor:
         if address:
             kwargs["address"] = address
         else:
-            kwargs.update(include_dashboard=False, object_store_memory=512 * 2**20)
+            kwargs.update(address="local", include_dashboard=False, object_store_memory=512 * 2**20)  # never attach to /tmp/ray's latest cluster
             self._owns_ray = True
         kwargs.update(self.cfg.init_kwargs)
         ray.init(**kwargs)

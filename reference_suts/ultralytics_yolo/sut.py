@@ -216,6 +216,10 @@ class UltralyticsYoloSUT:
             self._predict([warm])
         # After the first predict: ultralytics' select_device() has reset the thread count by then.
         torch.set_num_threads(self.num_threads)
+        if self.max_batch > 1:
+            # The first full batch is ~30 % slower than later ones (buffers, oneDNN primitives for
+            # the new batch size); pay it here rather than in the first timed Offline batch.
+            self._predict([warm] * self.max_batch)
 
     def _unload(self) -> None:
         self._model = None

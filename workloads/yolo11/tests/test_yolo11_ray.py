@@ -52,8 +52,9 @@ def test_yolo11n_offline_on_ray_performance(ray_local, tmp_path: Path) -> None: 
     assert by_key["result_validity"] == "VALID"
     assert by_key["effective_scenario"] == "Offline"
     assert _accuracy_entries(out.run_dir) == []  # PerformanceOnly logs no payloads
-    # The replica actor ran ultralytics offline (its env set before the import, inside the actor).
-    assert ex.placements and "ultralytics_yolo" in (out.run_dir / "system.json").read_text()
+    system = json.loads((out.run_dir / "system.json").read_text())
+    assert len(ex.placements) == 1 and system["number_of_nodes"] == 1
+    assert (system["sut"]["name"], system["sut"]["params"]["imgsz"]) == ("ultralytics_yolo", 160)
 
 
 def test_yolo11n_singlestream_on_ray_accuracy_log(ray_local, tmp_path: Path) -> None:  # noqa: F811
