@@ -33,16 +33,26 @@ def _run(sets: list[str]) -> Any:
         return run_benchmark(cfg, RayExecutor(cfg.ray)).metrics
 
 
-def capacity(shards: int, seconds: float, qps: float) -> float:
-    m = _run(["sut=null", "scenario=Server", f"shards={shards}", "ray.sut_inline=true", f"settings.server_target_qps={qps}",
-              f"settings.min_duration_ms={int(seconds * 1000)}", "ray.shard_num_cpus=1", "lateness_p99_ms=100000"])
+def capacity(shards: int, samples: int) -> float:
+    """Samples/s the shards issue when every sample is its own SUT call (Offline, null SUT inline)."""
+    m = _run(["sut=null", "scenario=Offline", f"shards={shards}", "ray.sut_inline=true", "sut.params.max_batch=1",
+              "sut.params.max_inflight=256", f"settings.offline_expected_qps={samples}", "settings.min_duration_ms=1000",
+              "ray.shard_num_cpus=1"])
     return m.samples_per_second
 
 
-def actor_overhead(seconds: float) -> tuple[int, int]:
-    base = ["sut=fake", "scenario=Server", "sut.params.latency={dist: constant, ms: 5}", "settings.server_target_qps=1000",
+def actor_overhead(seconds: float, transport: str, sut: str = "null") -> tuple[int, int]:
+    """p50 latency of the same SUT inline in the shard vs in a replica actor, at 1k QPS.
+
+    The null SUT isolates the harness's own cost. (A SUT that sleeps measures its host loop's
+    timer precision too: a shard's loop spins near its send times and wakes timers within tens
+    of microseconds, an idle replica's loop sleeps in epoll with millisecond granularity.)
+    """
+    base = [f"sut={sut}", "scenario=Server", "settings.server_target_qps=1000",
             f"settings.min_duration_ms={int(seconds * 1000)}", "ray.shard_num_cpus=0.5", "ray.replica_num_cpus=0.5",
-            "lateness_p99_ms=1000"]
+            "lateness_p99_ms=1000", f"ray.transport={transport}"]
+    if sut == "fake":
+        base.append("sut.params.latency={dist: constant, ms: 5}")
     inline = _run([*base, "ray.sut_inline=true"]).latency["p50"]
     actor = _run([*base, "ray.sut_inline=false"]).latency["p50"]
     return inline, actor
@@ -89,12 +99,15 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
     print(f"# ray scaling, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     try:
-        c1 = capacity(1, args.seconds, 200_000)
-        c2 = capacity(2, args.seconds, 200_000)
+        c1 = capacity(1, 300_000)
+        c2 = capacity(2, 300_000)
         print(f"null-SUT issue capacity: 1 shard {c1:,.0f}/s, 2 shards {c2:,.0f}/s -> {c2 / c1:.2f}x (target >= 1.6x where two cores are free)")
-        inline, actor = actor_overhead(args.seconds)
-        print(f"fake SUT (5 ms) p50 at 1k QPS: inline {inline / 1e3:.0f} us, replica actor {actor / 1e3:.0f} us "
-              f"-> {(actor - inline) / 1e3:.0f} us added per query (target <= 100 us)")
+        for transport in ("direct", "ray"):
+            inline, actor = actor_overhead(args.seconds, transport)
+            print(f"null SUT p50 at 1k QPS, transport={transport}: inline {inline / 1e3:.0f} us, replica actor "
+                  f"{actor / 1e3:.0f} us -> {(actor - inline) / 1e3:.0f} us added per query (target <= 100 us)")
+        inline, actor = actor_overhead(args.seconds, "direct", sut="fake")
+        print(f"fake SUT (sleeps 5 ms) p50 at 1k QPS, direct: inline {inline / 1e3:.0f} us, replica actor {actor / 1e3:.0f} us")
         print("Server lateness on one Ray shard (null SUT inline):")
         for q, v, sps, late in lateness_curve(args.seconds, [float(x) for x in args.qps.split(",")]):
             print(f"  target {q:>8,.0f} QPS: {v:<7} completed {sps:>9,.0f}/s  lateness p99 {late:8.3f} ms")
