@@ -40,7 +40,7 @@ class NamedConfig(BaseModel):
     """A registry entry by name plus its parameters."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -84,7 +84,8 @@ class RunConfig(BaseModel):
         executor: ``inprocess`` or ``ray``.
         shards: load-generator shards (``None``: one per load node on Ray, 1 in-process).
         out: results root; the run directory is ``out/<utc>-<workload>-<scenario>``.
-        query_timeout_s: a query outstanding longer than this is an error and stops the run.
+        query_timeout_s: a query outstanding longer than this is an error and stops the run
+            (default: the workload's, else 600 s).
         deadline_grace_s: with ``max_duration``, the run ends at max_duration + grace.
         max_error_rate / lateness_p99_ms: raybench's extra validity limits.
         accuracy: score the accuracy log after an accuracy-mode run.
@@ -105,7 +106,7 @@ class RunConfig(BaseModel):
     shards: int | None = None
     out: str = "results"
     run_dir: str | None = None
-    query_timeout_s: float = 600.0
+    query_timeout_s: float | None = None
     deadline_grace_s: float = 30.0
     max_error_rate: float = 0.0
     lateness_p99_ms: float = 10.0
@@ -218,8 +219,8 @@ def load_run_config(
     for item in overrides:
         keys, value = parse_set(item)
         set_path(data, keys, value)
-    if "workload" not in data:
-        raise ConfigError(f"{source}: workload: required (e.g. --workload synthetic)")
+    if not isinstance(data.get("workload"), dict) or not data["workload"].get("name"):
+        raise ConfigError(f"{source}: workload.name: required (e.g. --workload synthetic)")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

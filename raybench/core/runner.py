@@ -65,6 +65,7 @@ class PreparedRun:
     total_count: int
     performance_count: int
     qsl_name: str
+    query_timeout_s: float = 600.0
     warnings: list[str] = field(default_factory=list)
 
     def sut_context(self, shard: int) -> SUTContext:
@@ -90,7 +91,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     from raybench.registry import get_sut, get_workload, make_library, sut_params, workload_params
 
     wl = get_workload(config.workload.name)
-    sut = get_sut(config.sut.name if config.sut else wl.default_sut)
+    sut = get_sut(config.sut.name if config.sut and config.sut.name else wl.default_sut)
     if config.scenario not in wl.scenarios:
         raise ValueError(f"scenario: {config.scenario} is not supported by workload {wl.name} (supported: {', '.join(wl.scenarios)})")
     wparams = workload_params(wl, config.workload.params)
@@ -125,6 +126,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
         total_count=total,
         performance_count=perf,
         qsl_name=getattr(library, "name", wl.name),
+        query_timeout_s=float(config.query_timeout_s or wl.query_timeout_s or 600.0),
         warnings=list(warnings),
     )
 
@@ -142,7 +144,7 @@ def shard_deadline_s(prepared: PreparedRun) -> float | None:
         return eff.max_duration_ms / 1000.0 + cfg.deadline_grace_s
     if eff.scenario == "Server" and prepared.plan.phases and not prepared.plan.accuracy_log_all:
         last = max(int(p.intended_ns[-1]) for p in prepared.plan.phases if p.query_count)
-        return last / 1e9 + cfg.query_timeout_s + cfg.deadline_grace_s
+        return last / 1e9 + prepared.query_timeout_s + cfg.deadline_grace_s
     return None
 
 
@@ -184,7 +186,7 @@ class InProcessExecutor:
                         lib,
                         clock,
                         ctx=prepared.sut_context(sl.shard),
-                        query_timeout_s=cfg.query_timeout_s,
+                        query_timeout_s=prepared.query_timeout_s,
                         deadline_s=deadline,
                         on_snapshot=cb,
                     )

@@ -51,6 +51,7 @@ class WorkloadSpec:
             short durations that make the embedded demo finish quickly.
         token_latencies: whether the workload reports TTFT/TPOT (LLMs).
         sut_params: per-SUT default parameters this workload wants (e.g. batch sizes).
+        query_timeout_s: default per-query timeout (e.g. minutes for a video); ``None`` = 600 s.
     """
 
     name: str
@@ -64,6 +65,7 @@ class WorkloadSpec:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     token_latencies: bool = False
     sut_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    query_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

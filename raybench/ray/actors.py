@@ -256,7 +256,7 @@ class LoadGenShard:
             lib,
             MonotonicClock(),
             ctx=p.sut_context(self.slice.shard),
-            query_timeout_s=p.config.query_timeout_s,
+            query_timeout_s=p.query_timeout_s,
             deadline_s=self.deadline_s,
             on_snapshot=self._snaps.append,
             node=self.node,

@@ -17,7 +17,7 @@ def ray_local() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False,
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False,
              configure_logging=False)
     yield ray
     ray.shutdown()

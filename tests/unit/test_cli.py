@@ -94,3 +94,15 @@ def test_accuracy_command_rescoring(tmp_path: Path) -> None:
 def test_console_script_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "raybench.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "raybench" in out.stdout.lower()
+
+
+def test_sut_params_without_sut_name_use_the_default_sut_and_workload_timeout() -> None:
+    from raybench.core.runner import prepare_run
+
+    cfg = load_run_config(None, ["workload=synthetic", "sut.params.error_rate=0.25", "scenario=Server"])
+    prep = prepare_run(cfg)
+    assert prep.sut.name == "fake" and prep.sut_params["error_rate"] == 0.25
+    assert prep.query_timeout_s == 600.0
+    wan = prepare_run(load_run_config(None, ["workload=wan22", "scenario=SingleStream"]))
+    assert wan.query_timeout_s == 3600.0
+    assert prepare_run(load_run_config(None, ["workload=wan22", "scenario=SingleStream", "query_timeout_s=5"])).query_timeout_s == 5.0

@@ -54,4 +54,6 @@ WORKLOAD = WorkloadSpec(
     # The demo: the tiny local Wan pipeline on CPU (reference_suts.diffusers_wan.TINY_PRESET);
     # a real run sets sut preset=mlperf (and model=<weights>).
     sut_params={"diffusers_wan": {"preset": "tiny"}},
+    # One 720p, 81-frame video takes minutes on a GPU: a 10-minute default would cut real runs.
+    query_timeout_s=3600.0,
 )
