@@ -171,7 +171,6 @@ class InProcessExecutor:
         slices = pickle.loads(pickle.dumps(slices))
         clock = self.clock or MonotonicClock()
         deadline = shard_deadline_s(prepared)
-        cfg = prepared.config
 
         async def main() -> list[ShardReport]:
             runners = []
