@@ -11,6 +11,7 @@ streaming generator so TTFT is measured on the shard's own clock.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -76,6 +77,7 @@ class SUTReplica:
             host = ray.util.get_node_ip_address() if direct_host == "node" else direct_host
             self._server, port = await serve_direct(host, self._direct_issue)
             direct = (host, port)
+        info = getattr(self.sut, "info", None)
         return {
             "direct": direct,
             "replica": self.replica,
@@ -85,6 +87,8 @@ class SUTReplica:
             "max_inflight": int(getattr(self.sut, "max_inflight", 0) or 0),
             "streaming": bool(getattr(self.sut, "streaming", False)),
             "pid": os.getpid(),
+            # What the SUT reports about itself (placement, memory), as plain JSON for system.json.
+            "sut_info": json.loads(json.dumps(info(), default=str)) if callable(info) else None,
         }
 
     async def issue(self, qid: int, indices: list[int], samples: list[Any]) -> list[Response]:

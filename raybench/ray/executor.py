@@ -75,6 +75,7 @@ class RayExecutor:
         self.live_shards: list[Any] = []
         self.live_replicas: list[Any] = []
         self.placements: list[dict[str, Any]] = []
+        self.replica_infos: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ cluster
     def _init(self) -> None:
@@ -131,6 +132,9 @@ class RayExecutor:
                 }
             )
         out: dict[str, Any] = {"ray_version": ray.__version__, "nodes": nodes, "number_of_nodes": len(nodes)}
+        # Per replica: where it ran and what its SUT reported (e.g. memory per embedding shard).
+        out["sut_replicas"] = [{k: info.get(k) for k in ("replica", "node", "name", "sut_info")}
+                               for info in self.replica_infos]
         gpu_nodes = [nd for nd in nodes if nd["gpus"]]
         if not gpu_nodes or not ray.is_initialized():
             return out
@@ -214,6 +218,7 @@ class RayExecutor:
         try:
             if not inline:
                 replicas, infos, pgs = self._start_replicas(prepared)
+            self.replica_infos = infos
             self.live_replicas = replicas
             self.live_shards = shards
             for sl in slices:

@@ -33,5 +33,6 @@ SUT_SPEC = SUTSpec(
         "max_batch": 8,
         "max_inflight": 8,
         "torch_threads": 1,
+        "device": "auto",          # dense forward: auto (cuda if available), cpu, cuda, cuda:N
     },
 )

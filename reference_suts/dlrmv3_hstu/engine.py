@@ -17,6 +17,11 @@ Paths (all compute the same function; tests check equality within fp tolerance):
   ``max_bytes``. Entries hold only UIH state, never candidate data, so nothing of a request
   leaks into another one's scores; with the streaming scheduler, the entry used at ``t + 1``
   was written by a request of an earlier timestamp.
+
+Devices: the dense model, the per-request tensors fed to it and the cached K/V live on the
+engine's ``device``; ids stay on CPU for the lookup (the table is a CPU structure, local or
+Ray actors), whose result is moved to the device in one copy per batch; scores come back to
+CPU. On CPU nothing is copied, so CPU results are unchanged.
 """
 
 from __future__ import annotations
@@ -115,31 +120,44 @@ class InferenceEngine:
         microbatch: M-FALCON candidate microbatch size; 0 = baseline full forward (unless the
             UIH cache is on, which implies the split path with one microbatch).
         uih_cache: a :class:`UIHCache` for cross-request reuse, or ``None``.
+        device: where the dense forward runs (``dense`` is moved there); ``None`` = where
+            ``dense``'s parameters already are.
     """
 
     def __init__(self, dense: HSTUDense, lookup: Lookup, *, microbatch: int = 0,
-                 uih_cache: UIHCache | None = None) -> None:
-        self.dense = dense.eval()
+                 uih_cache: UIHCache | None = None, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device is not None else next(dense.parameters()).device
+        self.dense = dense.to(self.device).eval()
         self.lookup = lookup
         self.microbatch = int(microbatch)
         self.cache = uih_cache
 
     @torch.no_grad()
     def predict(self, reqs: list[RequestTensors]) -> list[torch.Tensor]:
-        """Sigmoid scores ``(C,)`` per request, in order."""
+        """Sigmoid scores ``(C,)`` per request, in order, on CPU."""
         ids: list[torch.Tensor] = []
         for r in reqs:
             ids += [r.uih_ids, r.cand_ids]
-        vecs = self.lookup(ids)
+        vecs = self._to_device(self.lookup(ids))
         out = []
         for i, r in enumerate(reqs):
             uih_vecs, cand_vecs = vecs[2 * i], vecs[2 * i + 1]
             if self.microbatch <= 0 and self.cache is None:
-                logits = self._baseline(r, uih_vecs, cand_vecs)
+                logits = self._baseline(r.to(self.device), uih_vecs, cand_vecs)
             else:
                 logits = self._split(r, uih_vecs, cand_vecs)
             out.append(torch.sigmoid(logits.float()))
-        return out
+        if self.device.type == "cpu" or not out:
+            return out
+        return list(torch.cat(out).cpu().split([p.shape[0] for p in out]))   # one copy back
+
+    def _to_device(self, vecs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Looked-up rows ``(n_i, d)`` moved to the device in one copy (none on CPU)."""
+        if self.device.type == "cpu" or not vecs:
+            return vecs
+        flat = torch.cat([v.reshape(-1, v.shape[-1]) for v in vecs]).to(self.device)
+        return [f.reshape(v.shape) for f, v in
+                zip(flat.split([v.reshape(-1, v.shape[-1]).shape[0] for v in vecs]), vecs, strict=True)]
 
     # ------------------------------------------------------------------------- paths
     def _baseline(self, r: RequestTensors, uih_vecs: torch.Tensor,
@@ -147,22 +165,23 @@ class InferenceEngine:
         d = self.dense
         uih = d.uih_tokens(r, uih_vecs)
         cand = d.cand_tokens(r, cand_vecs, uih.shape[0])
-        return d.forward_padded(uih[None], torch.tensor([uih.shape[0]]), cand[None],
-                                torch.tensor([cand.shape[0]]))[0]
+        return d.forward_padded(uih[None], torch.tensor([uih.shape[0]], device=uih.device), cand[None],
+                                torch.tensor([cand.shape[0]], device=uih.device))[0]
 
     def _split(self, r: RequestTensors, uih_vecs: torch.Tensor,
                cand_vecs: torch.Tensor) -> torch.Tensor:
         d = self.dense
-        entry = self.cache.get(r.user, r) if self.cache is not None else None
+        entry = self.cache.get(r.user, r) if self.cache is not None else None   # CPU ids
+        rd = r.to(self.device)                                                  # model inputs
         n_items = r.uih_ids.shape[0]
         if entry is None:
-            ks, vs = self.encode_uih(d.uih_tokens(r, uih_vecs), None)
+            ks, vs = self.encode_uih(d.uih_tokens(rd, uih_vecs), None)
         else:
             done = entry.ids.size                              # items already encoded
             if done == n_items:
                 ks, vs = entry.k, entry.v
             else:
-                x = d.uih_tokens(r, uih_vecs[done:], start=done + 1)
+                x = d.uih_tokens(rd, uih_vecs[done:], start=done + 1)
                 ks, vs = self.encode_uih(x, (entry.k, entry.v))
             if self.cache is not None:
                 self.cache.stats["reused_tokens"] += done + 1
@@ -170,7 +189,7 @@ class InferenceEngine:
             self.cache.stats["new_tokens"] += n_items + 1 - (0 if entry is None else entry.ids.size + 1)
             self.cache.put(r.user, CacheEntry(r.uih_ids.numpy().copy(), r.uih_ratings.numpy().copy(),
                                               r.uih_ts.numpy().copy(), ks, vs))
-        cand = d.cand_tokens(r, cand_vecs, n_items + 1)
+        cand = d.cand_tokens(rd, cand_vecs, n_items + 1)
         m = self.microbatch if self.microbatch > 0 else cand.shape[0]
         return torch.cat([self.score_candidates(cand[a:a + m], ks, vs)
                           for a in range(0, cand.shape[0], m)])
@@ -182,7 +201,8 @@ class InferenceEngine:
         ks, vs = [], []
         p = 0 if prefix is None else prefix[0][0].shape[0]
         n = x.shape[0]
-        causal = (torch.arange(p + n)[None, :] <= (p + torch.arange(n))[:, None])   # (n, p + n)
+        ar = torch.arange(p + n, device=x.device)
+        causal = ar[None, :] <= (p + ar[:n])[:, None]                              # (n, p + n)
         for li, layer in enumerate(self.dense.layers):
             hx, u, v, q, k = layer.project(x)
             if prefix is not None:

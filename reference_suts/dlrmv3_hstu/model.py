@@ -142,6 +142,14 @@ class RequestTensors:
     uih_ts: torch.Tensor        # (U,) int64 slot timestamps (-1 = base)
     cand_ids: torch.Tensor      # (C,) int64
 
+    def to(self, device: torch.device) -> RequestTensors:
+        """The same request with its tensors on ``device`` (itself when already there)."""
+        if self.uih_ids.device == device:
+            return self
+        return RequestTensors(self.user, self.query_ts, self.uih_ids.to(device),
+                              self.uih_ratings.to(device), self.uih_ts.to(device),
+                              self.cand_ids.to(device))
+
 
 def make_request(sample: dict[str, Any], cfg: HSTUConfig) -> RequestTensors:
     """Tensors of a library sample; keeps the most recent ``max_seq_len - 2`` UIH items."""
@@ -198,7 +206,8 @@ class HSTUDense(nn.Module):
         bucket = req.uih_ratings[first_item:].to(torch.int64).clamp(1, 5)
         ts = (req.uih_ts[first_item:] + 1).clamp(0, cfg.num_timestamps + 1)
         n_items = ids.shape[0]
-        pos = torch.arange(first_item + 1, first_item + 1 + n_items).clamp(max=cfg.max_seq_len - 1)
+        pos = torch.arange(first_item + 1, first_item + 1 + n_items,
+                           device=ids.device).clamp(max=cfg.max_seq_len - 1)
         x = (item_vecs.to(self.pos_emb.weight.dtype) + self.cat_emb(self._category(ids))
              + self.rating_emb(bucket) + self.time_emb(ts) + self.pos_emb(pos))
         if start == 0 and with_user:
@@ -209,8 +218,9 @@ class HSTUDense(nn.Module):
     def cand_tokens(self, req: RequestTensors, cand_vecs: torch.Tensor, uih_len: int) -> torch.Tensor:
         """Candidate tokens ``(C, d)``: all at the position right after the UIH."""
         c = req.cand_ids.shape[0]
-        return self.cand_tokens_at(req.cand_ids, cand_vecs, torch.full((c,), uih_len),
-                                   torch.full((c,), req.query_ts))
+        dev = req.cand_ids.device
+        return self.cand_tokens_at(req.cand_ids, cand_vecs, torch.full((c,), uih_len, device=dev),
+                                   torch.full((c,), req.query_ts, device=dev))
 
     def cand_tokens_at(self, ids: torch.Tensor, vecs: torch.Tensor, pos: torch.Tensor,
                        ts: torch.Tensor) -> torch.Tensor:
@@ -242,7 +252,7 @@ class HSTUDense(nn.Module):
         b, umax, _ = uih.shape
         cmax = cand.shape[1]
         n = umax + cmax
-        i = torch.arange(n)
+        i = torch.arange(n, device=uih.device)
         if cand_vis is None:
             cand_vis = uih_len[:, None].expand(b, cmax)
         # visible keys per query: UIH query i sees j <= i (j < uih_len); candidate sees j < vis.
@@ -250,7 +260,7 @@ class HSTUDense(nn.Module):
         mask = i[None, None, :] < vis[:, :, None]                          # (B, n, n)
         mask &= (i[None, None, :] < umax)                                  # keys: UIH only ...
         cand_ok = (i[umax:][None, :] - umax) < cand_len[:, None]           # (B, Cmax)
-        diag = torch.eye(n, dtype=torch.bool)[None].clone().expand(b, n, n).clone()
+        diag = torch.eye(n, dtype=torch.bool, device=uih.device)[None].clone().expand(b, n, n).clone()
         diag[:, umax:, umax:] &= cand_ok[:, :, None]
         mask |= diag                                                       # ... and itself
         x = torch.cat([uih, cand], dim=1)

@@ -28,6 +28,9 @@ Params (``SUT_SPEC.params`` defaults):
     repeats: times each timestamp is served before the next (reference ``num_repeats``).
     max_batch, max_inflight: what the harness may send at once (Offline).
     torch_threads: intra-op threads of the worker.
+    device: where the dense forward runs: ``auto`` (``cuda`` when ``torch.cuda.is_available()``,
+        else ``cpu``), ``cpu``, ``cuda`` or ``cuda:N``. Embedding lookups stay on CPU (local
+        table or shard actors); their rows go to the device once per batch, scores come back.
 
 Shared-actor names: ``dlrmv3-sched-<key>`` and ``dlrmv3-emb-<key>-<s>of<n>`` with
 ``key = raybench.ray.shared.run_key(workload_params, params, run_id=run_id)`` = ``<Ray job
@@ -48,7 +51,7 @@ from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
 
-__all__ = ["DLRMv3HSTUSUT", "build_engine", "run_name"]
+__all__ = ["DLRMv3HSTUSUT", "build_engine", "resolve_device", "run_name"]
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +66,44 @@ def _model_config(params: dict[str, Any], data_params: Any) -> Any:
         num_timestamps=data_params.num_timestamps, init_seed=int(params.get("seed", 0)))
 
 
+def resolve_device(value: Any) -> Any:
+    """``torch.device`` of the ``device`` param (see module doc).
+
+    Raises:
+        ValueError: unknown value, or CUDA asked for but absent (names ``sut.params.device``).
+    """
+    import torch
+
+    name = "auto" if value is None else str(value).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"dlrmv3_hstu: sut.params.device={value!r} is not one of auto, cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"dlrmv3_hstu: sut.params.device={value!r} but CUDA is not available "
+                             "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"dlrmv3_hstu: sut.params.device={value!r} but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
+
+
 def build_engine(params: dict[str, Any], data_params: Any, *, embedding_actors: int = 0,
                  actor_name: str | None = None) -> Any:
     """Dense model + row-wise sharded item table + engine, from a checkpoint or a seeded init.
 
     With ``embedding_actors > 0`` the table lives in that many Ray actors named
-    ``{actor_name}-{s}of{n}`` (each loads its own block); the dense part stays here.
+    ``{actor_name}-{s}of{n}`` (each loads its own block); the dense part stays here, on the
+    device of ``params["device"]`` (:func:`resolve_device`).
 
     Raises:
-        ValueError: when the checkpoint's config does not match the dataset (names the field).
+        ValueError: when the checkpoint's config does not match the dataset (names the field),
+            or the device is unknown or absent.
     """
     import torch
 
@@ -79,6 +111,7 @@ def build_engine(params: dict[str, Any], data_params: Any, *, embedding_actors: 
     from reference_suts.dlrmv3_hstu.model import HSTUConfig, HSTUDense, init_item_table
     from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding, make_ray_shards
 
+    device = resolve_device(params.get("device", "auto"))    # fail before loading anything
     ckpt = params.get("checkpoint")
     table = None
     if ckpt:
@@ -114,7 +147,7 @@ def build_engine(params: dict[str, Any], data_params: Any, *, embedding_actors: 
                                getattr(torch, shards[0].info["dtype"]))
     cache = UIHCache(int(params.get("uih_cache_max_bytes", 1 << 30))) if params.get("uih_cache") else None
     engine = InferenceEngine(dense, emb.lookup_many, microbatch=int(params.get("microbatch", 0)),
-                             uih_cache=cache)
+                             uih_cache=cache, device=device)
     return cfg, emb, engine
 
 
@@ -192,7 +225,8 @@ class DLRMv3HSTUSUT:
                   for k, s in enumerate(self.embedding.shards)]
         self._info = {"embedding_shards": shards, "embedding_actors": n_actors,
                       "embedding_memory_bytes": sum(int(s["memory_bytes"]) for s in shards),
-                      "embedding_actor_name": emb_name, "scheduler": sched_name or "local"}
+                      "embedding_actor_name": emb_name, "scheduler": sched_name or "local",
+                      "device": str(self.engine.device)}
         log.info("dlrmv3_hstu: item table %s rows in %d shard(s) (%s), per shard: %s; scheduler %s",
                  self.embedding.num_rows, len(shards), "Ray actors" if n_actors else "local",
                  ", ".join(f"{s['shard']}@{s['node']}={s['memory_bytes'] / 2**20:.1f} MiB" for s in shards),
@@ -204,7 +238,7 @@ class DLRMv3HSTUSUT:
     def info(self) -> dict[str, Any]:
         """Placement and memory: ``embedding_shards`` (per shard: rows, memory_bytes, node, pid),
         ``embedding_memory_bytes`` (total), ``embedding_actors``, ``scheduler`` (actor name or
-        ``local``)."""
+        ``local``), ``device`` (of the dense forward)."""
         return dict(self._info)
 
     def _predict(self, samples: Sequence[dict[str, Any]]) -> list[bytes]:

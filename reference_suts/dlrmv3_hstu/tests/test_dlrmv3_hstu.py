@@ -188,3 +188,40 @@ def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, tiny_dir: Path) ->
     with pytest.raises(ValueError, match="items_per_category"):
         build_engine({"checkpoint": str(tmp_path / "m.pt")}, preset("tiny"))
     np.testing.assert_equal(preset("tiny").items_per_category, 512)
+
+
+def test_device_param_resolves_and_rejects_missing_cuda() -> None:
+    from reference_suts.dlrmv3_hstu.sut import resolve_device
+
+    assert not torch.cuda.is_available()                  # this machine has no GPU
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device(None)
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad, why in (("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                     ("tpu", "is not one of auto, cpu, cuda, cuda:N")):
+        with pytest.raises(ValueError, match=r"sut\.params\.device=") as exc:
+            resolve_device(bad)
+        assert why in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"sut\.params\.device='cuda'"):
+        build_engine_tiny({"device": "cuda"})
+
+
+def build_engine_tiny(params: dict) -> tuple:
+    from reference_suts.dlrmv3_hstu.sut import build_engine
+
+    return build_engine({"config": "tiny", **params}, preset("tiny"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_predictions_match_cpu(lib: DLRMv3Library) -> None:
+    """Dense forward on CUDA (lookups on CPU) agrees with CPU within 1e-4, on the baseline and
+    the M-FALCON + UIH-cache paths (the cache path is run twice: its second pass reuses K/V)."""
+    reqs = _reqs(lib, list(range(8)))
+    for extra in ({}, {"microbatch": 16, "uih_cache": True}):
+        _, _, cpu = build_engine_tiny({**extra, "device": "cpu"})
+        _, _, gpu = build_engine_tiny({**extra, "device": "cuda"})
+        assert gpu.device.type == "cuda" and next(gpu.dense.parameters()).is_cuda
+        for _ in range(2):
+            a, b = cpu.predict(reqs), gpu.predict(reqs)
+            assert all(p.device.type == "cpu" for p in b)
+            assert max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True)) < 1e-4

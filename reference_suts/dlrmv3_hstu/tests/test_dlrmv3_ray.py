@@ -116,6 +116,19 @@ def test_server_two_replicas_global_timestamp_order(ray_local, tiny_dir: Path, t
         assert min(r["granted_ns"] for r in rows if r["phase"] == p) >= max(r["released_ns"] for r in prev)
     for r in rows:                                                       # slot -> timestamp map
         assert r["ts_idx"] == r["phase"] % 10 and r["granted_ns"] <= r["released_ns"]
+    # system.json records each replica's SUT info: 8192 rows x 32 float32 in 2 shard actors of
+    # 4096 rows (4096 * 128 B), the same two actors for both replicas; dense forward on CPU.
+    system = json.loads((out.run_dir / "system.json").read_text())
+    reps = system["sut_replicas"]
+    assert [(r["replica"], r["name"]) for r in reps] == [(0, "dlrmv3_hstu"), (1, "dlrmv3_hstu")]
+    for r in reps:
+        info = r["sut_info"]
+        assert [(s["shard"], s["rows"], s["memory_bytes"]) for s in info["embedding_shards"]] == [
+            (0, 4096, 4096 * 128), (1, 4096, 4096 * 128)]
+        assert (info["embedding_memory_bytes"], info["embedding_actors"], info["device"]) == (
+            8192 * 32 * 4, 2, "cpu")
+    pids = [[s["pid"] for s in r["sut_info"]["embedding_shards"]] for r in reps]
+    assert pids[0] == pids[1] and len(set(pids[0])) == 2
 
 
 def test_named_actor_dies_with_its_owner_and_is_recreated(ray_local) -> None:  # noqa: F811
