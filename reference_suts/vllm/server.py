@@ -392,8 +392,12 @@ class VllmServerSUT:
             raise
         finally:
             self._inflight.discard(fut)
-        if any(r.error for r in resps):  # a reset may beat the watchdog: say why it happened
-            self._check_alive()
+        if any(r.error and not r.error.startswith("http ") for r in resps):  # not an HTTP status: transport
+            # A connection reset can arrive before the dying process has exited: give it a
+            # moment, so the error names the real cause (the server died) when that is it.
+            for _ in range(20):
+                self._check_alive()
+                await asyncio.sleep(0.05)
         return resps
 
     async def stop(self) -> None:
