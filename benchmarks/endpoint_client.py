@@ -13,7 +13,10 @@ once), and the client on one core. Measured in the same run:
    ``max_inflight`` capped: the client must
    keep completing at about its capacity with no errors, and report how late it sent.
 
-Run: ``python3 benchmarks/endpoint_client.py [--seconds 5] [--concurrency 256]``.
+5. with ``--shards``: the full ``raybench run`` path on Ray (Concurrency scenario, the endpoint SUT
+   inside each shard) with 1 and 2 load-generator shards.
+
+Run: ``python3 benchmarks/endpoint_client.py [--seconds 5] [--concurrency 256] [--shards]``.
 """
 
 from __future__ import annotations
@@ -206,13 +209,36 @@ async def closed_loop_raybench(url: str, concurrency: int, seconds: float) -> di
 
     tasks = [asyncio.create_task(worker(k)) for k in range(concurrency)]
     await asyncio.sleep(1.0)
-    d0, t0 = done, time.perf_counter()
+    d0, t0, c0 = done, time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
-    d1, t1 = done, time.perf_counter()
+    d1, t1, c1 = done, time.perf_counter(), time.process_time()
     stop = True
     await asyncio.gather(*tasks)
     await sut.stop()
-    return {"req_s": (d1 - d0) / (t1 - t0), "errors": errors}
+    # Client CPU per request: the harness's own cost of one streamed request (16 SSE chunks).
+    return {"req_s": (d1 - d0) / (t1 - t0), "errors": errors, "cpu_us_per_req": (c1 - c0) / max(1, d1 - d0) * 1e6}
+
+
+def shards_through_raybench(url: str, shards: int, concurrency: int, seconds: float) -> dict:
+    """The full product path: `raybench run` on Ray, Concurrency scenario, the endpoint SUT inline
+    in each load-generator shard (its own connection pool), the chat workload's demo prompts."""
+    import tempfile
+
+    import ray
+
+    from raybench.core.config import load_run_config
+    from raybench.core.runner import run_benchmark
+    from raybench.ray.executor import RayExecutor
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = load_run_config(None, [
+            "workload=chat", "sut=openai_endpoint", "scenario=Concurrency", f"out={d}", "report=false",
+            f"sut.params.urls=[{url}]", f"sut.params.connections={max(1, concurrency // shards)}",
+            f"settings.target_concurrency={concurrency}", f"settings.min_duration_ms={int(seconds * 1000)}",
+            "settings.min_query_count=1", f"shards={shards}", "ray.shard_num_cpus=0", "ray.start_lead_s=1",
+        ])
+        m = run_benchmark(cfg, RayExecutor(cfg.ray)).metrics
+    return {"req_s": m.samples_per_second, "errors": m.num_errors, "ttft_p50_ms": m.ttft.get("p50", 0) / 1e6}
 
 
 async def poisson_raybench(url: str, qps: float, seconds: float, max_inflight: int, seed: int = 0) -> dict:
@@ -275,6 +301,7 @@ def main() -> None:
     ap.add_argument("--overload-qps", type=float, default=0.0, help="0 = 3x the measured closed-loop rate")
     ap.add_argument("--overload-inflight", type=int, default=256)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--shards", action="store_true", help="also run the full raybench path on Ray with 1 and 2 shards")
     args = ap.parse_args()
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -292,7 +319,8 @@ def main() -> None:
               f"{N_TOKENS} tokens/response, {args.seconds:.0f} s per measurement")
         rb = asyncio.run(closed_loop_raybench(url, args.concurrency, args.seconds))
         print(f"closed loop c={args.concurrency}  raybench OpenAIEndpointSUT : {rb['req_s']:8.0f} req/s "
-              f"({rb['req_s'] * N_TOKENS:.0f} tok/s), errors {rb['errors']}")
+              f"({rb['req_s'] * N_TOKENS:.0f} tok/s), errors {rb['errors']}, "
+              f"client CPU {rb['cpu_us_per_req']:.1f} us/request")
         if not args.skip_baseline:
             bl = asyncio.run(closed_loop_baseline(url, args.concurrency, args.seconds))
             print(f"closed loop c={args.concurrency}  vLLM-bench-style baseline  : {bl['req_s']:8.0f} req/s, "
@@ -306,6 +334,20 @@ def main() -> None:
                   f"p99 {p['ttft_p99_ms']:.2f} ms, lateness p50 {p['lateness_p50_ms']:.2f} ms "
                   f"p99 {p['lateness_p99_ms']:.2f} ms, errors {p['errors']}"
                   + (f" ({p['first_error']})" if p["errors"] else ""))
+        if args.shards:
+            import ray
+
+            os.sched_setaffinity(0, set(cpus))  # shards are Ray actors: let Ray place them
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20)
+            try:
+                for n in (1, 2):
+                    r = shards_through_raybench(url, n, args.concurrency, args.seconds)
+                    print(f"raybench run on Ray, {n} shard(s), Concurrency {args.concurrency}: {r['req_s']:8.0f} req/s, "
+                          f"TTFT p50 {r['ttft_p50_ms']:.2f} ms, errors {r['errors']}  "
+                          f"({len(cpus)} cores shared with the server)")
+            finally:
+                ray.shutdown()
     finally:
         proc.terminate()
         proc.join(5)

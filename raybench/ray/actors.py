@@ -253,7 +253,12 @@ class LoadGenShard:
 
         p = self.prepared
         lib = make_library(p.workload, dict(p.workload_params))
-        sut = ReplicaPoolSUT(self.replicas, self.replica_infos) if self.replicas else make_sut(p.sut, dict(p.sut_params))
+        if self.replicas:
+            sut = ReplicaPoolSUT(self.replicas, self.replica_infos)
+            # Token workloads need every chunk's arrival on this shard's clock.
+            sut.streaming = sut.streaming or bool(p.settings.use_token_latencies)
+        else:
+            sut = make_sut(p.sut, dict(p.sut_params))
         self.runner = ShardRunner(
             self.slice,
             sut,

@@ -23,4 +23,6 @@ SUT_SPEC = SUTSpec(
         "max_inflight": 1024,
         "balance": "least_outstanding",
     },
+    # On Ray the HTTP client runs inside each load-generator shard (a connection pool per shard).
+    inline=True,
 )
