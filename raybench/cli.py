@@ -140,7 +140,7 @@ def _run(cfg: Any, quiet: bool) -> int:
 
             write_report(outcome.run_dir)
         except ImportError:
-            pass
+            con.print("report.html skipped: matplotlib is not installed (pip install 'raybench[report]')")
         except Exception as exc:  # the report is a convenience; never lose the run for it
             con.print(f"[yellow]report not written: {type(exc).__name__}: {exc}[/yellow]")
     from raybench.progress import print_summary
