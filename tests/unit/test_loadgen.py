@@ -85,6 +85,16 @@ def test_singlestream_early_stopping_estimate(vrun) -> None:
     es = m.early_stopping["latency"]
     assert es["met"] is True and es["estimate_ns"] >= m.latency["p90"]
     assert m.final_query_issued_s >= 1.0
+    summary = (out.run_dir / "mlperf_log_summary.txt").read_text()
+    assert f" * Early stopping 90.0th percentile estimate: {es['estimate_ns']}" in summary
+    vals = {}
+    for line in (out.run_dir / "mlperf_log_detail.txt").read_text().splitlines():
+        o = json.loads(line[len(":::MLLOG "):])
+        vals[o["key"]] = o["value"]
+    assert vals["early_stopping_latency_ss"] == es["estimate_ns"]
+    # Fewer than 662 queries: no p99 estimate (LoadGen says so and logs 0).
+    assert m.queries_issued < 662 and vals["early_stopping_latency_ms"] == 0
+    assert "Not enough queries processed for 99.0th percentile" in summary
 
 
 def test_multistream_query_latency_is_max_of_its_samples(vrun) -> None:

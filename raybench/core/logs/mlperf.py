@@ -133,10 +133,7 @@ def detail_lines(
             if nm in named:
                 d.log(f"early_stopping_{nm}_result", " ".join(named[nm].lines), t_ns=t_end)
     elif "latency" in named:
-        txt = " ".join(named["latency"].lines)
-        if "latency_p99" in named and named["latency_p99"].lines:
-            txt += " " + " ".join(named["latency_p99"].lines)
-        d.log("early_stopping_result", txt, t_ns=t_end)
+        d.log("early_stopping_result", " ".join(named["latency"].lines), t_ns=t_end)
     d.log("result_query_count", m.queries_issued, t_ns=t_end)
     if eff.scenario == "Server":
         d.log("result_overlatency_query_count", m.overlatency_count, t_ns=t_end)
@@ -147,7 +144,8 @@ def detail_lines(
         mean_s = lat.get("mean", 0) / 1e9
         d.log("result_qps_without_loadgen_overhead", (1.0 / mean_s) if mean_s else 0.0, t_ns=t_end)
         d.log("early_stopping_latency_ss", _es_estimate(named.get("latency")), t_ns=t_end)
-        d.log("early_stopping_latency_ms", _es_estimate(named.get("latency_p99")), t_ns=t_end)
+        ms = named.get("latency")
+        d.log("early_stopping_latency_ms", int(ms.multistream_estimate_ns or 0) if ms is not None else 0, t_ns=t_end)
     elif sc == "MultiStream":
         q = m.query_latency
         d.log("result_min_query_latency_ns", q.get("min", 0), t_ns=t_end)
@@ -240,8 +238,6 @@ def summary_lines(plan: Plan, m: RunMetrics, *, sut_name: str, qsl_performance_c
         elif "latency" in named:
             out.append("Early Stopping Result:")
             out.extend(named["latency"].lines)
-            if "latency_p99" in named:
-                out.extend(named["latency_p99"].lines)
     out += ["", bar, "Additional Stats", bar]
     if sc == "SingleStream":
         mean_s = lat.get("mean", 0) / 1e9
