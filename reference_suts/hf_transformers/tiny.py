@@ -16,12 +16,11 @@ Example:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from raybench.core.cache import build_once
 
 __all__ = ["TINY_MODELS", "build_tiny_qwen3", "build_tiny_qwen3_vl", "build_tokenizer", "ensure_tiny_model"]
 
@@ -224,22 +223,4 @@ def ensure_tiny_model(name: str, root: str | Path | None = None) -> Path:
     """
     if name not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY_MODELS)}")
-    base = Path(
-        root if root is not None else os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")
-    ).expanduser()
-    final = base / f"hf-{name}-v{VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".hf-{name}-", dir=base))
-    try:
-        TINY_MODELS[name](tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process won the race: its copy is identical
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_once(f"hf-{name}-v{VERSION}", TINY_MODELS[name], "config.json", root)

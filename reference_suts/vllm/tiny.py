@@ -15,10 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from raybench.core.cache import build_once
 
 __all__ = ["TINY_DIMS", "VERSION", "build_tiny_qwen3", "ensure_tiny_qwen3"]
 
@@ -65,23 +64,7 @@ def ensure_tiny_qwen3(root: str | Path | None = None) -> Path:
     Args:
         root: cache root; default ``$RAYBENCH_CACHE`` or ``~/.cache/raybench``.
     """
-    base = Path(root if root is not None else os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
-    final = base / f"vllm-tiny-qwen3-v{VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".vllm-tiny-qwen3-", dir=base))
-    try:
-        build_tiny_qwen3(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process won the race: its copy is identical
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_once(f"vllm-tiny-qwen3-v{VERSION}", build_tiny_qwen3, "config.json", root)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience: print the path

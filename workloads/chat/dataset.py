@@ -8,11 +8,11 @@ in ``$RAYBENCH_CACHE/chat-demo-<version>/prompts.jsonl``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from raybench.core.cache import build_once
 
 __all__ = ["ChatLibrary", "load_library", "read_jsonl"]
 
@@ -82,25 +82,17 @@ class ChatLibrary:
 
 
 def _demo_path() -> Path:
-    root = Path(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
-    path = root / f"chat-demo-{DEMO_VERSION}"
-    if not (path / "prompts.jsonl").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".chat-demo-", dir=root))
-        lines = []
+    def build(d: Path) -> None:
+        lines: list[dict[str, Any]] = []
         for a in range(1, 9):
             for b in (2, 3):
                 lines.append({"prompt": f"What is {a} plus {b}? Answer with the number only.", "expected": str(a + b)})
         lines.append({"messages": [{"role": "system", "content": "Answer in one word."},
                                    {"role": "user", "content": "What colour is the sky on a clear day?"}],
                       "expected": "Blue"})
-        (tmp / "prompts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another shard made it first
-            (tmp / "prompts.jsonl").unlink()
-            tmp.rmdir()
-    return path / "prompts.jsonl"
+        (d / "prompts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+
+    return build_once(f"chat-demo-{DEMO_VERSION}", build, "prompts.jsonl") / "prompts.jsonl"
 
 
 def load_library(params: dict[str, Any]) -> ChatLibrary:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from raybench.core.cache import build_once
 
 __all__ = ["BYTES_TOKENIZER", "LLMLibrary", "demo_dir", "load_library", "read_records"]
 
@@ -134,18 +135,10 @@ class LLMLibrary:
 
 def demo_dir() -> Path:
     """Where the demo set lives: ``$RAYBENCH_CACHE/llm-demo-<version>`` (generated on first use)."""
-    root = Path(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
-    path = root / f"llm-demo-{DEMO_VERSION}"
-    if not (path / "cnn_eval.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".llm-demo-", dir=root))
-        (tmp / "cnn_eval.json").write_text(json.dumps(_demo_records()), encoding="utf-8")
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another shard won the race; its copy is identical
-            (tmp / "cnn_eval.json").unlink()
-            tmp.rmdir()
-    return path
+    def build(d: Path) -> None:
+        (d / "cnn_eval.json").write_text(json.dumps(_demo_records()), encoding="utf-8")
+
+    return build_once(f"llm-demo-{DEMO_VERSION}", build, "cnn_eval.json")
 
 
 _SUBJECTS = ["The city council", "A local bakery", "The national team", "Researchers", "A small startup",

@@ -32,13 +32,12 @@ from __future__ import annotations
 import bisect
 import io
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from raybench.core.cache import build_once
 
 from . import demo, prompt
 
@@ -121,23 +120,7 @@ def _read_arrow(path: Path) -> Any:
 
 def demo_dir(n: int, seed: int = 0) -> Path:
     """The cached demo catalogue of ``n`` samples, generated on first use (race-free)."""
-    base = Path(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
-    final = base / f"qwen3_vl-demo-v{demo.DEMO_VERSION}-n{n}-s{seed}"
-    if (final / "data").is_dir():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".qwen3_vl-demo-", dir=base))
-    try:
-        demo.write_demo(tmp, n, seed)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # a concurrent shard finished first; its copy is identical
-            if not (final / "data").is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_once(f"qwen3_vl-demo-v{demo.DEMO_VERSION}-n{n}-s{seed}", lambda d: demo.write_demo(d, n, seed), "data")
 
 
 class ProductCatalogueLibrary:
