@@ -13,10 +13,10 @@ models that keep fp32 modules).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from raybench.core.cache import build_once
 
 __all__ = ["TINY_MODEL", "build_tiny_pipeline", "cache_root", "ensure_tiny_pipeline"]
 
@@ -125,21 +125,5 @@ def ensure_tiny_pipeline(cache_dir: str | os.PathLike[str] | None = None) -> Pat
     Args:
         cache_dir: parent directory (default :func:`cache_root`).
     """
-    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    dest = root / f"wan22-tiny-pipeline-{_VERSION}"
-    if (dest / "model_index.json").is_file():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=root))
-    try:
-        build_tiny_pipeline().save_pretrained(tmp)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            # Another process won the race and dest is a non-empty directory: use theirs.
-            if not (dest / "model_index.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return build_once(f"wan22-tiny-pipeline-{_VERSION}", lambda d: build_tiny_pipeline().save_pretrained(d),
+                      "model_index.json", cache_dir)

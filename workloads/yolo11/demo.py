@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from raybench.core.cache import build_once
 from workloads.yolo11.categories import COCO_80_TO_91, COCO_NAMES, coco_categories
 
 __all__ = [
@@ -213,18 +212,4 @@ def ensure_demo_dataset(n_images: int = 64, seed: int = 0) -> Path:
     if another process won the race, its copy is used and ours is discarded.
     """
     final = demo_cache_dir(n_images, seed)
-    if (final / ANNOTATIONS_REL).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
-        generate_demo(tmp, n_images, seed)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / ANNOTATIONS_REL).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_once(final.name, lambda d: generate_demo(d, n_images, seed), ANNOTATIONS_REL, final.parent)
