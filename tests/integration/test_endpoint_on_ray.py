@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ray_local, ray_run  # noqa: F401 - ray_local is a fixture
+from raybench.testing import ray_run
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ray_run
+from raybench.testing import ray_run
 
 pytestmark = pytest.mark.ray
 

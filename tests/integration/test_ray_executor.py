@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import virtual_run
-from tests.integration.conftest import ray_run
+from raybench.testing import ray_run, virtual_run
 
 pytestmark = pytest.mark.ray
 

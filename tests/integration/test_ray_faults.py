@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ray_run
+from raybench.testing import ray_run
 
 pytestmark = pytest.mark.ray
 

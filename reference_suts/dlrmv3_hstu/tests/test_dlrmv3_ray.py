@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ray")
 
 from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from raybench.testing import ray_run  # noqa: E402
 from reference_suts.dlrmv3_hstu.sut import DLRMv3HSTUSUT  # noqa: E402
-from tests.integration.conftest import ray_local, ray_run  # noqa: E402,F401 - fixture
 from workloads.dlrmv3.generator import generate, preset  # noqa: E402
 
 pytestmark = pytest.mark.ray

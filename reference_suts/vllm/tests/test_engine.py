@@ -16,7 +16,13 @@ import pytest
 
 from raybench.core.protocols import Query, SUTContext
 from reference_suts.vllm import create_sut
-from reference_suts.vllm.engine import EngineDiedError, VllmEngineSUT, engine_kwargs, prompt_input, sampling_kwargs
+from reference_suts.vllm.engine import (
+    EngineDiedError,
+    VllmEngineSUT,
+    engine_kwargs,
+    prompt_input,
+    sampling_kwargs,
+)
 
 CTX = SUTContext(workload="llm", scenario="Server", mode="PerformanceOnly", shard=3)
 

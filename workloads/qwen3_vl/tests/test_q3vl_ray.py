@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ray_local, ray_run  # noqa: F401 - ray_local is a fixture
+from raybench.testing import ray_run
 from workloads.qwen3_vl.accuracy import accuracy_txt, hierarchical_f1, unparsable_category
 
 pytest.importorskip("transformers")

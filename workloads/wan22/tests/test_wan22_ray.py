@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ray_local, ray_run  # noqa: F401 - ray_local is a fixture
+from raybench.testing import ray_run
 from workloads.wan22.dataset import load_library
 from workloads.wan22.video import is_mp4, read_mp4, video_filename
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ray_local, ray_run  # noqa: F401 - ray_local is a fixture
+from raybench.testing import ray_run
 from workloads.yolo11.accuracy import decode_payload
 
 pytest.importorskip("ultralytics")
