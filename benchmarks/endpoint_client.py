@@ -224,11 +224,9 @@ def shards_through_raybench(url: str, shards: int, concurrency: int, seconds: fl
     in each load-generator shard (its own connection pool), the chat workload's demo prompts."""
     import tempfile
 
-    import ray
-
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import run_benchmark
+    from raybench.config import load_run_config
     from raybench.ray.executor import RayExecutor
+    from raybench.run import run_benchmark
 
     with tempfile.TemporaryDirectory() as d:
         cfg = load_run_config(None, [

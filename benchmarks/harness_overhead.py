@@ -69,8 +69,9 @@ def run_loadgen(scenario: str, qps: float, seconds: float) -> dict[str, Any]:
 
 
 def run_raybench(scenario: str, qps: float, seconds: float, max_batch: int = 1024) -> dict[str, Any]:
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import InProcessExecutor, run_benchmark
+    from raybench.config import load_run_config
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
 
     with tempfile.TemporaryDirectory() as d:
         sets = ["workload=synthetic", "sut=null", f"scenario={scenario}", f"out={d}", "executor=inprocess", "report=false",

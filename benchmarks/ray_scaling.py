@@ -24,9 +24,9 @@ import numpy as np
 
 
 def _run(sets: list[str]) -> Any:
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import run_benchmark
+    from raybench.config import load_run_config
     from raybench.ray.executor import RayExecutor
+    from raybench.run import run_benchmark
 
     with tempfile.TemporaryDirectory() as d:
         cfg = load_run_config(None, ["workload=synthetic", f"out={d}", "report=false", "ray.start_lead_s=1", *sets])

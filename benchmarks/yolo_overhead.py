@@ -58,9 +58,9 @@ def bare_loop(model: Any, images: list[Any], samples: int, imgsz: int, batch: in
 
 def raybench_offline(out: str, samples: int, imgsz: int, batch: int, threads: int) -> tuple[float, str]:
     """Samples per second (and validity) of one raybench Offline run on the already-started Ray."""
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import run_benchmark
+    from raybench.config import load_run_config
     from raybench.ray.executor import RayExecutor
+    from raybench.run import run_benchmark
 
     cfg = load_run_config(None, [
         "workload=yolo11", "sut=ultralytics_yolo", "scenario=Offline", f"out={out}", "report=false",

@@ -6,7 +6,6 @@ bad field or file).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ def list_cmd() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from raybench.core.config import SCENARIO_NAMES
+    from raybench.core.scenarios import SCENARIO_NAMES
     from raybench.registry import list_suts, list_workloads
 
     con = Console()
@@ -71,7 +70,7 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
     """Run one benchmark; writes MLPerf-compatible logs and result.json into a run directory."""
-    from raybench.core.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config
 
     overrides: list[str] = []
     for key, val in (("workload", workload), ("sut", sut), ("scenario", scenario), ("mode", mode), ("out", out),
@@ -88,8 +87,6 @@ def run_cmd(
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    if cfg.executor == "ray" and cfg.ray.address is None and os.environ.get("RAY_ADDRESS"):
-        cfg.ray.address = os.environ["RAY_ADDRESS"]
     code = _run(cfg, quiet)
     raise typer.Exit(code)
 
@@ -97,17 +94,20 @@ def run_cmd(
 def _run(cfg: Any, quiet: bool) -> int:
     from rich.console import Console
 
-    from raybench.core.runner import run_benchmark
+    from raybench.core.settings import SettingsError
     from raybench.registry import RegistryError
+    from raybench.run import execute_run, prepare_run
 
     con = Console(stderr=True)
-    if cfg.scenario in ("SingleStream", "MultiStream") and cfg.shards and cfg.shards > 1:
-        con.print(f"[yellow]{cfg.scenario} is serial by definition: running 1 shard instead of {cfg.shards}.[/yellow]")
-        cfg.shards = 1
     try:
+        prepared = prepare_run(cfg)
         executor = _make_executor(cfg)
-    except (ValueError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+    except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError) as exc:
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if cfg.shards and prepared.shard_count(cfg.shards) != cfg.shards:
+        con.print(f"[yellow]{cfg.scenario.name} is serial by definition: running 1 shard instead of {cfg.shards}.[/yellow]")
+    for w in prepared.warnings:
+        con.print(f"[yellow]warning: {w}[/yellow]")
     live = None
     if not quiet:
         from raybench.progress import LiveProgress
@@ -118,14 +118,14 @@ def _run(cfg: Any, quiet: bool) -> int:
     def progress(shard: int, snap: dict[str, Any]) -> None:
         if not started:  # one plain line, also for logs and scripts, when the first shard reports
             started.append(True)
-            print(f"raybench: running ({cfg.workload.name} / {cfg.scenario}; first progress from shard {shard})",
+            print(f"raybench: running ({cfg.workload.name} / {cfg.scenario.name}; first progress from shard {shard})",
                   file=sys.stderr, flush=True)
         if live is not None:
             live.update(shard, snap)
     try:
         if live:
             live.start()
-        outcome = run_benchmark(cfg, executor, progress)
+        outcome = execute_run(prepared, executor, progress)
     except (RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     finally:
@@ -151,7 +151,7 @@ def _run(cfg: Any, quiet: bool) -> int:
 
 def _make_executor(cfg: Any) -> Any:
     if cfg.executor == "inprocess":
-        from raybench.core.runner import InProcessExecutor
+        from raybench.inprocess import InProcessExecutor
 
         return InProcessExecutor(shards=cfg.shards or 1)
     from raybench.ray.executor import RayExecutor
@@ -168,7 +168,7 @@ def accuracy_cmd(
     """Score mlperf_log_accuracy.json of a run and write accuracy.txt."""
     import yaml
 
-    from raybench.core.config import ConfigError, parse_set, set_path
+    from raybench.config import ConfigError, parse_set, set_path
     from raybench.core.logs.accuracy_log import read_accuracy_log
     from raybench.core.logs.atomic import atomic_write_text
     from raybench.core.spec import load_object
@@ -222,7 +222,7 @@ def sweep_cmd(
     """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
     import datetime as dt
 
-    from raybench.core.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config
     from raybench.registry import RegistryError
     from raybench.sweep import run_sweep, sweep_values
 
@@ -248,8 +248,6 @@ def sweep_cmd(
     typer.echo(f"sweep ({mode}): {', '.join(f'{v:g}' for v in values)} -> {sweep_dir}")
 
     def _executor(cfg: Any) -> Any:
-        if cfg.executor == "ray" and cfg.ray.address is None and os.environ.get("RAY_ADDRESS"):
-            cfg.ray.address = os.environ["RAY_ADDRESS"]
         return _make_executor(cfg)
 
     def _show(p: Any) -> None:

@@ -54,7 +54,7 @@ class LiveProgress:
             self._live.update(self._render())
 
     def _render(self) -> Group:
-        t = Table(title=f"raybench {self.cfg.workload.name} / {self.cfg.scenario}", expand=False)
+        t = Table(title=f"raybench {self.cfg.workload.name} / {self.cfg.scenario.name}", expand=False)
         for col in ("shard", "t (s)", "issued", "completed", "errors", "in flight", "QPS", "p50 ms", "p99 ms", "late p99 ms"):
             t.add_column(col, justify="right")
         with self._lock:

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from raybench.core.config import RunConfig, load_run_config
+from raybench.config import RunConfig, load_run_config
 from raybench.core.early_stopping import latency_early_stopping
 from raybench.core.endpoints import (
     ParetoPoint,
@@ -55,12 +55,12 @@ from raybench.core.endpoints import (
     pareto_frontier,
     select_sweep_points,
     step_function,
-    tpot_loadgen_ns,
     validate_sweep_points,
 )
 from raybench.core.logs.atomic import atomic_write_json, to_jsonable
-from raybench.core.runner import Executor, RunOutcome, run_benchmark
 from raybench.core.stats import ExactStats
+from raybench.core.tokens import tpot_ns
+from raybench.run import Executor, RunOutcome, run_benchmark
 
 __all__ = ["PointResult", "SweepResult", "point_metrics", "plot_sweep", "run_sweep", "sweep_values"]
 
@@ -183,8 +183,7 @@ def point_metrics(
     latency = comp - issue
     has_ft = first > 0
     ttft = (first - issue)[has_ft]
-    tpot = tpot_loadgen_ns(latency[has_ft], ttft, tokens[has_ft])
-    tpot = tpot[np.isfinite(tpot)]
+    tpot = tpot_ns(latency[has_ft], ttft, tokens[has_ft])
     n_ok = int(ok.sum())
     start = int(intended[keep].min()) if keep.any() else 0
     elapsed_ns = int(comp.max()) - start if n_ok else 0
@@ -292,7 +291,7 @@ def run_sweep(
         conc = int(v) if mode == "concurrency" else None
         qps_t = float(v) if mode == "qps" else None
         run_cfg = {
-            "scenario": cfg.scenario,
+            "scenario": cfg.scenario.name,
             "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc else {"type": "poisson", "target_qps": qps_t},
             "warmup": {"seconds": warmup_s, "queries": warmup_queries},
             "workload": cfg.workload.name,
@@ -323,12 +322,10 @@ def run_sweep(
 
 def _extend_min_duration(cfg: RunConfig, warmup_s: float) -> RunConfig:
     """The point's run lasts ``warmup_s`` longer, so the kept window still meets min duration."""
-    from raybench.core.runner import prepare_run
+    from raybench.run import resolve_run_settings
 
-    base = prepare_run(cfg).settings.min_duration_ms
-    cfg = cfg.model_copy(deep=True)
-    cfg.settings["min_duration_ms"] = int(base + warmup_s * 1000)
-    return cfg
+    base = resolve_run_settings(cfg)[0].min_duration_ms
+    return cfg.model_copy(update={"settings": {**cfg.settings, "min_duration_ms": int(base + warmup_s * 1000)}})
 
 
 def _finish(out: Path, mode: str, points: list[PointResult]) -> SweepResult:

@@ -22,9 +22,10 @@ def virtual_run(tmp_path: Path, *sets: str, shards: int = 1) -> Any:
 
     Returns the ``RunOutcome``; ``sets`` are ``--set`` style overrides applied last.
     """
+    from raybench.config import load_run_config
     from raybench.core.clock import VirtualClock
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import InProcessExecutor, run_benchmark
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
 
     cfg = load_run_config(None, ["workload=synthetic", "sut=fake", f"out={tmp_path}", *sets])
     return run_benchmark(cfg, InProcessExecutor(VirtualClock(), shards=shards))
@@ -37,9 +38,9 @@ def ray_run(
     shards: int | None = None,
 ) -> tuple[Any, Any]:
     """Run on the already-initialised Ray (the ``ray_local`` fixture); returns (outcome, executor)."""
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import run_benchmark
+    from raybench.config import load_run_config
     from raybench.ray.executor import RayExecutor
+    from raybench.run import run_benchmark
 
     base = ["workload=synthetic", "sut=fake", f"out={tmp_path}", *RAY_TEST_SETS]
     if shards is not None:

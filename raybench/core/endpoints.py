@@ -4,10 +4,8 @@ Everything here is pure (numpy only) and follows the MLPerf Endpoints rules
 (``mlcommons/endpoints_policies`` ``endpoints_rules.md`` sections 4-5) and the reference client's
 report schema (``mlcommons/endpoints`` ``metrics/report.py``):
 
-- TPOT exists in two definitions that differ by design, so both are here:
-  LoadGen's ``(latency - ttft) / (n_tokens - 1)`` (every token after the first, measured to the
-  completion) and Endpoints' ``(complete - first_chunk) / tokens_after_first_chunk`` (a first
-  chunk holding several tokens does not dilute the rest).
+- TPOT is LoadGen's ``(latency - ttft) // (n_tokens - 1)`` (:func:`raybench.core.tokens.tpot_ns`,
+  the one definition metrics, sweeps and reports share).
 - A Pareto *point* is one fixed-concurrency run: ``system_tps = output_tokens / elapsed_s`` and
   ``tps_per_user = 1000 / tpot_p90_ms`` ("interactivity").
 - The official curve is a step function through the non-dominated points, never interpolated.
@@ -32,16 +30,12 @@ __all__ = [
     "Region",
     "build_result_summary",
     "compute_regions",
-    "inter_token_latencies_ns",
     "pareto_frontier",
-    "point_from_run",
     "region_of",
     "select_sweep_points",
     "series_block",
     "step_function",
     "step_value",
-    "tpot_endpoints_ns",
-    "tpot_loadgen_ns",
     "validate_sweep_points",
 ]
 
@@ -53,43 +47,6 @@ ULTRA_LOW_MAX = 32
 """The ultra-low concurrency region is 1..32, fixed for every submission."""
 DEFAULT_PERCENTILES: tuple[float, ...] = (99.9, 99.0, 97.0, 95.0, 90.0, 80.0, 75.0, 50.0, 25.0, 10.0, 5.0, 1.0)
 """The percentile grid of the Endpoints report (``result_summary.json`` keys are ``str(p)``)."""
-
-
-# -- token latencies ---------------------------------------------------------------------------
-
-
-def tpot_loadgen_ns(latency_ns: Any, ttft_ns: Any, n_tokens: Any) -> np.ndarray:
-    """LoadGen's time per output token: ``(latency - ttft) / (n_tokens - 1)``, in ns.
-
-    Samples with ``n_tokens <= 1`` have no TPOT (LoadGen logs them as errors) and come back NaN.
-    """
-    lat = np.asarray(latency_ns, dtype=np.float64)
-    ttft = np.asarray(ttft_ns, dtype=np.float64)
-    n = np.asarray(n_tokens, dtype=np.float64)
-    out = np.full(np.broadcast(lat, ttft, n).shape, np.nan)
-    ok = n > 1
-    np.divide(lat - ttft, n - 1, out=out, where=ok)
-    return out
-
-
-def tpot_endpoints_ns(complete_ns: Any, first_chunk_ns: Any, tokens_after_first_chunk: Any) -> np.ndarray:
-    """Endpoints' time per output token: ``(complete - first_chunk) / tokens_after_first_chunk``.
-
-    ``tokens_after_first_chunk`` is the output length minus the tokens of the first chunk
-    (counted with the reference tokenizer). Samples with 0 such tokens come back NaN.
-    """
-    done = np.asarray(complete_ns, dtype=np.float64)
-    first = np.asarray(first_chunk_ns, dtype=np.float64)
-    k = np.asarray(tokens_after_first_chunk, dtype=np.float64)
-    out = np.full(np.broadcast(done, first, k).shape, np.nan)
-    np.divide(done - first, k, out=out, where=k > 0)
-    return out
-
-
-def inter_token_latencies_ns(chunk_ns: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Gaps between consecutive chunk arrival times (``n`` chunks give ``n - 1`` gaps)."""
-    t = np.asarray(chunk_ns, dtype=np.int64)
-    return np.diff(t) if t.size > 1 else np.zeros(0, dtype=np.int64)
 
 
 # -- sweep regions -----------------------------------------------------------------------------
@@ -242,30 +199,6 @@ class ParetoPoint:
     system_tps: float
     tps_per_user: float
     ttft_p90_ms: float = float("nan")
-
-
-def point_from_run(
-    concurrency: int, output_tokens: int, elapsed_ns: int, tpot_ns: Any, ttft_ns: Any = ()
-) -> ParetoPoint:
-    """Reduce one run to its Pareto point.
-
-    ``system_tps = output_tokens / (elapsed_ns / 1e9)``; ``tps_per_user = 1000 / tpot_p90_ms``
-    where the p90 is over the finite TPOT samples, taken as an observed value (numpy
-    ``method="lower"``, as the Endpoints report does).
-
-    Raises:
-        ValueError: when ``elapsed_ns <= 0`` or no finite TPOT sample exists.
-    """
-    if elapsed_ns <= 0:
-        raise ValueError(f"elapsed_ns: must be > 0, got {elapsed_ns}")
-    tpot = np.asarray(tpot_ns, dtype=np.float64)
-    tpot = tpot[np.isfinite(tpot)]
-    if tpot.size == 0:
-        raise ValueError("tpot_ns: no finite TPOT samples (every response had <= 1 token?)")
-    p90_ms = float(np.percentile(tpot, 90, method="lower")) / 1e6
-    ttft = np.asarray(ttft_ns, dtype=np.float64)
-    ttft_p90 = float(np.percentile(ttft, 90, method="lower")) / 1e6 if ttft.size else float("nan")
-    return ParetoPoint(concurrency, output_tokens / (elapsed_ns / 1e9), 1000.0 / p90_ms, ttft_p90)
 
 
 def pareto_frontier(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:

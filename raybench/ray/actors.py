@@ -22,10 +22,10 @@ from typing import Any
 import ray
 
 from raybench.core.loadgen import ShardRunner
-from raybench.core.plan import ShardSlice
 from raybench.core.protocols import Query, Response, SUTContext
 from raybench.core.records import ShardReport
 from raybench.core.spec import load_object
+from raybench.run import ShardJob
 
 __all__ = ["LoadGenShard", "ReplicaPoolSUT", "SUTError", "SUTReplica"]
 
@@ -229,20 +229,11 @@ class ReplicaPoolSUT:
 class LoadGenShard:
     """A load-generator shard: runs the core loadgen on one slice of the plan."""
 
-    def __init__(
-        self,
-        prepared: Any,
-        slice_: ShardSlice,
-        replicas: list[Any],
-        replica_infos: list[dict[str, Any]],
-        deadline_s: float | None,
-    ) -> None:
+    def __init__(self, job: ShardJob, replicas: list[Any], replica_infos: list[dict[str, Any]]) -> None:
         _tighten_gil_switching()
-        self.prepared = prepared
-        self.slice = slice_
+        self.job = job
         self.replicas = replicas
         self.replica_infos = replica_infos
-        self.deadline_s = deadline_s
         self.node = _node_label()
         self.runner: ShardRunner | None = None
         self._snaps: list[dict[str, Any]] = []
@@ -251,27 +242,18 @@ class LoadGenShard:
         from raybench.core.clock import MonotonicClock
         from raybench.registry import make_library, make_sut
 
-        p = self.prepared
-        lib = make_library(p.workload, dict(p.workload_params))
+        job = self.job
+        lib = make_library(job.workload, dict(job.workload_params))
         if self.replicas:
             sut = ReplicaPoolSUT(self.replicas, self.replica_infos)
             # Token workloads need every chunk's arrival on this shard's clock.
-            sut.streaming = sut.streaming or bool(p.settings.use_token_latencies)
+            sut.streaming = sut.streaming or job.slice.use_token_latencies
         else:
-            sut = make_sut(p.sut, dict(p.sut_params))
-        self.runner = ShardRunner(
-            self.slice,
-            sut,
-            lib,
-            MonotonicClock(),
-            ctx=p.sut_context(self.slice.shard),
-            query_timeout_s=p.query_timeout_s,
-            deadline_s=self.deadline_s,
-            on_snapshot=self._snaps.append,
-            node=self.node,
-        )
+            sut = make_sut(job.sut, dict(job.sut_params))
+        self.runner = ShardRunner(job.slice, sut, lib, MonotonicClock(), ctx=job.ctx, query_timeout_s=job.query_timeout_s,
+                                  deadline_s=job.deadline_s, on_snapshot=self._snaps.append, node=self.node)
         await self.runner.prepare()
-        return {"shard": self.slice.shard, "node": self.node, "node_id": ray.get_runtime_context().get_node_id()}
+        return {"shard": job.slice.shard, "node": self.node, "node_id": ray.get_runtime_context().get_node_id()}
 
     async def run(self, t0_wall_ns: int) -> ShardReport:
         assert self.runner is not None, "prepare() first"
@@ -294,6 +276,3 @@ class LoadGenShard:
     def stop(self, reason: str) -> None:
         if self.runner is not None:
             self.runner.abort(reason)
-
-    def ping(self) -> str:
-        return self.node

@@ -1,6 +1,6 @@
 """``RayExecutor``: shards as actors on the load nodes, SUT replicas as actors with their resources.
 
-Data flow (DESIGN.md): the driver builds the plan and partitions it; shard slices travel through
+Data flow (DESIGN.md): the driver builds the plan and partitions it; each shard's job travels through
 the object store; the executor starts the SUT replicas (model loading happens here, before any
 timing), places one shard per load node, waits until every shard and replica is ready, then
 broadcasts a start time T0 a little in the future on the wall clock. Each shard converts T0 to
@@ -21,11 +21,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
-from raybench.core.config import RayConfig
-from raybench.core.plan import ShardSlice
+from raybench.config import RayConfig
 from raybench.core.records import ShardReport
-from raybench.core.runner import PreparedRun, ProgressFn, shard_deadline_s
 from raybench.ray.actors import LoadGenShard, SUTReplica
+from raybench.run import PreparedRun, ProgressFn, ShardJob
 
 __all__ = ["RayExecutor", "load_nodes"]
 
@@ -202,7 +201,7 @@ class RayExecutor:
         return handles, infos, pgs
 
     # ------------------------------------------------------------------ run
-    def run(self, prepared: PreparedRun, slices: list[ShardSlice], progress: ProgressFn | None = None) -> list[ShardReport]:
+    def run(self, prepared: PreparedRun, jobs: list[ShardJob], progress: ProgressFn | None = None) -> list[ShardReport]:
         self._init()
         cfg = self.cfg
         nodes = load_nodes(cfg)
@@ -214,15 +213,15 @@ class RayExecutor:
         infos: list[dict[str, Any]] = []
         pgs: list[Any] = []
         shards: list[Any] = []
-        deadline = shard_deadline_s(prepared)
+        deadline = prepared.deadline_s
         try:
             if not inline:
                 replicas, infos, pgs = self._start_replicas(prepared)
             self.replica_infos = infos
             self.live_replicas = replicas
             self.live_shards = shards
-            for sl in slices:
-                shards.append(LoadGenShard.options(**self._shard_options(sl.shard, nodes)).remote(prepared, sl, replicas, infos, deadline))
+            for job in jobs:
+                shards.append(LoadGenShard.options(**self._shard_options(job.slice.shard, nodes)).remote(job, replicas, infos))
             try:
                 ready = ray.get([s.prepare.remote() for s in shards], timeout=_READY_TIMEOUT_S)
             except ray.exceptions.RayTaskError as exc:

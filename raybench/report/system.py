@@ -1,6 +1,6 @@
 """Host facts for ``system.json``: CPU, memory, accelerators and software versions.
 
-Standard library only (no ray, no torch import), so ``raybench.core.runner.system_info`` can call
+Standard library only (no ray, no torch import), so ``raybench.results.system_info`` can call
 it lazily and a Ray task can run it on a remote node. The field names follow MLPerf Inference's
 system description JSON (``host_processor_model_name``, ``accelerators_per_node`` ...) so that a
 submission's ``systems/<name>.json`` can be filled from it; values MLPerf wants as text carry

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from raybench.cli import app
-from raybench.core.config import ConfigError, load_run_config
+from raybench.config import ConfigError, load_run_config
 
 runner = CliRunner()
 
@@ -50,7 +50,7 @@ def test_run_invalid_exits_1(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--workload", "nope"], "workload.name: unknown workload 'nope'"),
-        (["--workload", "synthetic", "--scenario", "Sever"], "scenario: Value error, must be one of"),
+        (["--workload", "synthetic", "--scenario", "Sever"], "scenario.name: must be one of"),
         (["--workload", "synthetic", "--set", "settings.server_target_qpz=3", "--scenario", "Server"], "server_target_qpz"),
         (["--workload", "synthetic", "--set", "bogus.field=1"], "config: bogus: unknown field"),
         (["--workload", "synthetic", "--set", "noequals"], "expected key.path=value"),
@@ -76,7 +76,7 @@ def test_yaml_config_with_set_overrides(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("workload: synthetic\nsut:\n  name: fake\n  params: {echo: true}\nscenario: server\nsettings:\n  server_target_qps: 10\n")
     rc = load_run_config(cfg, ["settings.server_target_qps=200", "sut.params.error_rate=0.5"])
-    assert rc.scenario == "Server" and rc.settings["server_target_qps"] == 200
+    assert rc.scenario.name == "Server" and rc.settings["server_target_qps"] == 200
     assert rc.sut is not None and rc.sut.params == {"echo": True, "error_rate": 0.5}
 
 
@@ -97,7 +97,7 @@ def test_console_script_entry_point() -> None:
 
 
 def test_sut_params_without_sut_name_use_the_default_sut_and_workload_timeout() -> None:
-    from raybench.core.runner import prepare_run
+    from raybench.run import prepare_run
 
     cfg = load_run_config(None, ["workload=synthetic", "sut.params.error_rate=0.25", "scenario=Server"])
     prep = prepare_run(cfg)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from raybench.core.config import RayConfig, load_run_config
+from raybench.config import RayConfig, load_run_config
 from raybench.ray import jobs
 from raybench.ray.jobs import (
     CLUSTER_SETTINGS,

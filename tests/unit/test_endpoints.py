@@ -12,29 +12,23 @@ from raybench.core.endpoints import (
     ParetoPoint,
     build_result_summary,
     compute_regions,
-    inter_token_latencies_ns,
     pareto_frontier,
-    point_from_run,
     region_of,
     select_sweep_points,
     series_block,
     step_function,
     step_value,
-    tpot_endpoints_ns,
-    tpot_loadgen_ns,
     validate_sweep_points,
 )
+from raybench.core.tokens import inter_token_latencies_ns, tpot_ns
 
 MS = 1_000_000
 
 
-def test_tpot_definitions_differ_as_specified() -> None:
-    # 500 ms latency, first token at 100 ms, 5 tokens: LoadGen spreads 400 ms over 4 tokens.
-    got = tpot_loadgen_ns([500 * MS, 300 * MS], [100 * MS, 100 * MS], [5, 1])
-    assert got[0] == 100 * MS and math.isnan(got[1])
-    # Endpoints: first chunk held 3 of 11 tokens -> 8 tokens after it.
-    got = tpot_endpoints_ns([500 * MS, 200 * MS], [100 * MS, 150 * MS], [8, 0])
-    assert got[0] == 50 * MS and math.isnan(got[1])
+def test_tpot_is_loadgen_definition() -> None:
+    # 500 ms latency, first token at 100 ms, 5 tokens: LoadGen spreads 400 ms over 4 tokens;
+    # a one-token sample has no TPOT.
+    assert tpot_ns([500 * MS, 300 * MS], [100 * MS, 100 * MS], [5, 1]).tolist() == [100 * MS]
     assert inter_token_latencies_ns([0, 10, 25, 45]).tolist() == [10, 15, 20]
     assert inter_token_latencies_ns([7]).tolist() == []
 
@@ -125,17 +119,6 @@ def test_pareto_frontier_and_exact_step_function() -> None:
              150.0: 350.0, 199.9: 100.0, 200.0: 100.0, 200.1: None}
     assert {x: step_value(POINTS, x) for x in cases} == cases
     assert step_function([])[0].size == 0
-
-
-def test_point_from_run() -> None:
-    tpot = np.arange(1, 11) * 10 * MS  # 10..100 ms; p90 ("lower") = 90 ms
-    p = point_from_run(4, output_tokens=12_000, elapsed_ns=10 * 10**9, tpot_ns=np.append(tpot, np.nan),
-                       ttft_ns=np.arange(1, 11) * MS)
-    assert p.concurrency == 4 and p.system_tps == 1200.0
-    assert p.tps_per_user == pytest.approx(1000 / 90, rel=1e-12)
-    assert p.ttft_p90_ms == 9.0
-    with pytest.raises(ValueError, match="no finite TPOT"):
-        point_from_run(1, 10, 10**9, [np.nan])
 
 
 def test_series_block_exact() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raybench.core.config import load_run_config
-from raybench.core.runner import InProcessExecutor, run_benchmark
+from raybench.config import load_run_config
+from raybench.inprocess import InProcessExecutor
+from raybench.run import run_benchmark
 
 
 def test_harness_falling_behind_is_flagged(tmp_path: Path) -> None:

@@ -7,16 +7,17 @@ import json
 import numpy as np
 import pytest
 
+from raybench.core.conf import load_settings
 from raybench.core.early_stopping import find_min_passing
 from raybench.core.plan import build_plan
-from raybench.core.settings import load_settings
+from raybench.core.scenarios import Server
 
 CONST5 = "sut.params.latency={dist: constant, ms: 5}"
 
 
 def _plan_count(**kw) -> tuple[int, np.ndarray]:
     s = load_settings(model=None, scenario="Server", mlperf_conf=None, overrides=kw)
-    ph = build_plan(s, 1024, 1024).phases[0]
+    ph = build_plan(Server(), s, 1024, 1024).phases[0]
     return ph.query_count, ph.intended_ns
 
 
@@ -220,7 +221,7 @@ def test_timeline_counts_are_cumulative_and_end_at_the_totals(vrun) -> None:
 
 
 def test_secret_parameters_are_masked_but_token_counts_are_not(vrun) -> None:
-    from raybench.core.runner import _mask_secrets
+    from raybench.results import mask_secrets as _mask_secrets
 
     masked = _mask_secrets({"api_key": "sk-1", "auth_token": "t", "max_tokens": 128, "tokens": {"n": 4},
                             "api_key_env": "OPENAI_API_KEY", "nested": {"password": "p"}})

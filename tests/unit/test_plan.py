@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raybench.core.plan import build_plan, effective_settings, loadable_sets, partition, stream_samples
-from raybench.core.settings import TestSettings, load_settings
+from raybench.core.conf import load_settings
+from raybench.core.plan import build_plan as _build_plan
+from raybench.core.plan import loadable_sets, partition, stream_samples
+from raybench.core.scenarios import get_scenario
+from raybench.core.settings import TestSettings
+
+
+def build_plan(s: TestSettings, total: int, perf: int):
+    return _build_plan(get_scenario(s.scenario), s, total, perf)
+
+
+def effective_settings(s: TestSettings, perf: int):
+    return get_scenario(s.scenario).effective(s, perf, perf)
 
 
 def settings(scenario: str, **kw) -> TestSettings:
@@ -110,8 +121,9 @@ def test_server_global_sequence_is_shard_count_invariant(shards: int) -> None:
     ph = plan.phases[0]
     pairs = []
     for sl in partition(plan, shards):
-        ids = sl.query_ids[0]
-        pairs += list(zip(ids.tolist(), ph.intended_ns[ids].tolist(), ph.samples[ids].tolist(), strict=True))
+        part = sl.phases[0]  # a shard receives only its own queries
+        assert part.query_count == len(range(sl.shard, ph.query_count, shards))
+        pairs += list(zip(part.query_ids.tolist(), part.intended_ns.tolist(), part.samples.tolist(), strict=True))
     pairs.sort()
     ref = build_plan(s, 256, 256).phases[0]
     assert [p[0] for p in pairs] == list(range(ref.query_count))
@@ -122,14 +134,16 @@ def test_server_global_sequence_is_shard_count_invariant(shards: int) -> None:
 def test_offline_and_closed_loop_partitions() -> None:
     s = settings("Offline", offline_expected_qps=100.0, min_duration_ms=1000)
     plan = build_plan(s, 64, 64)
-    ranges = [tuple(sl.query_ids[0].tolist()) for sl in partition(plan, 3)]
+    ranges = [(int(sl.phases[0].query_ids[0]), int(sl.phases[0].query_ids[0]) + sl.phases[0].samples.shape[0])
+              for sl in partition(plan, 3)]
     assert ranges == [(0, 36), (36, 73), (73, 110)]
     c = settings("Concurrency", target_concurrency=5)
     cplan = build_plan(c, 64, 64)
     streams = [sl.streams.tolist() for sl in partition(cplan, 2)]
     assert streams == [[0, 2, 4], [1, 3]]
     # A stream's samples do not depend on which shard runs it.
-    assert np.array_equal(stream_samples(cplan, 3, 10), stream_samples(cplan, 3, 12)[:10])
+    loaded, seed = cplan.phases[0].loaded_set, cplan.settings.sample_index_rng_seed
+    assert np.array_equal(stream_samples(loaded, seed, 3, 10), stream_samples(loaded, seed, 3, 12)[:10])
 
 
 def test_serial_scenarios_refuse_multiple_shards() -> None:

@@ -22,9 +22,10 @@ from raybench.report.load import load_run  # noqa: E402
 
 def virtual_run(tmp_path: Path, *sets: str, shards: int = 1) -> Any:
     """A fake-SUT run in-process on virtual time (as tests/conftest.py's ``virtual_run``)."""
+    from raybench.config import load_run_config
     from raybench.core.clock import VirtualClock
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import InProcessExecutor, run_benchmark
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
 
     cfg = load_run_config(None, ["workload=synthetic", "sut=fake", f"out={tmp_path}", *sets])
     return run_benchmark(cfg, InProcessExecutor(VirtualClock(), shards=shards))

@@ -10,24 +10,30 @@ from pathlib import Path
 import pytest
 
 from raybench.core import settings as st
-from raybench.core.settings import (
-    ROUND_SEEDS,
-    SettingsError,
-    TestSettings,
-    apply_conf,
-    expected_qps,
-    load_settings,
-    max_async_queries,
-    offline_samples_per_query,
-    parse_conf,
-    resolve_settings,
-    samples_per_query,
-    target_latency_ns,
-    target_latency_percentile,
-    to_effective_dict,
-    to_requested_dict,
-    validate,
-)
+from raybench.core.conf import apply_conf, load_settings, parse_conf, resolve_settings
+from raybench.core.scenarios import get_scenario
+from raybench.core.settings import ROUND_SEEDS, SettingsError, TestSettings, validate
+
+
+def _effective(s: TestSettings, qsl_performance: int = 64, qsl_total: int = 64):
+    """LoadGen's TestSettingsInternal, as the run's scenario computes it."""
+    return get_scenario(s.scenario).effective(s, qsl_total, qsl_performance)
+
+
+def target_latency_ns(s: TestSettings) -> int:
+    return _effective(s).target_latency_ns
+
+
+def samples_per_query(s: TestSettings) -> int:
+    return _effective(s).samples_per_query
+
+
+def to_requested_dict(s: TestSettings) -> dict:
+    return get_scenario(s.scenario).requested_items(s)
+
+
+def to_effective_dict(s: TestSettings, *, qsl_performance_sample_count: int, qsl_total_sample_count: int) -> dict:
+    return _effective(s, qsl_performance_sample_count, qsl_total_sample_count).log_items()
 
 V61 = (2085463073848966840, 2747215439041700203, 16159082839903944936)
 V60 = (2465351861681999779, 14276810075590677512, 3936089224930324775)
@@ -163,7 +169,7 @@ def test_concurrency_extension_key():
     s, _ = _apply("*.Concurrency.target_concurrency = 64\n*.Concurrency.min_duration = 3000", "m",
                   "Concurrency")
     assert (s.target_concurrency, s.min_duration_ms) == (64, 3000)
-    assert max_async_queries(s) == 64
+    assert _effective(s).max_async_queries == 64
 
 
 # ----------------------------------------------------------------------------- bundled mlperf.conf
@@ -296,13 +302,15 @@ def test_per_scenario_helpers():
     got = {}
     for sc in st.SCENARIOS:
         x = dataclasses.replace(s, scenario=sc)
-        got[sc] = (target_latency_ns(x), target_latency_percentile(x), samples_per_query(x), expected_qps(x),
-                   max_async_queries(x))
+        e = _effective(x)
+        got[sc] = (e.target_latency_ns, e.target_latency_percentile, e.samples_per_query, e.target_qps,
+                   e.max_async_queries)
     assert got == {
         "SingleStream": (0, 0.9, 1, 250.0, 1),
         "MultiStream": (0, 0.99, 8, 20.0, 1),
         "Server": (100_000_000, 0.97, 1, 33.0, 7),
-        "Offline": (0, 0.99, 1, 900.0, 1),
+        # Offline's one query: max(min_query_count 100, int(1.1 * 10 s * 900 qps)).
+        "Offline": (0, 0.99, 9900, 900.0, 1),
         "Concurrency": (0, 0.97, 1, 900.0, 16),
     }
 
@@ -310,9 +318,9 @@ def test_per_scenario_helpers():
 def test_offline_samples_per_query_uses_kslack():
     s = TestSettings(scenario="Offline", min_duration_ms=600000, offline_expected_qps=80.4816666667,
                      min_query_count=48289)
-    assert offline_samples_per_query(s) == 53117  # int(1.1 * 600 s * 80.48 qps) > 48289
-    assert offline_samples_per_query(dataclasses.replace(s, offline_expected_qps=10.0)) == 48289
-    assert offline_samples_per_query(dataclasses.replace(s, performance_issue_unique=True), 500) == 500
+    assert samples_per_query(s) == 53117  # int(1.1 * 600 s * 80.48 qps) > 48289
+    assert samples_per_query(dataclasses.replace(s, offline_expected_qps=10.0)) == 48289
+    assert _effective(dataclasses.replace(s, performance_issue_unique=True), 500).samples_per_query == 500
 
 
 def test_requested_and_effective_dicts():
@@ -325,10 +333,6 @@ def test_requested_and_effective_dicts():
     assert (eff["effective_samples_per_query"], eff["effective_min_query_count"]) == (19800, 1)
     assert (eff["effective_target_duration_ms"], eff["effective_min_sample_count"]) == (0, 19800)
     assert eff["effective_schedule_rng_seed"] == 16159082839903944936
-    assert to_effective_dict(s, qsl_performance_sample_count=1, qsl_total_sample_count=1,
-                             samples_per_query=5)["effective_min_sample_count"] == 5
-    with pytest.raises(SettingsError, match="qsl_total_sample_count is needed"):
-        to_effective_dict(TestSettings(), qsl_performance_sample_count=1)
     srv = to_requested_dict(load_settings(model="llama3_1-8b", scenario="Server"))
     assert list(srv)[-3:] == ["requested_use_token_latencies", "requested_server_ttft_latency",
                               "requested_server_tpot_latency"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from raybench.core.clock import VirtualClock
-from raybench.core.runner import InProcessExecutor
+from raybench.inprocess import InProcessExecutor
 from raybench.sweep import point_metrics, run_sweep, sweep_values
 
 # Fake SUT streaming 16 tokens: first after 20 ms, then one every 5 ms -> latency 95 ms.

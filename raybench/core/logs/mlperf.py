@@ -13,17 +13,15 @@ import json
 import math
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from raybench import __version__
-from raybench.core.logs.atomic import atomic_write_lines, to_jsonable
+from raybench.core.logs.atomic import to_jsonable
 from raybench.core.metrics import RunMetrics
 from raybench.core.plan import Plan
-from raybench.core.settings import to_effective_dict, to_requested_dict
 from raybench.core.stats import PERCENTILE_GRID
 
-__all__ = ["detail_lines", "summary_lines", "write_detail", "write_summary", "LOADGEN_COMPAT_VERSION"]
+__all__ = ["LOADGEN_COMPAT_VERSION", "detail_lines", "summary_lines"]
 
 #: The LoadGen version whose log layout these writers follow.
 LOADGEN_COMPAT_VERSION = "6.0.17"
@@ -78,49 +76,56 @@ def detail_lines(
     shards: int,
     end_time_ns: int | None = None,
 ) -> list[str]:
-    """The lines of ``mlperf_log_detail.txt`` for one run."""
-    eff = plan.effective
-    s = plan.settings
+    """The lines of ``mlperf_log_detail.txt`` for one run (LoadGen 6.0's keys, in its order)."""
     d = _Detail(0)
-    d.log("loadgen_version", f"{LOADGEN_COMPAT_VERSION} (raybench {__version__})")
-    d.log("loadgen_build_date_local", test_datetime.astimezone().isoformat())
-    d.log("loadgen_build_date_utc", test_datetime.astimezone(_dt.UTC).isoformat())
-    d.log("loadgen_git_commit_date", "")
-    d.log("loadgen_git_log_message", "")
-    d.log("loadgen_git_status_message", "")
-    d.log("loadgen_file_sha1", {})
-    d.log("test_datetime", test_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    d.log("sut_name", sut_name)
-    d.log("get_sut_name_duration_ns", 0)
-    d.log("qsl_name", qsl_name)
-    d.log("qsl_reported_total_count", qsl_total_count)
-    d.log("qsl_reported_performance_count", qsl_performance_count)
-    for k, v in to_requested_dict(s).items():
+    _log_header(d, sut_name, qsl_name, qsl_total_count, qsl_performance_count, test_datetime)
+    for k, v in plan.scenario.requested_items(plan.settings).items():
         d.log(k, v)
-    spq = plan.phases[0].samples_per_query if plan.phases else eff.samples_per_query
-    effd = to_effective_dict(
-        s,
-        qsl_performance_sample_count=qsl_performance_count,
-        qsl_total_sample_count=qsl_total_count,
-        samples_per_query=spq,
-        target_duration_ms=eff.target_duration_ms,
-        min_query_count=eff.min_query_count,
-    )
-    for k, v in effd.items():
+    for k, v in plan.effective.log_items().items():
         d.log(k, v)
     d.log("raybench_shards", shards)
-    d.log("generic_message", "Starting performance mode" if eff.mode != "AccuracyOnly" else "Starting accuracy mode")
+    d.log("generic_message", "Starting accuracy mode" if plan.effective.accuracy else "Starting performance mode")
     for phase in plan.phases[:1]:
         d.log("loaded_qsl_set", [int(x) for x in phase.loaded_set[:4096]])
-    d.log("generated_query_count", plan.query_count if eff.scenario != "Offline" else len(plan.phases))
+    spq = plan.phases[0].samples_per_query if plan.phases else plan.effective.samples_per_query
+    d.log("generated_query_count", len(plan.phases) if plan.scenario.name == "Offline" else plan.query_count)
     d.log("generated_samples_per_query", spq)
     d.log("generated_query_duration", plan.phases[0].generated_duration_ns if plan.phases else 0)
     t_end = end_time_ns if end_time_ns is not None else m.duration_ns
     d.log("power_begin", test_datetime.strftime("%m-%d-%Y %H:%M:%S.000"), event="INTERVAL_START")
     end_dt = test_datetime + _dt.timedelta(microseconds=t_end / 1000)
     d.log("power_end", end_dt.strftime("%m-%d-%Y %H:%M:%S.000"), t_ns=t_end, event="INTERVAL_END")
+    _log_verdict(d, plan, m, t_end)
+    _log_results(d, plan, m, t_end)
+    # Failed samples are errors, as LoadGen logs errors: one error entry per reason, counted in
+    # num_errors, so the submission checker sees them.
+    for reason, count in sorted(m.errors.items(), key=lambda kv: (-kv[1], kv[0])):
+        d.log("error_runtime", f"{count} sample(s) failed: {reason}", t_ns=t_end, is_error=True)
+    d.log("num_errors", len(m.errors), t_ns=t_end)
+    d.log("raybench_failed_samples", m.num_errors, t_ns=t_end)
+    return d.lines
+
+
+def _log_header(d: _Detail, sut_name: str, qsl_name: str, total: int, perf: int, when: _dt.datetime) -> None:
+    d.log("loadgen_version", f"{LOADGEN_COMPAT_VERSION} (raybench {__version__})")
+    d.log("loadgen_build_date_local", when.astimezone().isoformat())
+    d.log("loadgen_build_date_utc", when.astimezone(_dt.UTC).isoformat())
+    d.log("loadgen_git_commit_date", "")
+    d.log("loadgen_git_log_message", "")
+    d.log("loadgen_git_status_message", "")
+    d.log("loadgen_file_sha1", {})
+    d.log("test_datetime", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    d.log("sut_name", sut_name)
+    d.log("get_sut_name_duration_ns", 0)
+    d.log("qsl_name", qsl_name)
+    d.log("qsl_reported_total_count", total)
+    d.log("qsl_reported_performance_count", perf)
+
+
+def _log_verdict(d: _Detail, plan: Plan, m: RunMetrics, t_end: int) -> None:
+    sc = plan.scenario.name
     d.log("result_validity", m.validity, t_ns=t_end)
-    if eff.scenario == "Server":
+    if sc == "Server":
         d.log("result_perf_constraints_met", m.perf_constraints_met, t_ns=t_end)
     d.log("result_min_duration_met", m.min_duration_met, t_ns=t_end)
     d.log("result_min_queries_met", m.min_queries_met, t_ns=t_end)
@@ -128,17 +133,25 @@ def detail_lines(
     if m.validity != "VALID":
         d.log("result_invalid_reason", " ".join(m.recommendations + m.invalid_reasons), t_ns=t_end)
     named = dict(m.early_stopping_results)
-    if s.use_token_latencies and eff.scenario == "Server":
+    if plan.settings.use_token_latencies and sc == "Server":
         for nm in ("ttft", "tpot"):
             if nm in named:
                 d.log(f"early_stopping_{nm}_result", " ".join(named[nm].lines), t_ns=t_end)
     elif "latency" in named:
         d.log("early_stopping_result", " ".join(named["latency"].lines), t_ns=t_end)
     d.log("result_query_count", m.queries_issued, t_ns=t_end)
-    if eff.scenario == "Server":
+    if sc == "Server":
         d.log("result_overlatency_query_count", m.overlatency_count, t_ns=t_end)
-    lat = m.latency
-    sc = eff.scenario
+
+
+def _log_grid(d: _Detail, fmt: str, values: dict[str, Any], t_end: int) -> None:
+    for p in PERCENTILE_GRID:
+        d.log(fmt.format(_pct_name(p)), values.get(f"p{p * 100:g}", 0), t_ns=t_end)
+
+
+def _log_results(d: _Detail, plan: Plan, m: RunMetrics, t_end: int) -> None:
+    sc, lat = plan.scenario.name, m.latency
+    named = dict(m.early_stopping_results)
     if sc == "SingleStream":
         d.log("result_qps_with_loadgen_overhead", m.samples_per_second, t_ns=t_end)
         mean_s = lat.get("mean", 0) / 1e9
@@ -148,67 +161,74 @@ def detail_lines(
         d.log("early_stopping_latency_ms", int(ms.multistream_estimate_ns or 0) if ms is not None else 0, t_ns=t_end)
     elif sc == "MultiStream":
         q = m.query_latency
-        d.log("result_min_query_latency_ns", q.get("min", 0), t_ns=t_end)
-        d.log("result_max_query_latency_ns", q.get("max", 0), t_ns=t_end)
-        d.log("result_mean_query_latency_ns", q.get("mean", 0), t_ns=t_end)
-        for p in PERCENTILE_GRID:
-            d.log(f"result_{_pct_name(p)}_percentile_per_query_latency_ns", q.get(f"p{p * 100:g}", 0), t_ns=t_end)
+        for k in ("min", "max", "mean"):
+            d.log(f"result_{k}_query_latency_ns", q.get(k, 0), t_ns=t_end)
+        _log_grid(d, "result_{}_percentile_per_query_latency_ns", q, t_end)
         d.log("early_stopping_latency_ms", _es_estimate(named.get("latency")), t_ns=t_end)
     elif sc in ("Server", "Concurrency"):
         d.log("result_scheduled_samples_per_sec", m.scheduled_samples_per_second or 0.0, t_ns=t_end)
         d.log("result_completed_samples_per_sec", m.samples_per_second, t_ns=t_end)
     elif sc == "Offline":
         d.log("result_samples_per_second", m.samples_per_second, t_ns=t_end)
-    d.log("result_min_latency_ns", lat.get("min", 0), t_ns=t_end)
-    d.log("result_max_latency_ns", lat.get("max", 0), t_ns=t_end)
-    d.log("result_mean_latency_ns", lat.get("mean", 0), t_ns=t_end)
-    for p in PERCENTILE_GRID:
-        d.log(f"result_{_pct_name(p)}_percentile_latency_ns", lat.get(f"p{p * 100:g}", 0), t_ns=t_end)
-    if s.use_token_latencies:
-        if sc != "Offline" and m.ttft:
-            d.log("result_first_token_min_latency_ns", m.ttft["min"], t_ns=t_end)
-            d.log("result_first_token_max_latency_ns", m.ttft["max"], t_ns=t_end)
-            d.log("result_first_token_mean_latency_ns", m.ttft["mean"], t_ns=t_end)
-            for p in PERCENTILE_GRID:
-                d.log(f"result_first_token_{_pct_name(p)}_percentile_latency_ns", m.ttft[f"p{p * 100:g}"], t_ns=t_end)
-            tps_w = m.total_tokens / m.final_query_issued_s if m.final_query_issued_s else 0.0
-            mean_s = lat.get("mean", 0) / 1e9
-            tps_wo = m.total_tokens / (mean_s * m.samples_completed) if mean_s and m.samples_completed else 0.0
-            d.log("result_token_throughput_with_loadgen_overhead", tps_w, t_ns=t_end)
-            d.log("result_token_throughput", tps_wo, t_ns=t_end)
-            if m.tpot:
-                for p in PERCENTILE_GRID:
-                    d.log(f"result_time_per_output_token_{_pct_name(p)}_percentile_ns", m.tpot[f"p{p * 100:g}"], t_ns=t_end)
-                d.log("result_time_to_output_token_min", m.tpot["min"], t_ns=t_end)
-                d.log("result_time_to_output_token_max", m.tpot["max"], t_ns=t_end)
-                d.log("result_time_to_output_token_mean", m.tpot["mean"], t_ns=t_end)
-            if sc == "Server":
-                d.log("result_completed_tokens_per_second", m.tokens_per_second or 0.0, t_ns=t_end)
-        elif sc == "Offline":
-            d.log("result_tokens_per_second", m.tokens_per_second or 0.0, t_ns=t_end)
-    d.log("num_errors", 0, t_ns=t_end)
-    d.log("raybench_failed_samples", m.num_errors, t_ns=t_end)
-    return d.lines
+    for k in ("min", "max", "mean"):
+        d.log(f"result_{k}_latency_ns", lat.get(k, 0), t_ns=t_end)
+    _log_grid(d, "result_{}_percentile_latency_ns", lat, t_end)
+    if plan.settings.use_token_latencies:
+        _log_token_results(d, sc, m, t_end)
+
+
+def _log_token_results(d: _Detail, sc: str, m: RunMetrics, t_end: int) -> None:
+    if sc == "Offline":
+        d.log("result_tokens_per_second", m.tokens_per_second or 0.0, t_ns=t_end)
+        return
+    if not m.ttft:
+        return
+    for k in ("min", "max", "mean"):
+        d.log(f"result_first_token_{k}_latency_ns", m.ttft[k], t_ns=t_end)
+    _log_grid(d, "result_first_token_{}_percentile_latency_ns", m.ttft, t_end)
+    tps_w = m.total_tokens / m.final_query_issued_s if m.final_query_issued_s else 0.0
+    mean_s = m.latency.get("mean", 0) / 1e9
+    tps_wo = m.total_tokens / (mean_s * m.samples_completed) if mean_s and m.samples_completed else 0.0
+    d.log("result_token_throughput_with_loadgen_overhead", tps_w, t_ns=t_end)
+    d.log("result_token_throughput", tps_wo, t_ns=t_end)
+    if m.tpot:
+        _log_grid(d, "result_time_per_output_token_{}_percentile_ns", m.tpot, t_end)
+        for k in ("min", "max", "mean"):
+            d.log(f"result_time_to_output_token_{k}", m.tpot[k], t_ns=t_end)
+    if sc == "Server":
+        d.log("result_completed_tokens_per_second", m.tokens_per_second or 0.0, t_ns=t_end)
 
 
 def _es_estimate(r: Any) -> int:
     return int(r.estimate_ns) if r is not None and r.estimate_ns is not None else 0
 
 
+def _grid_lines(label: str, values: dict[str, Any]) -> list[str]:
+    return [f"{_pct_name(p)} percentile {label}   : {values.get(f'p{p * 100:g}', 0)}" for p in PERCENTILE_GRID]
+
+
 def summary_lines(plan: Plan, m: RunMetrics, *, sut_name: str, qsl_performance_count: int) -> list[str]:
     """The lines of ``mlperf_log_summary.txt`` (LoadGen's text layout)."""
-    eff = plan.effective
-    s = plan.settings
-    sc = eff.scenario
-    lat = m.latency
+    eff, sc = plan.effective, plan.scenario.name
     bar = "================================================"
     out = [bar, "MLPerf Results Summary", bar, f"SUT name : {sut_name}", f"Scenario : {sc}", f"Mode     : {eff.mode}"]
-    p = eff.target_latency_percentile
-    named = dict(m.early_stopping_results)
-    if sc == "SingleStream":
-        out.append(f"{p * 100:.0f}th percentile latency (ns) : {lat.get(f'p{p * 100:g}', _pget(m, p))}")
-    elif sc == "MultiStream":
-        out.append(f"{p * 100:.0f}th percentile latency (ns) : {_qpget(m, p)}")
+    out += _summary_result(plan, m)
+    out += ["", bar, "Additional Stats", bar]
+    out += _summary_stats(plan, m)
+    out += ["", bar, "Test Parameters Used", bar]
+    out += _summary_parameters(plan)
+    out += ["", "No warnings encountered during test.", ""]
+    out.append("No errors encountered during test." if not m.errors else
+               f"{len(m.errors)} ERROR{'S' if len(m.errors) > 1 else ''} encountered. See detailed log.")
+    return out
+
+
+def _summary_result(plan: Plan, m: RunMetrics) -> list[str]:
+    s, sc, p = plan.settings, plan.scenario.name, plan.effective.target_latency_percentile
+    out = []
+    if sc in ("SingleStream", "MultiStream"):
+        values = m.latency if sc == "SingleStream" else m.query_latency
+        out.append(f"{p * 100:.1f}th percentile latency (ns) : {int(values.get(f'p{p * 100:g}', 0))}")
     elif sc in ("Server", "Concurrency"):
         out.append(f"Completed samples per second    : {m.samples_per_second:.2f}")
         if s.use_token_latencies and m.tokens_per_second:
@@ -225,102 +245,70 @@ def summary_lines(plan: Plan, m: RunMetrics, *, sut_name: str, qsl_performance_c
     out.append(f"  Early stopping satisfied: {'Yes' if m.early_stopping_met else 'NO'}")
     if m.validity != "VALID":
         out.append("Recommendations:")
-        for r in m.recommendations:
-            out.append(f" * {r}")
-        for r in m.invalid_reasons:
-            out.append(f" * {r}")
-    if sc in ("SingleStream", "Server", "MultiStream"):
-        if s.use_token_latencies and sc == "Server":
-            for nm, title in (("ttft", "TTFT Early Stopping Result:"), ("tpot", "TPOT Early Stopping Result:")):
-                if nm in named:
-                    out.append(title)
-                    out.extend(named[nm].lines)
-        elif "latency" in named:
-            out.append("Early Stopping Result:")
-            out.extend(named["latency"].lines)
-    out += ["", bar, "Additional Stats", bar]
-    if sc == "SingleStream":
-        mean_s = lat.get("mean", 0) / 1e9
-        out.append(f"QPS w/ loadgen overhead         : {m.samples_per_second:.2f}")
-        out.append(f"QPS w/o loadgen overhead        : {(1 / mean_s) if mean_s else 0.0:.2f}")
-        out.append("")
-    elif sc in ("Server", "Concurrency"):
-        out.append(f"Scheduled samples per second : {m.scheduled_samples_per_second or 0.0:.2f}")
-        out.append("")
-    elif sc == "MultiStream":
-        q = m.query_latency
-        out.append("Per-query latency:  ")
-        out.append(f"Min latency (ns)                : {q.get('min', 0)}")
-        out.append(f"Max latency (ns)                : {q.get('max', 0)}")
-        out.append(f"Mean latency (ns)               : {q.get('mean', 0)}")
-        for pp in PERCENTILE_GRID:
-            out.append(f"{_pct_name(pp)} percentile latency (ns)   : {q.get(f'p{pp * 100:g}', 0)}")
-    if sc != "MultiStream":
-        out.append(f"Min latency (ns)                : {lat.get('min', 0)}")
-        out.append(f"Max latency (ns)                : {lat.get('max', 0)}")
-        out.append(f"Mean latency (ns)               : {lat.get('mean', 0)}")
-        for pp in PERCENTILE_GRID:
-            out.append(f"{_pct_name(pp)} percentile latency (ns)   : {lat.get(f'p{pp * 100:g}', 0)}")
-    if s.use_token_latencies and sc != "Offline" and m.ttft:
-        out.append("")
-        out.append(f"Min First Token latency (ns)                : {m.ttft['min']}")
-        out.append(f"Max First Token latency (ns)                : {m.ttft['max']}")
-        out.append(f"Mean First Token latency (ns)               : {m.ttft['mean']}")
-        for pp in PERCENTILE_GRID:
-            out.append(f"{_pct_name(pp)} percentile first token latency (ns)   : {m.ttft[f'p{pp * 100:g}']}")
-        if m.tpot:
-            out.append("")
-            out.append(f"Min Time to Output Token (ns)                : {m.tpot['min']}")
-            out.append(f"Max Time to Output Token (ns)                : {m.tpot['max']}")
-            out.append(f"Mean Time to Output Token (ns)               : {m.tpot['mean']}")
-            for pp in PERCENTILE_GRID:
-                out.append(f"{_pct_name(pp)} percentile time to output token (ns)   : {m.tpot[f'p{pp * 100:g}']}")
-    out.append("")
-    out.append(f"Send lateness p50 / p99 / max (ns): {m.lateness['p50']} / {m.lateness['p99']} / {m.lateness['max']}")
-    out += ["", bar, "Test Parameters Used", bar]
-    out.append(f"samples_per_query : {plan.phases[0].samples_per_query if plan.phases else eff.samples_per_query}")
-    out.append(f"target_qps : {eff.target_qps:g}")
-    if s.use_token_latencies:
-        out.append(f"ttft_latency (ns): {s.server_ttft_latency}")
-        out.append(f"tpot_latency (ns): {s.server_tpot_latency}")
-    else:
-        out.append(f"target_latency (ns): {eff.target_latency_ns}")
-    out.append(f"max_async_queries : {eff.max_async_queries}")
-    out.append(f"min_duration (ms): {eff.min_duration_ms}")
-    out.append(f"max_duration (ms): {eff.max_duration_ms}")
-    out.append(f"min_query_count : {eff.min_query_count}")
-    out.append(f"max_query_count : {eff.max_query_count}")
-    out.append(f"qsl_rng_seed : {s.qsl_rng_seed}")
-    out.append(f"sample_index_rng_seed : {s.sample_index_rng_seed}")
-    out.append(f"schedule_rng_seed : {s.schedule_rng_seed}")
-    out.append(f"accuracy_log_rng_seed : {s.accuracy_log_rng_seed}")
-    out.append(f"accuracy_log_probability : {s.accuracy_log_probability:g}")
-    out.append(f"accuracy_log_sampling_target : {s.accuracy_log_sampling_target}")
-    out.append(f"print_timestamps : {int(s.print_timestamps)}")
-    out.append(f"performance_issue_unique : {int(s.performance_issue_unique)}")
-    out.append(f"performance_issue_same : {int(s.performance_issue_same)}")
-    out.append(f"performance_issue_same_index : {s.performance_issue_same_index}")
-    out.append(f"performance_sample_count : {eff.performance_sample_count}")
-    if sc == "Concurrency":
-        out.append(f"target_concurrency : {eff.concurrency}")
-    out.append("")
-    out.append("No warnings encountered during test.")
-    out.append("")
-    out.append("No errors encountered during test." if not m.num_errors else f"{m.num_errors} samples failed during test.")
+        out += [f" * {r}" for r in m.recommendations + m.invalid_reasons]
+    named = dict(m.early_stopping_results)
+    if s.use_token_latencies and sc == "Server":
+        for nm, title in (("ttft", "TTFT Early Stopping Result:"), ("tpot", "TPOT Early Stopping Result:")):
+            if nm in named:
+                out += [title, *named[nm].lines]
+    elif "latency" in named:
+        out += ["Early Stopping Result:", *named["latency"].lines]
     return out
 
 
-def _pget(m: RunMetrics, p: float) -> int:
-    return int(m.latency.get(f"p{p * 100:g}", 0))
+def _summary_stats(plan: Plan, m: RunMetrics) -> list[str]:
+    s, sc, lat = plan.settings, plan.scenario.name, m.latency
+    out = []
+    if sc == "SingleStream":
+        mean_s = lat.get("mean", 0) / 1e9
+        out += [f"QPS w/ loadgen overhead         : {m.samples_per_second:.2f}",
+                f"QPS w/o loadgen overhead        : {(1 / mean_s) if mean_s else 0.0:.2f}", ""]
+    elif sc in ("Server", "Concurrency"):
+        out += [f"Scheduled samples per second : {m.scheduled_samples_per_second or 0.0:.2f}", ""]
+    elif sc == "MultiStream":
+        q = m.query_latency
+        out += ["Per-query latency:  ", f"Min latency (ns)                : {q.get('min', 0)}",
+                f"Max latency (ns)                : {q.get('max', 0)}", f"Mean latency (ns)               : {q.get('mean', 0)}"]
+        out += _grid_lines("latency (ns)", q)
+    if sc != "MultiStream":
+        out += [f"Min latency (ns)                : {lat.get('min', 0)}", f"Max latency (ns)                : {lat.get('max', 0)}",
+                f"Mean latency (ns)               : {lat.get('mean', 0)}"]
+        out += _grid_lines("latency (ns)", lat)
+    if s.use_token_latencies and sc != "Offline" and m.ttft:
+        out += ["", f"Min First Token latency (ns)                : {m.ttft['min']}",
+                f"Max First Token latency (ns)                : {m.ttft['max']}",
+                f"Mean First Token latency (ns)               : {m.ttft['mean']}"]
+        out += _grid_lines("first token latency (ns)", m.ttft)
+        if m.tpot:
+            out += ["", f"Min Time to Output Token (ns)                : {m.tpot['min']}",
+                    f"Max Time to Output Token (ns)                : {m.tpot['max']}",
+                    f"Mean Time to Output Token (ns)               : {m.tpot['mean']}"]
+            out += _grid_lines("time to output token (ns)", m.tpot)
+    out += ["", f"Send lateness p50 / p99 / max (ns): {m.lateness['p50']} / {m.lateness['p99']} / {m.lateness['max']}"]
+    return out
 
 
-def _qpget(m: RunMetrics, p: float) -> int:
-    return int(m.query_latency.get(f"p{p * 100:g}", 0))
-
-
-def write_detail(path: str | Path, lines: list[str]) -> Path:
-    return atomic_write_lines(path, lines)
-
-
-def write_summary(path: str | Path, lines: list[str]) -> Path:
-    return atomic_write_lines(path, lines)
+def _summary_parameters(plan: Plan) -> list[str]:
+    eff, s = plan.effective, plan.settings
+    out = [f"samples_per_query : {plan.phases[0].samples_per_query if plan.phases else eff.samples_per_query}",
+           f"target_qps : {eff.target_qps:g}"]
+    if s.use_token_latencies:
+        out += [f"ttft_latency (ns): {s.server_ttft_latency}", f"tpot_latency (ns): {s.server_tpot_latency}"]
+    else:
+        out.append(f"target_latency (ns): {eff.target_latency_ns}")
+    out += [f"max_async_queries : {eff.max_async_queries}", f"min_duration (ms): {eff.min_duration_ms}",
+            f"max_duration (ms): {eff.max_duration_ms}", f"min_query_count : {eff.min_query_count}",
+            f"max_query_count : {eff.max_query_count}", f"qsl_rng_seed : {eff.qsl_rng_seed}",
+            f"sample_index_rng_seed : {eff.sample_index_rng_seed}", f"schedule_rng_seed : {eff.schedule_rng_seed}",
+            f"accuracy_log_rng_seed : {eff.accuracy_log_rng_seed}",
+            f"accuracy_log_probability : {eff.accuracy_log_probability:g}",
+            f"accuracy_log_sampling_target : {eff.accuracy_log_sampling_target}",
+            f"print_timestamps : {int(eff.print_timestamps)}",
+            f"performance_issue_unique : {int(eff.performance_issue_unique)}",
+            f"performance_issue_same : {int(eff.performance_issue_same)}",
+            f"performance_issue_same_index : {eff.performance_issue_same_index}",
+            f"performance_sample_count : {eff.performance_sample_count}",
+            f"accuracy_sample_count : {eff.accuracy_sample_count}"]
+    if plan.scenario.name == "Concurrency":
+        out.append(f"target_concurrency : {eff.concurrency}")
+    return out

@@ -41,8 +41,9 @@ def _server_params(model: Path, log_dir: Path) -> list[str]:
 def test_llm_server_run_through_vllm_server_sut(tmp_path: Path) -> None:
     """MLPerf llama3.1-8b Server run (demo data, 16 tokens) with vLLM launched by the SUT."""
     pytest.importorskip("transformers")
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import InProcessExecutor, run_benchmark
+    from raybench.config import load_run_config
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
     from reference_suts.vllm.tiny import ensure_tiny_qwen3
 
     model = ensure_tiny_qwen3()
@@ -80,7 +81,7 @@ def test_llm_server_run_through_vllm_server_sut(tmp_path: Path) -> None:
 def test_concurrency_sweep_against_one_vllm_server(tmp_path: Path) -> None:
     """A 3-point sweep with the HTTP client against one server (started once, warm-up excluded)."""
     pytest.importorskip("transformers")
-    from raybench.core.runner import InProcessExecutor
+    from raybench.inprocess import InProcessExecutor
     from raybench.sweep import run_sweep
     from reference_suts.vllm.server import VllmServer
     from reference_suts.vllm.tiny import ensure_tiny_qwen3

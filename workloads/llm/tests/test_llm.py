@@ -24,8 +24,8 @@ def ids(text: str) -> bytes:
 
 def test_spec_is_cheap_and_declares_mlperf_bounds() -> None:
     assert WORKLOAD.mlperf_model == "llama3_1-8b" and WORKLOAD.token_latencies
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import prepare_run
+    from raybench.config import load_run_config
+    from raybench.run import prepare_run
 
     # Bounds come from mlperf.conf for the model key; "Interactive" is a Server run of another key.
     for model, (ttft_ms, tpot_ms) in (("llama3_1-8b", (2000, 100)), ("llama3_1-8b-interactive", (500, 30))):

@@ -64,8 +64,8 @@ def test_oracle_on_ray_scores_f1_1(ray_local, tmp_path: Path) -> None:  # noqa: 
 
 @pytest.mark.parametrize("user_conf", [False, True])
 def test_server_bound_is_12_s_from_mlperf_conf(tmp_path: Path, user_conf: bool) -> None:
-    from raybench.core.config import load_run_config
-    from raybench.core.runner import prepare_run
+    from raybench.config import load_run_config
+    from raybench.run import prepare_run
 
     sets = ["workload=qwen3_vl", "scenario=Server", f"out={tmp_path}"]
     if user_conf:  # a real run: no demo overrides, mlperf.conf + user.conf only

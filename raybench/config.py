@@ -3,8 +3,8 @@
 Example:
     >>> cfg = load_run_config(None, ["workload.name=synthetic", "sut.name=fake",
     ...                              "scenario=Server", "settings.server_target_qps=200"])
-    >>> cfg.settings["server_target_qps"]
-    200
+    >>> cfg.settings["server_target_qps"], cfg.scenario.name
+    (200, 'Server')
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["ConfigError", "NamedConfig", "RunConfig", "load_run_config", "parse_set", "set_path"]
+from raybench.core.scenarios import SCENARIO_NAMES, Offline, ScenarioConfig, canonical_name
 
-SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline", "Concurrency")
+__all__ = ["SCENARIO_NAMES", "ConfigError", "NamedConfig", "RunConfig", "load_run_config", "parse_set", "set_path"]
 MODE_ALIASES = {
     "performance": "PerformanceOnly",
     "perf": "PerformanceOnly",
@@ -29,6 +29,7 @@ MODE_ALIASES = {
 }
 
 
+_LOWER_NAMES = frozenset(n.lower() for n in SCENARIO_NAMES)
 _STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir"})
 
 
@@ -39,15 +40,19 @@ class ConfigError(ValueError):
 class NamedConfig(BaseModel):
     """A registry entry by name plus its parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class RayConfig(BaseModel):
-    """Where and how the Ray executor places shards and SUT replicas."""
+    """Where and how the Ray executor places shards and SUT replicas.
 
-    model_config = ConfigDict(extra="forbid")
+    ``address`` ``None`` means ``RAY_ADDRESS`` if set, else an embedded local Ray (decided by the
+    executor when it connects, and nowhere else).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     address: str | None = None
     shard_resources: dict[str, float] = Field(default_factory=dict)
     shard_label: str | None = None
@@ -75,7 +80,8 @@ class RunConfig(BaseModel):
     Attributes:
         workload: workload name and parameters (dataset path, sizes).
         sut: SUT name and parameters (``None`` = the workload's default SUT).
-        scenario: MLPerf scenario or ``Concurrency`` (closed loop).
+        scenario: the scenario block (:mod:`raybench.core.scenarios`): ``{name: Server,
+            target_qps: 200}``, or just its name; fields that are not the scenario's are refused.
         mode: ``PerformanceOnly`` or ``AccuracyOnly``.
         settings: TestSettings overrides by LoadGen field name (applied last).
         model: the mlperf.conf model key (default: the workload's).
@@ -92,10 +98,10 @@ class RunConfig(BaseModel):
         report: write report.html at the end.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     workload: NamedConfig
     sut: NamedConfig | None = None
-    scenario: str = "Offline"
+    scenario: ScenarioConfig = Field(default_factory=Offline)
     mode: str = "PerformanceOnly"
     settings: dict[str, Any] = Field(default_factory=dict)
     model: str | None = None
@@ -115,13 +121,19 @@ class RunConfig(BaseModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("scenario")
+    @model_validator(mode="before")
     @classmethod
-    def _scenario(cls, v: str) -> str:
-        for name in SCENARIO_NAMES:
-            if v.lower() == name.lower():
-                return name
-        raise ValueError(f"must be one of {', '.join(SCENARIO_NAMES)}")
+    def _scenario_name(cls, data: Any) -> Any:
+        """``scenario: server`` is ``scenario: {name: Server}``; names are matched case-insensitively."""
+        if isinstance(data, dict) and "scenario" in data:
+            sc = data["scenario"]
+            if isinstance(sc, str):
+                sc = {"name": sc}
+            if isinstance(sc, dict) and isinstance(sc.get("name"), str):
+                name = sc["name"]
+                sc = {**sc, "name": canonical_name(name) if name.lower() in _LOWER_NAMES else name}
+            data = {**data, "scenario": sc}
+        return data
 
     @field_validator("mode")
     @classmethod
@@ -159,9 +171,11 @@ def parse_set(item: str) -> tuple[list[str], Any]:
 def set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
     """Set ``data[path[0]][path[1]]... = value``, creating dicts on the way.
 
-    ``workload=x`` / ``sut=x`` are shorthand for ``workload.name=x``.
+    ``workload=x`` / ``sut=x`` / ``scenario=x`` are shorthand for ``workload.name=x`` (...).
     """
-    if len(path) == 1 and path[0] in ("workload", "sut") and not isinstance(value, dict):
+    if path and path[0] == "scenario" and isinstance(data.get("scenario"), str):
+        data["scenario"] = {"name": data["scenario"]}
+    if len(path) == 1 and path[0] in ("workload", "sut", "scenario") and not isinstance(value, dict):
         path = [path[0], "name"]
     node = data
     for i, key in enumerate(path[:-1]):
@@ -181,6 +195,14 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
+        if err["loc"][:1] == ("scenario",) and len(err["loc"]) == 3:
+            loc = f"scenario.{err['loc'][2]}"
+            msg = f"unknown field for scenario {err['loc'][1]}"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"must be one of {', '.join(SCENARIO_NAMES)}"
+        loc = "scenario.name" if loc == "scenario" else loc
+    elif err["loc"][:1] == ("scenario",) and len(err["loc"]) == 3:
+        loc = f"scenario.{err['loc'][2]}"
     return f"{source}: {loc}: {msg}"
 
 
@@ -213,7 +235,7 @@ def load_run_config(
             raise ConfigError(f"{path}: the top level must be a mapping")
         for k, v in loaded.items():
             data[k] = v
-    for k in ("workload", "sut"):
+    for k in ("workload", "sut", "scenario"):
         if isinstance(data.get(k), str):
             data[k] = {"name": data[k]}
     for item in overrides:

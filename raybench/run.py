@@ -1,0 +1,234 @@
+"""The composition root: a run config becomes a plan, shards, a verdict and a run directory.
+
+This is where the pure kernel (:mod:`raybench.core`) meets the registries (workloads, SUTs) and an
+executor. :func:`prepare_run` resolves everything a run needs and creates its run directory
+before anything starts; :func:`execute_run` hands each shard only its own :class:`ShardJob`
+through the executor (:class:`~raybench.inprocess.InProcessExecutor` or
+``raybench.ray.RayExecutor``); :func:`finish_run` merges the shard reports, judges the run and
+writes the run directory (:mod:`raybench.results`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from raybench.config import RunConfig
+from raybench.core.conf import resolve_settings
+from raybench.core.metrics import RunMetrics
+from raybench.core.plan import Plan, ShardSlice, build_plan, partition
+from raybench.core.protocols import SampleLibrary, SUTContext
+from raybench.core.records import ShardReport
+from raybench.core.settings import TestSettings
+from raybench.core.spec import AccuracyResult, SUTSpec, WorkloadSpec
+
+__all__ = [
+    "Executor",
+    "PreparedRun",
+    "ProgressFn",
+    "RunOutcome",
+    "ShardJob",
+    "execute_run",
+    "finish_run",
+    "prepare_run",
+    "resolve_run_settings",
+    "run_benchmark",
+]
+
+ProgressFn = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything one shard needs, and nothing more: its slice of the plan, not the plan.
+
+    Attributes:
+        slice: the queries this shard issues.
+        workload / workload_params: to build the sample library in the shard's process.
+        sut / sut_params: to build the SUT (inline) in the shard's process.
+        ctx: what the SUT is told about the run.
+        query_timeout_s: per-query timeout.
+        deadline_s: hard end of the run counted from T0 (``None``: per-query timeouts only).
+    """
+
+    slice: ShardSlice
+    workload: WorkloadSpec
+    workload_params: dict[str, Any]
+    sut: SUTSpec
+    sut_params: dict[str, Any]
+    ctx: SUTContext
+    query_timeout_s: float
+    deadline_s: float | None
+
+
+@dataclass
+class PreparedRun:
+    """A run ready to execute: resolved specs, parameters, settings, the plan and the run directory.
+
+    ``library`` is the driver's sample library (built once; used for the QSL sizes, a fixed issue
+    order, in-process shards and accuracy scoring). It never travels to a shard.
+    """
+
+    config: RunConfig
+    workload: WorkloadSpec
+    sut: SUTSpec
+    workload_params: dict[str, Any]
+    sut_params: dict[str, Any]
+    settings: TestSettings
+    plan: Plan
+    library: SampleLibrary
+    run_dir: Path
+    qsl_name: str
+    query_timeout_s: float = 600.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_count(self) -> int:
+        return self.plan.total_count
+
+    @property
+    def performance_count(self) -> int:
+        return int(self.library.performance_count)
+
+    @property
+    def deadline_s(self) -> float | None:
+        """The hard end of the run counted from T0 (the scenario's rule)."""
+        return self.plan.scenario.deadline_s(self.plan, self.query_timeout_s, self.config.deadline_grace_s)
+
+    def sut_context(self, shard: int) -> SUTContext:
+        eff = self.plan.effective
+        return SUTContext(workload=self.workload.name, scenario=eff.scenario, mode=eff.mode,
+                          workload_params=dict(self.workload_params), shard=shard)
+
+    def shard_count(self, requested: int) -> int:
+        """The shards this run uses when ``requested`` are asked for (serial scenarios: 1)."""
+        return self.plan.scenario.shard_count(requested)
+
+    def jobs(self, shards: int) -> list[ShardJob]:
+        """One :class:`ShardJob` per shard (the plan partitioned by its scenario)."""
+        return [
+            ShardJob(sl, self.workload, dict(self.workload_params), self.sut, dict(self.sut_params),
+                     self.sut_context(sl.shard), self.query_timeout_s, self.deadline_s)
+            for sl in partition(self.plan, shards)
+        ]
+
+
+class Executor(Protocol):
+    """Runs shard jobs and returns their reports (``InProcessExecutor`` or ``RayExecutor``)."""
+
+    def run(self, prepared: PreparedRun, jobs: list[ShardJob], progress: ProgressFn | None = None) -> list[ShardReport]: ...
+
+    def default_shards(self, prepared: PreparedRun) -> int: ...
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: RunMetrics
+    result: dict[str, Any]
+    accuracy: AccuracyResult | None = None
+    accuracy_error: str | None = None
+
+
+def make_run_dir(cfg: RunConfig) -> Path:
+    """Create the run directory (``out/<utc>-<workload>-<scenario>``, or ``run_dir``) now.
+
+    Raises:
+        ValueError: one line naming ``out``/``run_dir`` when it cannot be created or written.
+    """
+    if cfg.run_dir:
+        path, field_name = Path(cfg.run_dir), "run_dir"
+    else:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")[:-4]
+        path, field_name = Path(cfg.out) / f"{stamp}-{cfg.workload.name}-{cfg.scenario.name}", "out"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".raybench-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"{field_name}: cannot create or write the run directory {path}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+    return path
+
+
+def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
+    """The run's TestSettings: defaults < mlperf.conf < user.conf (else the workload's demo settings)
+    < ``settings`` < the scenario block; plus the conf warnings."""
+    from raybench.registry import get_workload
+
+    wl = get_workload(config.workload.name)
+    overrides: dict[str, Any] = {}
+    if not config.user_conf:
+        overrides.update(wl.settings.get(config.scenario.name, {}))
+    if wl.token_latencies:
+        overrides.setdefault("use_token_latencies", True)
+    overrides.update(config.settings)
+    overrides.update(config.scenario.settings_overrides())
+    return resolve_settings(model=config.model or wl.mlperf_model, scenario=config.scenario.name, mode=config.mode,
+                            mlperf_conf=config.mlperf_conf, user_conf=config.user_conf, overrides=overrides,
+                            round=config.round)
+
+
+def prepare_run(config: RunConfig) -> PreparedRun:
+    """Resolve the workload, SUT, settings and plan, and create the run directory.
+
+    Nothing is loaded onto an accelerator here; the sample library is built once (its sizes
+    shape the plan).
+    """
+    from raybench.registry import get_sut, get_workload, make_library, sut_params, workload_params
+
+    wl = get_workload(config.workload.name)
+    sut = get_sut(config.sut.name if config.sut and config.sut.name else wl.default_sut)
+    scenario = config.scenario
+    if scenario.name not in wl.scenarios:
+        raise ValueError(f"scenario: {scenario.name} is not supported by workload {wl.name} "
+                         f"(supported: {', '.join(wl.scenarios)})")
+    wparams = workload_params(wl, config.workload.params)
+    sparams = sut_params(sut, wl, config.sut.params if config.sut else None)
+    settings, warnings = resolve_run_settings(config)
+    library = make_library(wl, wparams)
+    order = getattr(library, "issue_order", None)
+    plan = build_plan(scenario, settings, int(library.total_count), int(library.performance_count),
+                      issue_order=order() if callable(order) else order)
+    run_dir = make_run_dir(config)
+    return PreparedRun(
+        config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
+        plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),
+        query_timeout_s=float(config.query_timeout_s or wl.query_timeout_s or 600.0), warnings=list(warnings),
+    )
+
+
+def execute_run(prepared: PreparedRun, executor: Executor | None = None,
+                progress: ProgressFn | None = None) -> RunOutcome:
+    """Run a prepared benchmark on an executor and write its run directory."""
+    from raybench.inprocess import InProcessExecutor
+
+    executor = executor or InProcessExecutor()
+    shards = prepared.shard_count(prepared.config.shards or executor.default_shards(prepared))
+    started = _dt.datetime.now(_dt.UTC)
+    reports = executor.run(prepared, prepared.jobs(shards), progress)
+    extra = getattr(executor, "system_extra", None)
+    result_extra = getattr(executor, "result_extra", None)
+    return finish_run(prepared, reports, started=started, shards=shards,
+                      system_extra=extra() if callable(extra) else None,
+                      result_extra=result_extra() if callable(result_extra) else None)
+
+
+def run_benchmark(config: RunConfig, executor: Executor | None = None, progress: ProgressFn | None = None) -> RunOutcome:
+    """Run one benchmark and write its run directory."""
+    return execute_run(prepare_run(config), executor, progress)
+
+
+def finish_run(prepared: PreparedRun, reports: list[ShardReport], *, started: _dt.datetime, shards: int,
+               system_extra: dict[str, Any] | None = None, result_extra: dict[str, Any] | None = None) -> RunOutcome:
+    """Merge the reports, compute metrics and write the run directory (each file atomically)."""
+    from raybench.results import write_run_dir
+
+    return write_run_dir(prepared, reports, started=started, shards=shards, system_extra=system_extra,
+                         result_extra=result_extra)
