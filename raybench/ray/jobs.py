@@ -487,6 +487,9 @@ def _dashboard_error(exc: BaseException, where: str, doing: str, token: str | No
     if status == 403:
         return SubmitError(f"dashboard {where} refused {doing}: HTTP 403 (the token was rejected: "
                            "RAY_AUTH_TOKEN or ~/.ray/auth_token holds another cluster's token?)", code)
+    if status == 404 and doing == "GET /api/version":
+        return SubmitError(f"{where} is not a Ray dashboard (GET /api/version: HTTP 404); "
+                           "check the address (the dashboard port is usually 8265)", code)
     if _is_unreachable(exc):
         text += f" {exc.__context__}"  # Ray re-raises requests' error as "Failed to connect to Ray ..."
         errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
@@ -521,6 +524,19 @@ def _print_logs(text: str, echo: Callable[[str], None]) -> None:
             inside = False
         elif not inside:
             echo(_CONTROL.sub("?", line))
+
+
+_SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS", "CREDENTIAL"}
+
+
+def _check_env_vars(env_vars: Mapping[str, str] | None) -> None:
+    """Refuse (one line) ``--env`` names that look like secrets: the runtime_env is stored with the job."""
+    for name in env_vars or {}:
+        if _SECRET_WORDS & set(name.upper().split("_")):
+            raise SubmitError(
+                f"--env {name}: looks like a secret, and env vars are stored with the job (ray job list shows "
+                "them): set it in the cluster's environment (e.g. a Kubernetes Secret) and name it with "
+                "sut.params.api_key_env, or pass --allow-secrets", EXIT_USAGE)
 
 
 def _check_upload(runtime_env: Mapping[str, Any], allow_secrets: bool) -> str:
@@ -562,7 +578,8 @@ def submit(
     Args:
         lost_after_s: give up (:data:`EXIT_DASHBOARD_LOST`) once the dashboard has been
             unreachable this long while waiting (the job itself keeps running).
-        allow_secrets: upload files that look like keys (:func:`find_secrets`) anyway.
+        allow_secrets: upload files that look like keys (:func:`find_secrets`), and pass env vars
+            named like secrets (``*_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``), anyway.
 
     Returns:
         ``(submission_id, exit_code, fetched_run_dirs)``; ``exit_code`` is raybench's (0 VALID,
@@ -581,6 +598,8 @@ def submit(
     entry = build_entrypoint(raybench_args, out, pack=fetch is not None, no_records=no_records)
     runtime_env = build_runtime_env(working_dir, env_vars=env_vars, pip=pip)
     # Checked before any byte goes to the dashboard.
+    if not allow_secrets:
+        _check_env_vars(env_vars)
     upload = _check_upload(runtime_env, allow_secrets) if "working_dir" in runtime_env else None
     with _dashboard_call(where, "GET /api/version", token):
         client = client_factory(address, headers)

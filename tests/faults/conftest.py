@@ -27,11 +27,13 @@ class FakeDashboard:
             a missing header gets 401 and a wrong one 403, as Ray's token-auth middleware does.
         vanish_after_submit: stop answering right after ``POST /api/jobs/`` (connections refused).
         status: the job status every ``GET /api/jobs/<id>`` reports.
+        not_ray: answer 404 to everything (some other web server at that address).
     """
 
     def __init__(self, logs: str = "=== RAYBENCH-EXIT 0 ===\n", token: str | None = None,
-                 vanish_after_submit: bool = False, status: str = "SUCCEEDED") -> None:
+                 vanish_after_submit: bool = False, status: str = "SUCCEEDED", not_ray: bool = False) -> None:
         self.logs = logs
+        self.not_ray = not_ray
         self.token = token
         self.vanish_after_submit = vanish_after_submit
         self.status = status
@@ -108,7 +110,9 @@ class FakeDashboard:
                 if not self._authorized():
                     return
                 path = self.path.rstrip("/")
-                if method == "GET" and path == "/api/version":
+                if dash.not_ray:
+                    self._send(404, b"<html>Not Found</html>")
+                elif method == "GET" and path == "/api/version":
                     self._send(200, {"version": "4", "ray_version": "2.60.0", "ray_commit": "fake"})
                 elif path.startswith("/api/packages/"):
                     if method == "GET":

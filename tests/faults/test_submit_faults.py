@@ -93,6 +93,26 @@ def test_key_found_by_content_is_refused_in_one_line_before_any_request(tmp_path
     assert uploaded == {"bench.yaml", "notes/deploy.txt", "creds.ini", "linked.txt"}
 
 
+def test_secret_named_env_var_is_refused_unless_allowed(tmp_path: Path, dashboard: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    from raybench.cli import app
+
+    wd = _write(tmp_path / "wd", {"a.yaml": "x"})
+    args = ["--working-dir", str(wd), "--env", "TOKENIZERS_PARALLELISM=false", "--env", "OPENAI_API_KEY=sk-live-123"]
+    with dashboard() as dash:
+        res = CliRunner().invoke(app, ["submit", "--address", dash.url, *args, "--", "run"])
+        assert dash.requests == []
+        ok = CliRunner().invoke(app, ["submit", "--address", dash.url, *args, "--allow-secrets", "--", "run"])
+    assert res.exit_code == 2 and "sk-live-123" not in res.output
+    assert res.stderr.splitlines() == [
+        "raybench: error: --env OPENAI_API_KEY: looks like a secret, and env vars are stored with the job (ray job "
+        "list shows them): set it in the cluster's environment (e.g. a Kubernetes Secret) and name it with "
+        "sut.params.api_key_env, or pass --allow-secrets"]
+    assert ok.exit_code == 0, ok.output
+    assert dash.jobs[0]["runtime_env"]["env_vars"]["OPENAI_API_KEY"] == "sk-live-123"
+
+
 def test_raybench_own_tree_passes_the_scan() -> None:
     """Submitting from the repository must work: no file here (tests included) looks like a key."""
     files = jobs.upload_files(ROOT, jobs.DEFAULT_EXCLUDES)
@@ -128,6 +148,18 @@ def test_no_dashboard_at_the_address(tmp_path: Path, dashboard: Any) -> None:
     res = _submit(tmp_path, url, "--working-dir", str(_write(tmp_path / "wd", {"a.yaml": "x"})))
     assert res.returncode == 2
     assert _one_error_line(res) == f"raybench: error: cannot reach the Ray dashboard at {url} (GET /api/version): Connection refused"
+
+
+def test_address_is_not_a_ray_dashboard(tmp_path: Path, dashboard: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    from raybench.cli import app
+
+    with dashboard(not_ray=True) as dash:
+        res = CliRunner().invoke(app, ["submit", "--address", dash.url, "--working-dir",
+                                       str(_write(tmp_path / "wd", {"a.yaml": "x"})), "--", "run"])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines() == [f"raybench: error: {dash.url} is not a Ray dashboard (GET /api/version: HTTP 404); "
+                                       "check the address (the dashboard port is usually 8265)"]
 
 
 def test_dashboard_vanishes_after_the_job_is_submitted(tmp_path: Path, dashboard: Any) -> None:
