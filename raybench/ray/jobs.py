@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import hashlib
 import inspect
 import io
@@ -246,14 +247,12 @@ def upload_files(working_dir: str | Path, excludes: Iterable[str]) -> list[Path]
 
         params = inspect.signature(pk._dir_travel).parameters
         kw: dict[str, Any] = {"logger": _QUIET} if "logger" in params else {}
-        if "include_gitignore" in params:  # Ray >= 2.50; RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 turns it off
+        if "include_gitignore" in params:  # newer Ray; RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 turns it off
             kw["include_gitignore"] = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
         pk._dir_travel(wd, [pk._get_excludes(wd, excludes)], handler, **kw)
         return files
     except (ImportError, AttributeError, TypeError, ValueError):
-        pass
-    import fnmatch
-
+        files = []
     names = [e.strip("/").removeprefix("**/") for e in excludes if "/" not in e.strip("/").removeprefix("**/")]
     for root, dirs, fnames in os.walk(wd):
         dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(d, n) for n in names)]

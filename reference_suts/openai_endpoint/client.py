@@ -348,7 +348,6 @@ class EndpointClient:
         return text
 
 
-
 def _http_reason(status: int, body: bytes, location: str | None = None) -> str:
     """``http 503: <body>``, or for a 3xx ``http 302 redirect to <Location> (...)``."""
     if 300 <= status < 400:
