@@ -11,14 +11,31 @@ Design choices, each measured or forced by a peer's failure (see ``benchmarks/en
   per-request overhead made the client no faster than a vLLM-bench-style loop.
 - **Pre-warmed pool.** :meth:`EndpointClient.start` opens ``connections`` sockets per URL
   concurrently, so the first timed requests do not pay TCP setup (the Endpoints client does the
-  same since its #202 connection-timeout bug). A pooled socket the server closed while idle is
-  retried once on a fresh one.
+  same since its #202 connection-timeout bug).
+- **A request is never sent twice.** A POST is moved to another socket only when it is certain
+  that the server never received it; see :meth:`EndpointClient._exchange` for the rule.
 - **A cap on requests in flight** (``max_inflight``) so that past capacity requests queue in the
   client instead of opening thousands of sockets (vLLM bench fell to ~200 req/s with thousands of
   failures at 4x capacity). The wait counts in the harness's latency, as it should.
-- **Errors are data.** Every failure (HTTP status, reset, timeout, malformed SSE/JSON, error
-  event) becomes ``Completion.error`` with a short reason; nothing raises out of
-  :meth:`EndpointClient.request` except cancellation.
+- **Errors are data.** Every failure becomes ``Completion.error`` with its own short reason;
+  nothing raises out of :meth:`EndpointClient.request` except cancellation. The reasons:
+
+  - ``connect failed: <strerror>``, ``connect timeout after 10.0s``: no TCP connection;
+  - ``connection closed before the response headers``: closed or reset after the request was
+    written (not retried: see :meth:`EndpointClient._exchange`);
+  - ``malformed HTTP status line: '<line>'``, ``malformed HTTP response: <what>``;
+  - ``http 302 redirect to <Location> (redirects are not followed)``: any 3xx;
+  - ``http 503: <first 200 characters of the body>``: any 4xx/5xx;
+  - ``timeout after 30.0s``: ``timeout_s`` elapsed (never retried);
+  - ``truncated stream after N events: connection closed`` (dropped mid-stream),
+    ``...: ended without [DONE]``, ``...: the last event is incomplete (...)``;
+  - ``truncated response body: connection closed after N bytes`` (``stream: false``);
+  - ``malformed sse: unexpected line '<line>'``, ``malformed JSON in SSE event: '<payload>'``,
+    ``malformed JSON body: <why>`` (``stream: false``);
+  - ``server error: <message>``: an ``{"error": ...}`` event or body.
+
+  Every HTTP-status reason starts with ``http `` (``reference_suts/vllm/server.py`` tells
+  transport failures from HTTP answers by that prefix).
 """
 
 from __future__ import annotations
@@ -52,7 +69,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-_BODY_SHOWN = 160  # characters of an error body kept in the reason string
+_BODY_SHOWN = 200  # characters of an error body kept in the reason string
 
 
 def normalize_url(url: str) -> str:
@@ -80,7 +97,7 @@ class Completion:
         prompt_tokens: ``usage.prompt_tokens``, if sent.
         n_chunks: number of events that carried a non-empty delta.
         finish_reason: the last non-null ``finish_reason``.
-        error: ``None`` on success, else a short reason (``"http 503: ..."``, ``"timeout ..."``).
+        error: ``None`` on success, else a short reason (module docstring lists them).
     """
 
     text: str = ""
@@ -197,12 +214,12 @@ class EndpointClient:
         url = self.urls[0] + path
         if ex.error is not None:
             raise ConnectionError(f"GET {url}: {self._scrub(ex.error)}")
-        if ex.status >= 400:
-            raise ConnectionError(f"GET {url}: {self._http_reason(ex.status, bytes(ex.body))}")
+        if ex.status >= 300:
+            raise ConnectionError(f"GET {url}: {self._scrub(_http_reason(ex.status, bytes(ex.body), ex.location))}")
         try:
             return loads(bytes(ex.body))
         except ValueError as exc:
-            raise ConnectionError(f"GET {url}: malformed json: {exc}") from None
+            raise ConnectionError(f"GET {url}: malformed JSON body: {exc}") from None
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -275,7 +292,22 @@ class EndpointClient:
         return out
 
     async def _exchange(self, idx: int, method: str, path: str, body: bytes, cls: Any, *args: Any) -> Any:
-        """Send one request (retrying once on a stale pooled socket) and wait for its end."""
+        """Send one request and wait for its end; never send it twice.
+
+        The retry rule: a request goes to another socket only when it is *certain* that the
+        server never received it, which is the case exactly when not one byte of it was written:
+
+        - a pooled socket found closed, reset or readable (EOF, RST, stray bytes) before the write
+          is dropped unused (:meth:`Pool.acquire`), and the request takes another socket;
+        - the write itself failed at once (reset, broken pipe) on a socket with nothing buffered,
+          so the kernel took no byte (:meth:`Connection.send` returns ``False``): one more try.
+
+        Never after a timeout, never after a partial response, and never after a write that
+        succeeded, even when the socket then closes without one response byte (a server that
+        closed an idle keep-alive socket just as the request arrived looks exactly like one that
+        read the request and died): those end as errors, since a POST may not be idempotent and
+        a resent one would count twice on the server.
+        """
         loop = asyncio.get_running_loop()
         pool = self.pools[idx]
         req = self._head(idx, method, path) + b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -283,14 +315,19 @@ class EndpointClient:
         for attempt in (0, 1):
             ex = cls(loop.create_future(), *args)
             try:
-                conn, reused = await pool.acquire()
+                conn, _ = await pool.acquire()
             except TimeoutError:
                 ex.error = f"connect timeout after {self.connect_timeout_s:.1f}s"
                 return ex
             except OSError as exc:
                 ex.error = f"connect failed: {_os_reason(exc)}"
                 return ex
-            conn.send(req, ex)
+            if not conn.send(req, ex):  # not one byte left: certain the server never saw it
+                conn.abort()
+                if attempt == 0:
+                    continue
+                ex.error = "connection closed before the request was sent"
+                return ex
             timer = loop.call_at(deadline, _expire, conn, ex, f"timeout after {self.timeout_s:.1f}s")
             try:
                 await ex.future
@@ -299,8 +336,6 @@ class EndpointClient:
                 raise
             finally:
                 timer.cancel()
-            if ex.error is not None and reused and not ex.received and attempt == 0:
-                continue  # the server closed an idle keep-alive socket under us: use a fresh one
             return ex
         return ex  # pragma: no cover - the loop always returns
 
@@ -312,11 +347,12 @@ class EndpointClient:
                 text = text.replace(s, "***")
         return text
 
-    def _http_reason(self, status: int, body: bytes) -> str:
-        return self._scrub(_http_reason(status, body))
 
-
-def _http_reason(status: int, body: bytes) -> str:
+def _http_reason(status: int, body: bytes, location: str | None = None) -> str:
+    """``http 503: <body>``, or for a 3xx ``http 302 redirect to <Location> (...)``."""
+    if 300 <= status < 400:
+        where = f"redirect to {location}" if location else "redirect without a Location header"
+        return f"http {status} {where} (redirects are not followed)"
     shown = " ".join(body.decode("utf-8", "replace").split())[:_BODY_SHOWN]
     return f"http {status}: {shown}"
 
@@ -350,7 +386,7 @@ class _BodyExchange(Exchange):
 class _StreamExchange(Exchange):
     """Decodes an OpenAI completion (SSE stream or one JSON body) into a :class:`Completion`."""
 
-    __slots__ = ("body", "chat", "decoder", "done", "hooks", "out", "parts", "stream")
+    __slots__ = ("body", "chat", "decoder", "done", "events", "hooks", "out", "parts", "stream")
 
     def __init__(self, future: asyncio.Future[None], chat: bool, stream: bool, hooks: _Hooks) -> None:
         super().__init__(future)
@@ -360,15 +396,17 @@ class _StreamExchange(Exchange):
         self.hooks = hooks
         self.decoder = SSEDecoder()
         self.done = False
+        self.events = 0
         self.parts: list[str] = []
         self.body = bytearray()
 
     def on_body(self, data: bytes) -> None:
-        if self.status >= 400 or not self.stream:
+        if self.status >= 300 or not self.stream:
             if len(self.body) < (1 << 24):
                 self.body += data
             return
         for payload in self.decoder.feed(data):
+            self.events += 1
             if self.done:
                 continue
             if payload == b"[DONE]":
@@ -377,8 +415,7 @@ class _StreamExchange(Exchange):
             try:
                 obj = loads(payload)
             except ValueError:
-                shown = payload[:60].decode("utf-8", "replace")
-                raise _Malformed(f"malformed json: {shown!r}") from None
+                raise _Malformed(f"{payload[:60].decode('utf-8', 'replace')!r}") from None
             piece = _apply_event(obj, self.chat, self.out, self.hooks)
             if piece:
                 self.parts.append(piece)
@@ -387,40 +424,47 @@ class _StreamExchange(Exchange):
 
     def on_end(self) -> None:
         out = self.out
-        if self.status >= 400:
-            self.error = _http_reason(self.status, bytes(self.body))
+        if self.status >= 300:
+            self.error = _http_reason(self.status, bytes(self.body), self.location)
             return
         if not self.stream:
             try:
                 out.text = _apply_event(loads(bytes(self.body)), self.chat, out, _NO_HOOKS)
-            except (ValueError, _Malformed) as exc:
-                self.error = self.reason(exc)
+            except (ValueError, _Malformed) as exc:  # orjson's and json's decode errors are ValueErrors
+                self.error = f"malformed JSON body: {exc}"
             if out.error is not None and self.error is None:
                 self.error = out.error
             return
         out.text = "".join(self.parts)
         if not self.done and self.error is None:
             rest = self.decoder.pending
-            if rest:
-                self.error = f"malformed sse: truncated event {rest[:60]!r}"
-            else:
-                self.error = "truncated stream: ended without [DONE]"
+            why = f"the last event is incomplete ({rest[:60]!r})" if rest else "ended without [DONE]"
+            self.error = f"truncated stream after {_events(self.events)}: {why}"
+
+    def lost_reason(self) -> str:
+        if self.status >= 300:  # the status is the news; the body is what arrived of it
+            return _http_reason(self.status, bytes(self.body), self.location)
+        if not self.stream:
+            return f"truncated response body: connection closed after {len(self.body)} bytes"
+        return f"truncated stream after {_events(self.events)}: connection closed"
 
     def reason(self, exc: BaseException) -> str:
         if isinstance(exc, _Malformed):
-            return str(exc)
+            return f"malformed JSON in SSE event: {exc}"
         if isinstance(exc, SSEError):
             return f"malformed sse: {exc}"
-        if isinstance(exc, ValueError):
-            return f"malformed json: {exc}"
         return f"client error: {type(exc).__name__}: {exc}"
+
+
+def _events(n: int) -> str:
+    return "1 event" if n == 1 else f"{n} events"
 
 
 _NO_HOOKS = _Hooks(None, None)
 
 
 class _Malformed(Exception):
-    """A response that is not valid SSE/JSON (message is the final reason)."""
+    """A JSON payload of the wrong shape (the message says what; the caller adds where)."""
 
 
 def _apply_event(obj: Any, chat: bool, out: Completion, hooks: _Hooks) -> str:
@@ -430,7 +474,7 @@ def _apply_event(obj: Any, chat: bool, out: Completion, hooks: _Hooks) -> str:
     the Endpoints rule that TTFT stops at the first non-empty fragment of any category.
     """
     if type(obj) is not dict:
-        raise _Malformed(f"malformed json: expected an object, got {type(obj).__name__}")
+        raise _Malformed(f"expected an object, got {type(obj).__name__}")
     piece = ""
     choices = obj.get("choices")
     if choices:
@@ -463,5 +507,5 @@ def _apply_event(obj: Any, chat: bool, out: Completion, hooks: _Hooks) -> str:
         msg = err.get("message", err) if isinstance(err, dict) else err
         out.error = f"server error: {' '.join(str(msg).split())[:_BODY_SHOWN]}"
     if "choices" not in obj and not usage and not err:
-        raise _Malformed(f"malformed json: no choices/usage/error in {str(obj)[:60]!r}")
+        raise _Malformed(f"no choices/usage/error in {str(obj)[:60]!r}")
     return piece

@@ -9,13 +9,19 @@ and a request costs one pre-built ``bytes`` write and one future. The MLPerf End
 makes the same trade (``httptools`` + its own pool).
 
 Scope, on purpose: HTTP/1.1 (or 1.0) responses with ``Content-Length``, ``chunked`` or
-read-until-close bodies, optional TLS, no redirects, no compression (we never send
-``Accept-Encoding``), no pipelining (one exchange per connection at a time).
+read-until-close bodies, optional TLS, no redirects (a 3xx is reported with its ``Location``), no
+compression (we never send ``Accept-Encoding``), no pipelining (one exchange per connection at a
+time).
+
+Failure reasons set here (the exchange adds its own for the body):
+``connection closed before the response headers``, ``malformed HTTP status line: '...'``,
+``malformed HTTP response: ...`` (bad header, chunk framing, head over 64 KiB).
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl as _ssl
 import time
@@ -25,6 +31,8 @@ __all__ = ["Connection", "Exchange", "Pool"]
 
 _HEAD, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _LENGTH, _EOF = range(7)
 _MAX_HEAD = 64 * 1024
+_HTTP1 = b"HTTP/1."
+_CLOSED_BEFORE_HEAD = "connection closed before the response headers"
 
 
 class Exchange:
@@ -33,17 +41,17 @@ class Exchange:
     Attributes:
         future: resolved (always with ``None``) when the exchange ends, successfully or not.
         status: HTTP status (0 until the head arrives).
+        location: the ``Location`` header of a 3xx response (``None`` otherwise).
         error: ``None`` or the failure reason.
-        received: whether any response byte arrived (a stale pooled socket has none).
     """
 
-    __slots__ = ("error", "future", "received", "status")
+    __slots__ = ("error", "future", "location", "status")
 
     def __init__(self, future: asyncio.Future[None]) -> None:
         self.future = future
         self.status = 0
+        self.location: str | None = None
         self.error: str | None = None
-        self.received = False
 
     def on_head(self, status: int) -> None:
         """The status line and headers arrived."""
@@ -54,6 +62,10 @@ class Exchange:
 
     def on_end(self) -> None:
         """The body is complete."""
+
+    def lost_reason(self) -> str:
+        """The failure reason when the connection closes after the head, before the body ended."""
+        return "truncated response body: connection closed"
 
     def reason(self, exc: BaseException) -> str:
         """The failure reason for an exception raised by :meth:`on_body`."""
@@ -77,6 +89,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.last_used = time.monotonic()
+        self.fd = -1
         self._buf = b""
         self._state = _HEAD
         self._remaining = 0
@@ -86,8 +99,10 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            self.fd = sock.fileno()
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -99,15 +114,13 @@ class Connection(asyncio.Protocol):
             ex.on_end()
             ex.finish()
             return
-        detail = f": {exc}" if exc else ""
-        ex.finish(f"connection reset: server closed the connection{detail}")
+        ex.finish(_CLOSED_BEFORE_HEAD if self._state == _HEAD else ex.lost_reason())
 
     def data_received(self, data: bytes) -> None:
         ex = self.ex
         if ex is None:  # bytes nobody asked for: the connection is unusable
             self.abort()
             return
-        ex.received = True
         buf = self._buf + data if self._buf else data
         self._buf = b""
         try:
@@ -148,14 +161,19 @@ class Connection(asyncio.Protocol):
                     else:
                         self._state = _TRAILER
                 elif st == _HEAD:
+                    if not buf.startswith(_HTTP1[: len(buf)]):  # fail at once, not at the close
+                        raise _StatusLineError(buf.split(b"\n", 1)[0])
                     i = buf.find(b"\r\n\r\n")
                     if i < 0:
                         if len(buf) > _MAX_HEAD:
-                            raise _HTTPError("response head too large")
+                            raise _HTTPError("head over 64 KiB")
                         self._buf = buf
                         return
                     self._head(buf[:i], ex)
                     buf = buf[i + 4 :]
+                    if 100 <= ex.status < 200:  # interim (100 Continue, 103 Early Hints): next head
+                        self._state = _HEAD
+                        continue
                     if self._state == _LENGTH and self._remaining == 0:
                         self._done(ex)
                         return
@@ -179,8 +197,11 @@ class Connection(asyncio.Protocol):
                 else:  # _EOF: body runs until the server closes
                     ex.on_body(buf)
                     return
+        except _StatusLineError as exc:
+            shown = exc.args[0][:60].decode("latin-1").rstrip("\r")
+            self._fail(ex, f"malformed HTTP status line: {shown!r}")
         except _HTTPError as exc:
-            self._fail(ex, f"malformed http: {exc}")
+            self._fail(ex, f"malformed HTTP response: {exc}")
         except Exception as exc:  # noqa: BLE001 - the exchange turns it into a reason
             self._fail(ex, ex.reason(exc))
 
@@ -189,23 +210,30 @@ class Connection(asyncio.Protocol):
     def _head(self, head: bytes, ex: Exchange) -> None:
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise _HTTPError(f"bad status line {lines[0][:40]!r}")
+        if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not _is_status(parts[1]):
+            raise _StatusLineError(lines[0])
         status = int(parts[1])
         keep = parts[0] == b"HTTP/1.1"
         length = -1
         chunked = False
+        location = None
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
-                length = int(value)
+                v = value.strip()
+                if not v.isdigit():
+                    raise _HTTPError(f"bad Content-Length {v[:20]!r}")
+                length = int(v)
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             elif name == b"connection":
                 v = value.strip().lower()
                 keep = v == b"keep-alive" if not keep else v != b"close"
+            elif name == b"location":
+                location = value.strip()[:200].decode("latin-1")
         self.keep_alive = keep
+        ex.location = location
         if chunked:
             self._state = _CHUNK_SIZE
         elif length >= 0:
@@ -235,12 +263,51 @@ class Connection(asyncio.Protocol):
         self.abort()
         ex.finish(reason)
 
-    def send(self, request: bytes, ex: Exchange) -> None:
-        """Write ``request`` and route the response to ``ex``."""
+    def idle_ok(self) -> bool:
+        """Whether this idle socket can carry a request: open, and with nothing to read.
+
+        A socket the server closed or reset while idle is readable (EOF or RST) before the event
+        loop has run ``connection_lost``; so are stray bytes. Polling it (one ``poll(0)`` syscall)
+        finds such a socket *before* a byte of the next request is written, which is the one
+        moment a request can be moved to another socket with certainty that the server never saw
+        it (see :meth:`send`).
+        """
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        if self.fd >= 0:
+            p = select.poll()
+            p.register(self.fd, select.POLLIN | select.POLLPRI)
+            if p.poll(0):
+                return False
+        return True
+
+    def send(self, request: bytes, ex: Exchange) -> bool:
+        """Write ``request`` and route the response to ``ex``.
+
+        Returns:
+            ``False`` when it is certain that not one byte of ``request`` left this process: the
+            transport was already closing, or the first ``send()`` of the write failed (a reset
+            or broken pipe) on a socket with nothing buffered; ``ex`` is then detached and the
+            caller may send the request elsewhere. ``True`` once any byte may have been
+            written: from then on the server may have received the request, and it must never
+            be sent again.
+        """
+        tr = self.transport
+        if tr is None or self.closed or tr.is_closing():
+            self.closed = True
+            return False
+        unsent = tr.get_write_buffer_size() == 0  # an idle socket has nothing buffered
         self.ex = ex
         self._state = _HEAD
         self._buf = b""
-        self.transport.write(request)  # type: ignore[union-attr]
+        tr.write(request)
+        # A plain socket transport tries send() inside write(); when it fails it closes
+        # synchronously and nothing was written. (A TLS transport writes later: never "unsent".)
+        if unsent and self.pool.ssl is None and tr.is_closing():
+            self.ex = None
+            self.closed = True
+            return False
+        return True
 
     def abort(self) -> None:
         """Drop the socket now (it is never reused)."""
@@ -251,6 +318,14 @@ class Connection(asyncio.Protocol):
 
 class _HTTPError(Exception):
     """The response is not valid HTTP/1.1."""
+
+
+class _StatusLineError(Exception):
+    """The first line of the response is not ``HTTP/1.x NNN ...`` (arg: the line, bytes)."""
+
+
+def _is_status(code: bytes) -> bool:
+    return len(code) == 3 and code.isdigit()
 
 
 class Pool:
@@ -283,7 +358,7 @@ class Pool:
             now = time.monotonic()
             while idle:
                 c = idle.pop()
-                if not c.closed and now - c.last_used < self.keepalive_s:
+                if now - c.last_used < self.keepalive_s and c.idle_ok():
                     return c, True
                 c.abort()
         return await self.connect(), False

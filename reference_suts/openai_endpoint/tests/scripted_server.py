@@ -31,11 +31,15 @@ class Script:
         usage: completion_tokens to report in the final usage chunk (``None``: no usage chunk;
             ``-1``: the number of non-empty chunks).
         token_ids: per-chunk token ids to send in ``choices[0].token_ids`` (vLLM extension).
-        status: HTTP status; >= 400 sends ``body`` instead of a stream.
-        body: error body for ``status >= 400``.
+        status: HTTP status; >= 300 sends ``body`` (and ``location``) instead of a stream.
+        body: body for ``status >= 300``.
+        location: ``Location`` header for a 3xx.
+        raw: bytes written verbatim instead of a response once the request is read, then the
+            socket is closed (``b""``: close without sending a byte).
         fail: ``None`` or one of ``"reset"`` (drop the socket after the chunks), ``"hang"``
-            (stall after the chunks), ``"bad_sse"``, ``"bad_json"``, ``"error_event"``,
-            ``"no_done"`` (end the body without ``[DONE]``).
+            (stall after the chunks), ``"hang_head"`` (stall before the response head),
+            ``"bad_sse"``, ``"bad_json"``, ``"error_event"``, ``"no_done"`` (end the body
+            without ``[DONE]``).
     """
 
     chunks: list[str] = field(default_factory=lambda: ["Hello", " world"])
@@ -45,6 +49,8 @@ class Script:
     token_ids: list[list[int]] | None = None
     status: int = 200
     body: str = ""
+    location: str | None = None
+    raw: bytes | None = None
     fail: str | None = None
 
 
@@ -55,6 +61,7 @@ class ScriptedServer:
         self.scripts = scripts
         self.default = default
         self.requests: list[dict[str, Any]] = []
+        self.posts = 0  # POSTs whose head reached a handler (counted before the body is read)
         self.headers: list[dict[str, str]] = []
         self.peers: list[tuple[str, int]] = []  # client (host, port) of every POST
         self.model_peers: list[tuple[str, int]] = []  # ... and of every GET /v1/models
@@ -88,6 +95,7 @@ class ScriptedServer:
         return web.json_response({"object": "list", "data": [{"id": "scripted-model"}]})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.posts += 1
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -108,8 +116,16 @@ class ScriptedServer:
         else:
             key = req["prompt"] if isinstance(req["prompt"], str) else "ids"
         script = self.scripts.get(key) or self.scripts[self.default or key]
-        if script.status >= 400:
-            return web.Response(status=script.status, text=script.body)
+        if script.raw is not None:
+            assert request.transport is not None
+            request.transport.write(script.raw)
+            request.transport.close()
+            raise ConnectionResetError  # nothing more to send: _handle answers for the log only
+        if script.fail == "hang_head":
+            await self._closing.wait()
+        if script.status >= 300:
+            headers = {"Location": script.location} if script.location else None
+            return web.Response(status=script.status, text=script.body, headers=headers)
         if not req.get("stream"):
             text = "".join(script.chunks)
             choice = {"index": 0, "finish_reason": "length"}
