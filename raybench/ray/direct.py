@@ -302,7 +302,9 @@ class DirectClient:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
                                                     self.handshake_timeout_s)
         except (OSError, TimeoutError) as exc:
-            raise ConnectionError(f"{where}: cannot connect ({type(exc).__name__}: {exc})") from None
+            # Across machines the replica's ephemeral port must be reachable from the shard's node.
+            hint = "if a firewall blocks ports between nodes, ray.transport=ray uses Ray's channels"
+            raise ConnectionError(f"{where}: cannot connect ({type(exc).__name__}: {exc}); {hint}") from None
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
