@@ -67,10 +67,9 @@ class RayConfig(BaseModel):
     init_kwargs: dict[str, Any] = Field(default_factory=dict)
     start_lead_s: float = 2.0
     sut_inline: bool | None = None
-    # Per-query messages between shards and SUT replicas: "ray" actor calls, or a "direct" TCP
-    # channel set up through Ray (much lower overhead). "auto" = direct on a one-node cluster
-    # (it binds 127.0.0.1) and Ray calls otherwise; multi-node direct binds the node IP, so it
-    # must be asked for explicitly.
+    # Per-query messages between shards and SUT replicas: "auto"/"direct" = the authenticated
+    # direct TCP channel on every cluster shape (127.0.0.1 on one machine, the node IP otherwise;
+    # a per-run secret proves each connection); "ray" = Ray actor calls.
     transport: Literal["auto", "ray", "direct"] = "auto"
 
 

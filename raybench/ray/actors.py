@@ -4,8 +4,10 @@
 slice of the plan; many queries are in flight on its event loop. ``SUTReplica`` hosts any
 reference SUT class (the same class the in-process executor uses) with its own resources.
 ``ReplicaPoolSUT`` is the SUT adapter a shard talks to: it sends each query to the replica
-with the fewest outstanding queries from this shard, and streams tokens back through a Ray
-streaming generator so TTFT is measured on the shard's own clock.
+with the fewest outstanding queries from this shard, over the authenticated direct channel
+(:mod:`raybench.ray.direct`, the default) or as Ray actor calls (``ray.transport=ray``); tokens
+come back as they are produced (direct frames, or a Ray streaming generator) so TTFT is measured
+on the shard's own clock.
 """
 
 from __future__ import annotations
@@ -68,15 +70,31 @@ class SUTReplica:
         self.node = _node_label()
         self._server: Any = None
 
-    async def start(self, ctx: SUTContext, direct_host: str | None = None) -> dict[str, Any]:
+    async def start(
+        self, ctx: SUTContext, direct_host: str | None = None, secret: bytes | None = None
+    ) -> dict[str, Any]:
+        """Start the SUT and, with ``direct_host``, the direct channel's listener.
+
+        Args:
+            ctx: the SUT's context (replica index, run settings).
+            direct_host: ``None`` for Ray actor calls only; ``"127.0.0.1"`` on a one-node cluster;
+                ``"node"`` to bind this node's IP (multi-node clusters).
+            secret: the run secret every shard connection must prove (required with
+                ``direct_host``); it arrives through Ray and is never returned or logged.
+
+        Returns:
+            The replica's info for the shards and ``system.json`` (``direct`` is ``(host, port)``).
+        """
         await self.sut.start(ctx)
         direct = None
         if direct_host:
             from raybench.ray.direct import serve_direct
 
+            if not secret:
+                raise ValueError("the direct transport needs the run secret")
             host = ray.util.get_node_ip_address() if direct_host == "node" else direct_host
-            self._server, port = await serve_direct(host, self._direct_issue)
-            direct = (host, port)
+            self._server = await serve_direct(host, self._direct_issue, secret)
+            direct = (host, self._server.port)
         info = getattr(self.sut, "info", None)
         return {
             "direct": direct,
@@ -122,6 +140,17 @@ class SUTReplica:
         finally:
             task.cancel()
 
+    def transport_stats(self) -> dict[str, Any]:
+        """The direct channel's counters (connections accepted, rejected and from where).
+
+        Read by the driver at the end of the run, before the replica is killed, so that attempts
+        to reach the port without the run secret show up in the result.
+        """
+        out: dict[str, Any] = {"replica": self.replica, "node": self.node, "direct": self._server is not None}
+        if self._server is not None:
+            out.update(self._server.stats())
+        return out
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -139,11 +168,14 @@ class SUTError(RuntimeError):
 class ReplicaPoolSUT:
     """The shard's SUT adapter over N replica actors (least outstanding queries first)."""
 
-    def __init__(self, handles: Sequence[Any], infos: Sequence[dict[str, Any]]) -> None:
+    def __init__(
+        self, handles: Sequence[Any], infos: Sequence[dict[str, Any]], secret: bytes | None = None
+    ) -> None:
         if not handles:
             raise ValueError("ReplicaPoolSUT needs at least one replica")
         self.handles = list(handles)
         self.infos = list(infos)
+        self._secret = secret
         first = self.infos[0]
         self.name = str(first["name"])
         self.max_batch = int(first["max_batch"])
@@ -155,13 +187,15 @@ class ReplicaPoolSUT:
         self.clients: list[Any] = []
 
     async def start(self, ctx: SUTContext) -> None:
-        """With the direct transport, open one connection per replica (before T0)."""
+        """With the direct transport, open and authenticate one connection per replica (before T0)."""
         if all(info.get("direct") for info in self.infos):
             from raybench.ray.direct import DirectClient
 
+            if not self._secret:
+                raise ValueError("the replicas serve the direct transport but this shard has no run secret")
             for i, info in enumerate(self.infos):
                 host, port = info["direct"]
-                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}")
+                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}", self._secret)
                 await c.connect()
                 self.clients.append(c)
 
@@ -229,11 +263,13 @@ class ReplicaPoolSUT:
 class LoadGenShard:
     """A load-generator shard: runs the core loadgen on one slice of the plan."""
 
-    def __init__(self, job: ShardJob, replicas: list[Any], replica_infos: list[dict[str, Any]]) -> None:
+    def __init__(self, job: ShardJob, replicas: list[Any], replica_infos: list[dict[str, Any]],
+                 direct_secret: bytes | None = None) -> None:
         _tighten_gil_switching()
         self.job = job
         self.replicas = replicas
         self.replica_infos = replica_infos
+        self._direct_secret = direct_secret  # its own argument, never inside the replica infos
         self.node = _node_label()
         self.runner: ShardRunner | None = None
         self._snaps: list[dict[str, Any]] = []
@@ -245,7 +281,7 @@ class LoadGenShard:
         job = self.job
         lib = make_library(job.workload, dict(job.workload_params))
         if self.replicas:
-            sut = ReplicaPoolSUT(self.replicas, self.replica_infos)
+            sut = ReplicaPoolSUT(self.replicas, self.replica_infos, self._direct_secret)
             # Token workloads need every chunk's arrival on this shard's clock.
             sut.streaming = sut.streaming or job.slice.use_token_latencies
         else:
