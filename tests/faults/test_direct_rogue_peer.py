@@ -8,6 +8,7 @@ now the replica drops it unread, the run is unaffected, and the executor reports
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pickle
 import socket
@@ -82,6 +83,9 @@ def test_rogue_pickle_frame_is_rejected_during_a_valid_run(ray_local, tmp_path: 
     assert t["replicas"] == [{"replica": 0, "node": ex.replica_infos[0]["node"], "accepted_connections": 1,
                               "rejected_connections": 1}]
     assert t["unreported_replicas"] == []
+    # The composition root writes the same figures into result.json.
+    written = json.loads((out.run_dir / "result.json").read_text())["transport"]
+    assert written["rejected_connections"] == 1 and written["kind"] == "direct"
 
     # The run secret reached the actors (the run worked) but no file of the run and no info kept
     # by the executor: not raw, not hex, not base64.

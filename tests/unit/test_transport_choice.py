@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from raybench.core.config import RayConfig
+from raybench.config import RayConfig
 
 from raybench.ray import executor as executor_mod
 from raybench.ray.executor import RayExecutor
