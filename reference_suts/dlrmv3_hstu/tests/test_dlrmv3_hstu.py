@@ -191,18 +191,42 @@ def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, tiny_dir: Path) ->
 
 
 def test_device_param_resolves_and_rejects_missing_cuda() -> None:
+    """Resolution on any machine; the missing-CUDA rejection only where CUDA is absent, the
+    device-index check only where it is present."""
     from reference_suts.dlrmv3_hstu.sut import resolve_device
 
-    assert not torch.cuda.is_available()                  # this machine has no GPU
-    assert resolve_device("auto") == torch.device("cpu") == resolve_device(None)
+    has_cuda = torch.cuda.is_available()
+    auto = torch.device("cuda") if has_cuda else torch.device("cpu")
+    assert resolve_device("auto") == auto == resolve_device(None) == resolve_device(" AUTO ")
     assert resolve_device("cpu") == torch.device("cpu")
-    for bad, why in (("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
-                     ("tpu", "is not one of auto, cpu, cuda, cuda:N")):
+    rejected = [("tpu", "is not one of auto, cpu, cuda, cuda:N"), ("cuda:x", "is not one of auto, cpu, cuda, cuda:N")]
+    if has_cuda:
+        n = torch.cuda.device_count()
+        assert resolve_device("cuda") == torch.device("cuda")
+        assert resolve_device(f"cuda:{n - 1}") == torch.device("cuda", n - 1)
+        rejected.append((f"cuda:{n}", f"but only {n} CUDA device(s) are visible"))
+    else:
+        rejected += [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available")]
+    for bad, why in rejected:
         with pytest.raises(ValueError, match=r"sut\.params\.device=") as exc:
             resolve_device(bad)
         assert why in str(exc.value) and "\n" not in str(exc.value)
-    with pytest.raises(ValueError, match=r"sut\.params\.device='cuda'"):
-        build_engine_tiny({"device": "cuda"})
+    if not has_cuda:
+        with pytest.raises(ValueError, match=r"sut\.params\.device='cuda'"):
+            build_engine_tiny({"device": "cuda"})
+
+
+def test_device_param_with_two_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA branch of ``resolve_device`` on any machine: two GPUs made visible by patching."""
+    from reference_suts.dlrmv3_hstu.sut import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda") == resolve_device(None) == resolve_device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1) and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^dlrmv3_hstu: sut\.params\.device='cuda:2' but only 2 CUDA device\(s\) "
+                                         r"are visible$"):
+        resolve_device("cuda:2")
 
 
 def build_engine_tiny(params: dict) -> tuple:
