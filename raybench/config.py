@@ -93,6 +93,10 @@ class RunConfig(BaseModel):
             (default: the workload's, else 600 s).
         deadline_grace_s: with ``max_duration``, the run ends at max_duration + grace.
         max_error_rate / lateness_p99_ms: raybench's extra validity limits.
+        records: per-sample records: ``none`` (default: shards ship only histograms and counters,
+            so the coordinator's memory stays flat), ``shard`` (each shard writes
+            ``records-shard<k>.npz`` into the run directory, or its host's temp directory,
+            fetched at the end) or ``all`` (shipped to the coordinator, written as ``records.npz``).
         accuracy: score the accuracy log after an accuracy-mode run.
         report: write report.html at the end.
     """
@@ -115,6 +119,7 @@ class RunConfig(BaseModel):
     deadline_grace_s: float = 30.0
     max_error_rate: float = 0.0
     lateness_p99_ms: float = 10.0
+    records: Literal["none", "shard", "all"] = "none"
     accuracy: bool = True
     report: bool = True
     ray: RayConfig = Field(default_factory=RayConfig)

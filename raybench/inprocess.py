@@ -90,8 +90,7 @@ class InProcessExecutor:
             for job in jobs:
                 cb = (lambda snap, k=job.slice.shard: progress(k, snap)) if progress else None
                 runners.append(ShardRunner(job.slice, make_sut(job.sut, dict(job.sut_params)), library, clock,
-                                           ctx=job.ctx, query_timeout_s=job.query_timeout_s,
-                                           deadline_s=job.deadline_s, on_snapshot=cb))
+                                           on_snapshot=cb, **job.runner_options()))
             loop = asyncio.get_running_loop()
             _install_interrupt(loop, runners)
             try:

@@ -52,6 +52,8 @@ class ShardJob:
         ctx: what the SUT is told about the run.
         query_timeout_s: per-query timeout.
         deadline_s: hard end of the run counted from T0 (``None``: per-query timeouts only).
+        records: ``none``, ``shard`` or ``all`` (see ``RunConfig.records``).
+        records_path: with ``records: shard``, the file this shard writes.
     """
 
     slice: ShardSlice
@@ -62,6 +64,13 @@ class ShardJob:
     ctx: SUTContext
     query_timeout_s: float
     deadline_s: float | None
+    records: str = "none"
+    records_path: str | None = None
+
+    def runner_options(self) -> dict[str, Any]:
+        """The :class:`~raybench.core.loadgen.ShardRunner` keyword arguments this job implies."""
+        return {"ctx": self.ctx, "query_timeout_s": self.query_timeout_s, "deadline_s": self.deadline_s,
+                "keep_records": self.records == "all", "records_path": self.records_path}
 
 
 @dataclass
@@ -109,9 +118,11 @@ class PreparedRun:
 
     def jobs(self, shards: int) -> list[ShardJob]:
         """One :class:`ShardJob` per shard (the plan partitioned by its scenario)."""
+        mode = self.config.records
         return [
             ShardJob(sl, self.workload, dict(self.workload_params), self.sut, dict(self.sut_params),
-                     self.sut_context(sl.shard), self.query_timeout_s, self.deadline_s)
+                     self.sut_context(sl.shard), self.query_timeout_s, self.deadline_s, mode,
+                     str((self.run_dir / f"records-shard{sl.shard}.npz").resolve()) if mode == "shard" else None)
             for sl in partition(self.plan, shards)
         ]
 

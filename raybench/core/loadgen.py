@@ -19,23 +19,24 @@ it. What was measured until then is returned.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from raybench.core.histogram import Histogram
+from raybench.core.aggregate import RunStats
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
-from raybench.core.records import RecordBuffer, ShardReport
+from raybench.core.records import RecordBuffer, ShardReport, write_records_file
 
 __all__ = ["DEFAULT_QUERY_TIMEOUT_S", "ShardRunner"]
 
 DEFAULT_QUERY_TIMEOUT_S = 600.0
 _MAX_ERROR_KINDS = 64
-_MAX_TOKEN_GAPS = 5_000_000
 
 
 class ShardRunner:
@@ -60,6 +61,10 @@ class ShardRunner:
         snapshot_interval_s: period of progress snapshots.
         on_snapshot: called with every snapshot dict (live progress).
         node: label of the machine this shard runs on (for reports).
+        keep_records: ship the per-sample records in the report (``records: all``).
+        records_path: write the per-sample records to this ``.npz`` file at the end
+            (``records: shard``); if that directory cannot be written on this host, the file
+            goes to the host's temp directory and the report says where.
     """
 
     def __init__(
@@ -75,6 +80,8 @@ class ShardRunner:
         snapshot_interval_s: float = 1.0,
         on_snapshot: Callable[[dict[str, Any]], None] | None = None,
         node: str | None = None,
+        keep_records: bool = False,
+        records_path: str | None = None,
     ) -> None:
         self.slice = slice_
         self.effective = slice_.effective
@@ -88,6 +95,9 @@ class ShardRunner:
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
         self.buf = RecordBuffer(slice_.sample_capacity or 4096)
+        self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule())
+        self.keep_records = keep_records
+        self.records_path = records_path
         self.t0 = 0
         self.issued_queries = 0
         self._log_all = slice_.accuracy_log_all
@@ -101,10 +111,11 @@ class ShardRunner:
         self._issued_samples = 0
         self._completed_samples = 0
         self._error_samples = 0
-        self._done_rows: list[int] = []
+        self._done_rows: list[int] = []  # first row of each completed query, in completion order
+        self._done_sizes: list[int] = []
         self._done_ptr = 0
         self._token_gaps: list[np.ndarray] = []
-        self._n_token_gaps = 0
+        self._query_latency = slice_.scenario.query_latency_applies()
         self._loaded: np.ndarray | None = None
         self._prepared = False
 
@@ -232,18 +243,52 @@ class ShardRunner:
 
     def _finish(self, status: str) -> None:
         rep = self.report
-        rep.records = self.buf.freeze()
-        rep.errors = list(self._error_codes)
-        rep.queries_issued = self.issued_queries
         rep.snapshots.append(self._snapshot(final=True))
-        if self._token_gaps:
-            rep.token_gaps_ns = np.concatenate(self._token_gaps)
+        rep.stats = self.current_stats()
+        rep.errors = list(self._error_codes)
+        if self.keep_records:
+            rep.records = self.buf.freeze()
+        if self.records_path:
+            rep.records_file = self._write_records(self.records_path)
+        rep.queries_issued = self.issued_queries
         if self._abort_reason:
             rep.status = "deadline" if self._abort_reason.startswith("deadline") else "aborted"
             rep.failure = self._abort_reason
         elif status != "ok":
             rep.status = status
         rep.end_reason = self._stop_reason or "plan exhausted"
+
+    def current_stats(self) -> RunStats:
+        """The shard's statistics so far (every completed query folded in)."""
+        self._fold()
+        self.stats.samples_issued = self._issued_samples
+        self.stats.queries_issued = self.issued_queries
+        return self.stats
+
+    def records(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The shard's per-sample records so far and the error reasons their codes refer to."""
+        return self.buf.freeze(), list(self._error_codes)
+
+    def _write_records(self, path: str) -> str:
+        cols, errors = self.records()
+        try:
+            return str(write_records_file(path, cols, errors))
+        except OSError:  # the run directory is not on this host: keep the file locally
+            local = os.path.join(tempfile.gettempdir(), "raybench-records", os.path.basename(os.path.dirname(path)),
+                                 os.path.basename(path))
+            return str(write_records_file(local, cols, errors))
+
+    def _fold(self) -> tuple[int, int]:
+        """Fold queries completed since the last fold into :attr:`stats`; returns the row window."""
+        lo, hi = self._done_ptr, len(self._done_rows)
+        if hi > lo:
+            self.stats.fold(self.buf.cols, self._done_rows[lo:hi], self._done_sizes[lo:hi], list(self._error_codes),
+                            query_latency=self._query_latency)
+            self._done_ptr = hi
+        if self._token_gaps:
+            self.stats.fold_gaps(self._token_gaps)
+            self._token_gaps = []
+        return lo, hi
 
     # ------------------------------------------------------------------ spawning queries
     def spawn(self, phase_i: int, phase: PhaseSlice, q: int, intended_rel: int) -> asyncio.Task[None]:
@@ -331,6 +376,7 @@ class ShardRunner:
         self._error_samples += n
         self._completed_samples += n
         self._done_rows.append(row)
+        self._done_sizes.append(n)
         self._release(row)
 
     def _release(self, row: int) -> None:
@@ -358,10 +404,8 @@ class ShardRunner:
         cols["completed_ns"][rows] = done - t0
         if q.first_token_ns:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
-        if q.token_ns and len(q.token_ns) > 1 and self._n_token_gaps < _MAX_TOKEN_GAPS:
-            gaps = np.diff(np.asarray(q.token_ns, dtype=np.int64))
-            self._token_gaps.append(gaps)
-            self._n_token_gaps += gaps.shape[0]
+        if q.token_ns and len(q.token_ns) > 1:
+            self._token_gaps.append(np.diff(np.asarray(q.token_ns, dtype=np.int64)))
         if err is not None:
             cols["error"][rows] = self._code(err)
             self._error_samples += n
@@ -375,9 +419,10 @@ class ShardRunner:
                 if r.n_tokens:
                     cols["n_tokens"][row + j] = r.n_tokens
                 if self._log_all or (log_mask is not None and log_mask[j]):
-                    acc.append((seq0 + j, indices[j], bytes(r.data)))
+                    acc.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens)))
         self._completed_samples += n
         self._done_rows.append(row)
+        self._done_sizes.append(n)
 
     # ------------------------------------------------------------------ background tasks
     async def _watchdog(self) -> None:
@@ -404,21 +449,18 @@ class ShardRunner:
             await clock.sleep_until(wake)
 
     def _snapshot(self, final: bool = False) -> dict[str, Any]:
-        cols = self.buf.cols
-        rows = self._done_rows[self._done_ptr :]
-        self._done_ptr = len(self._done_rows)
-        snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress()}
-        if rows:
-            r = np.asarray(rows, dtype=np.int64)
-            h = Histogram()
-            h.record_many(np.maximum(cols["completed_ns"][r] - cols["intended_ns"][r], 0))
-            lh = Histogram()
-            lh.record_many(np.maximum(cols["issued_ns"][r] - cols["intended_ns"][r], 0))
-            snap.update(window_completed=int(r.shape[0]), p50_ns=h.percentile(0.5), p99_ns=h.percentile(0.99),
-                        lateness_p99_ns=lh.percentile(0.99), latency_hist=h.to_dict(), lateness_hist=lh.to_dict())
-        else:
-            snap["window_completed"] = 0
-        snap["final"] = final
+        """Progress now: counters plus the p50/p99 latency and p99 lateness of the queries that
+        completed since the previous snapshot (their first samples; LoadGen's percentile rule)."""
+        lo, hi = self._fold()
+        snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress(),
+                                "window_completed": hi - lo, "final": final}
+        if hi > lo:
+            cols, r = self.buf.cols, np.asarray(self._done_rows[lo:hi], dtype=np.int64)
+            ok = cols["error"][r] == 0
+            if ok.any():
+                lat = np.sort(np.maximum(cols["completed_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
+                late = np.sort(np.maximum(cols["issued_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
+                snap.update(p50_ns=_pick(lat, 0.5), p99_ns=_pick(lat, 0.99), lateness_p99_ns=_pick(late, 0.99))
         return snap
 
     async def _snapshots(self) -> None:
@@ -431,3 +473,9 @@ class ShardRunner:
             self.report.snapshots.append(snap)
             if self.on_snapshot is not None:
                 self.on_snapshot(snap)
+
+
+def _pick(sorted_values: np.ndarray, p: float) -> int:
+    """LoadGen's percentile of sorted values: ``sorted[min(int(n * p), n - 1)]``."""
+    n = int(sorted_values.shape[0])
+    return int(sorted_values[min(int(n * p), n - 1)])

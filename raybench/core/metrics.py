@@ -2,8 +2,9 @@
 
 LoadGen's rules (``loadgen/results.cc``): a run is VALID only if min duration, min queries (and
 min samples), the performance constraints and early stopping all hold; what each of those means
-is the scenario's (see :mod:`raybench.core.scenarios`). Percentiles are LoadGen's
-``sorted[int(n * p)]`` on the grid 50/90/95/97/99/99.9 (no interpolation).
+is the scenario's (see :mod:`raybench.core.scenarios`). Percentiles follow LoadGen's
+``sorted[int(n * p)]`` on the grid 50/90/95/97/99/99.9 (no interpolation), read from the merged
+histograms (relative error <= 1/2048; min, max and mean exact); verdicts are exact.
 
 raybench adds its own reasons, each listed in ``invalid_reasons``: a shard that failed or was cut
 by the deadline, failed samples beyond ``max_error_rate``, and a harness that fell behind (send
@@ -15,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from raybench.core.aggregate import RunStats, stats_from_reports
+from raybench.core.aggregate import RELATIVE_ERROR, RunStats, merge_stats
 from raybench.core.early_stopping import EarlyStoppingResult
 from raybench.core.histogram import Histogram
 from raybench.core.plan import Plan
 from raybench.core.records import ShardReport
 from raybench.core.scenarios.base import Verdict
 from raybench.core.stats import PERCENTILE_GRID, LatencyStats
-from raybench.core.timeline import merge_timeline, shard_histograms, shard_summaries
+from raybench.core.timeline import merge_timeline, shard_summaries
 
 __all__ = ["Limits", "RunMetrics", "compute_metrics", "latency_summary"]
 
@@ -89,14 +90,14 @@ class RunMetrics:
     shards: list[dict[str, Any]]
     histograms: dict[str, Histogram]
     timeline: list[dict[str, Any]]
+    percentile_relative_error: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | None = None) -> RunMetrics:
     """Merge the shard reports and judge the run with LoadGen's rules and raybench's limits."""
     limits, sc, eff = limits or Limits(), plan.scenario, plan.effective
-    st = stats_from_reports(reports, final_by_schedule=sc.final_query_by_schedule(),
-                            samples_per_query=eff.samples_per_query, query_latency=sc.query_latency_applies())
+    st = merge_stats(rep.stats for rep in reports)
     accuracy = eff.accuracy
     queries = sc.queries_issued(st, plan)
     v = Verdict()
@@ -126,7 +127,6 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
     own = _raybench_reasons(reports, st, limits, scheduled=sc.final_query_by_schedule() and not accuracy)
     reasons = v.reasons + perf.reasons + es_reasons + own
     tp = sc.throughput(st)
-    hists, per = shard_histograms(reports)
     es_dict: dict[str, Any] = {"met": not es_reasons}
     for name, r in es_results:
         es_dict[name] = {"met": r.met, "percentile": r.percentile, "estimate_ns": r.estimate_ns,
@@ -151,8 +151,9 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         overlatency_count=0 if accuracy else sc.overlatency_count(st, plan),
         final_query_scheduled_s=st.final_scheduled_ns / 1e9, final_query_issued_s=st.final_issued_ns / 1e9,
         final_query_done_s=st.final_done_ns / 1e9, max_latency_s=st.latency.max / 1e9 if n else 0.0,
-        total_tokens=st.total_tokens, shards=shard_summaries(reports, per), histograms=hists,
-        timeline=merge_timeline(reports),
+        total_tokens=st.total_tokens, shards=shard_summaries(reports),
+        histograms={k: getattr(st, k) for k in ("latency", "lateness", "ttft", "tpot", "query_latency", "itl")},
+        timeline=merge_timeline(reports), percentile_relative_error=RELATIVE_ERROR,
     )
 
 

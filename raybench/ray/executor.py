@@ -29,6 +29,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from raybench.config import RayConfig
+from raybench.core.aggregate import RunStats
 from raybench.core.records import ShardReport
 from raybench.ray.actors import LoadGenShard, SUTReplica
 from raybench.run import PreparedRun, ProgressFn, ShardJob
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _READY_TIMEOUT_S = float(os.environ.get("RAYBENCH_READY_TIMEOUT_S", "3600"))
 _REPORT_GRACE_S = 60.0
+_CHUNK = 8 * 2**20
 _STATS_TIMEOUT_S = 5.0  # end-of-run transport counters: a nicety, never worth holding a run up
 
 
@@ -252,6 +254,7 @@ class RayExecutor:
             self.replica_infos = infos
             self.live_replicas = replicas
             self.live_shards = shards
+            self._records_paths = [job.records_path for job in jobs]
             for job in jobs:
                 opts = self._shard_options(job.slice.shard, nodes)
                 shards.append(LoadGenShard.options(**opts).remote(job, replicas, infos, secret))
@@ -342,6 +345,7 @@ class RayExecutor:
     ) -> list[ShardReport]:
         n = len(shards)
         reports: list[ShardReport | None] = [None] * n
+        self._last_stats: dict[int, Any] = {}
         pending = {shards[k].run.remote(t0_wall): k for k in range(n)}
         start = time.monotonic() + self.cfg.start_lead_s
         hard_end = start + deadline + _REPORT_GRACE_S if deadline else None
@@ -354,23 +358,16 @@ class RayExecutor:
                     try:
                         reports[k] = ray.get(ref)
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
-                        reports[k] = ShardReport(
-                            shard=k,
-                            node=ready[k]["node"],
-                            status="failed",
-                            failure=f"shard {k} on node {ready[k]['node']} died ({type(exc).__name__}); its records are lost",
-                        )
+                        reports[k] = self._lost(k, ready[k]["node"], f"died ({type(exc).__name__})")
                         if not stopping:
                             stopping = True
                             for j in pending.values():
                                 shards[j].stop.remote(f"run stopped: shard {k} on node {ready[k]['node']} failed")
-                if progress is not None:
-                    self._poll(shards, pending, progress)
+                self._poll(shards, pending, progress)
                 if hard_end is not None and time.monotonic() > hard_end:
                     for ref, k in list(pending.items()):
                         ray.kill(shards[k])
-                        reports[k] = ShardReport(shard=k, node=ready[k]["node"], status="failed",
-                                                 failure=f"shard {k} on node {ready[k]['node']} did not report by the deadline")
+                        reports[k] = self._lost(k, ready[k]["node"], "did not report by the deadline")
                         pending.pop(ref)
             except KeyboardInterrupt:
                 if stopping:
@@ -380,19 +377,49 @@ class RayExecutor:
                 for k in pending.values():
                     shards[k].stop.remote("interrupted by the user (Ctrl-C)")
                 hard_end = time.monotonic() + 30.0
-        return [r if r is not None else ShardReport(shard=k, status="failed", failure="no report") for k, r in enumerate(reports)]
+        out = [r if r is not None else self._lost(k, "", "sent no report") for k, r in enumerate(reports)]
+        self._fetch_records(shards, out, self._records_paths)
+        return out
 
-    @staticmethod
-    def _poll(shards: list[Any], pending: dict[Any, int], progress: ProgressFn) -> None:
+    def _lost(self, k: int, node: str, what: str) -> ShardReport:
+        """The report of a shard that is gone: its last progress snapshot's statistics are kept."""
+        stats = self._last_stats.get(k)
+        kept = (f"kept its last progress snapshot ({stats.samples_issued} samples issued)" if stats is not None
+                else "no progress snapshot had arrived")
+        return ShardReport(shard=k, node=node, stats=stats if stats is not None else RunStats(), status="failed",
+                           failure=f"shard {k} on node {node} {what}; {kept}",
+                           queries_issued=stats.queries_issued if stats is not None else 0)
+
+    def _poll(self, shards: list[Any], pending: dict[Any, int], progress: ProgressFn | None) -> None:
+        """Progress snapshots since the last poll, and each shard's statistics so far."""
         alive = sorted(pending.values())
         refs = [shards[k].progress.remote() for k in alive]
         try:
-            snaps = ray.get(refs, timeout=2.0)
+            answers = ray.get(refs, timeout=2.0)
         except Exception:
             return
-        for k, items in zip(alive, snaps, strict=True):
-            for snap in items:
+        for k, (items, stats) in zip(alive, answers, strict=True):
+            if stats is not None:
+                self._last_stats[k] = stats
+            for snap in items if progress is not None else ():
                 progress(k, snap)
+
+    @staticmethod
+    def _fetch_records(shards: list[Any], reports: list[ShardReport], wanted: list[str | None]) -> None:
+        """``records: shard`` files a shard had to keep on its own host are copied here in chunks
+        (never whole in memory), next to the others in the run directory."""
+        for k, rep in enumerate(reports):
+            dest = wanted[k] if k < len(wanted) else None
+            if not rep.records_file or not dest or os.path.exists(dest):
+                continue
+            try:
+                size = ray.get(shards[k].file_size.remote(rep.records_file), timeout=30)
+                with open(dest, "wb") as f:
+                    for off in range(0, size, _CHUNK):
+                        f.write(ray.get(shards[k].read_file.remote(rep.records_file, off, _CHUNK), timeout=60))
+                rep.records_file = dest
+            except Exception as exc:  # the run's measurements are already safe; say where the file stayed
+                log.warning("shard %d: records stay on its host at %s (%s)", k, rep.records_file, type(exc).__name__)
 
 
 _ = socket  # hostname lookups happen in the actors

@@ -19,7 +19,7 @@ def _start(tmp_path: Path, executor: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "raybench.cli", "run", "--workload", "synthetic", "--sut", "fake", "--scenario", "Server",
          "--set", "settings.server_target_qps=100", "--set", "settings.min_duration_ms=60000", "--executor", executor,
          "--set", "ray.shard_num_cpus=0.5", "--set", "ray.replica_num_cpus=0.5",
-         "--out", str(tmp_path), "--quiet", "--no-report"],
+         "--set", "records=all", "--out", str(tmp_path), "--quiet", "--no-report"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
 

@@ -208,6 +208,11 @@ class Scenario(BaseModel):
 
         return round_robin(plan, shards)
 
+    def bounds(self, plan: Plan) -> dict[str, int]:
+        """Latency bounds the verdict compares against, by metric: shards count the values above
+        each one exactly, so verdicts stay exact with histograms."""
+        return {}
+
     def deadline_s(self, plan: Plan, query_timeout_s: float, grace_s: float) -> float | None:
         """The hard end of the run counted from T0 (``None``: bounded by per-query timeouts)."""
         if plan.effective.max_duration_ms:

@@ -77,6 +77,6 @@ class MultiStream(Scenario):
         return True
 
     def early_stopping(self, st: RunStats, plan: Plan) -> list[tuple[str, EarlyStoppingResult]]:
-        if st.query_latency is None:
+        if not st.samples_issued:
             return []
         return [("latency", latency_early_stopping(st.query_latency, plan.effective.target_latency_percentile))]

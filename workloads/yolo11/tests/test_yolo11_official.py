@@ -105,7 +105,7 @@ def test_official_flow_gives_our_map(demo_root, tmp_path, shift_px):
     entries[7] = (entries[7][0], b"")  # an image without detections (reads coco_url when verbose)
     entries.append(entries[3])  # a repeated qsl_idx: the first answer wins in both
     log = write_accuracy_log(
-        tmp_path / "mlperf_log_accuracy.json", [(k, idx, data) for k, (idx, data) in enumerate(entries)]
+        tmp_path / "mlperf_log_accuracy.json", [(k, idx, data, 0) for k, (idx, data) in enumerate(entries)]
     )
     official_map, verbose = official_flow(demo_root, log, tmp_path)
     ours = score(entries, library, {})
