@@ -1,7 +1,8 @@
 """DLRMv3 accuracy: NE, accuracy and per-request AUC from the accuracy log.
 
 Payload of one response (float32, as the MLPerf reference's ``accuracy.py`` reads it):
-``[ts_idx, query_idx, preds x n, labels x n, weights x n, n]``, length ``3 n + 3``.
+``[ts_idx, query_idx, preds x n, labels x n, weights x n, n]``, length ``3 n + 3``; defined in
+:mod:`workloads.dlrmv3.payload` (its functions are re-exported here).
 
 Metrics (torchrec's ``NEMetricComputation``, ``AccuracyMetricComputation``,
 ``GAUCMetricComputation``, which the reference uses):
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from raybench.core.spec import AccuracyResult
+from workloads.dlrmv3.payload import decode_payload, encode_payload
 
 __all__ = ["encode_payload", "decode_payload", "compute_metrics", "format_accuracy_txt", "score",
            "MLPERF_REFERENCE", "TOLERANCE"]
@@ -38,27 +40,6 @@ __all__ = ["encode_payload", "decode_payload", "compute_metrics", "format_accura
 MLPERF_REFERENCE = {"ne": 0.86687, "accuracy": 0.69651, "gauc": 0.78663}
 TOLERANCE = 0.999
 _EPS = 1e-12
-
-
-def encode_payload(ts_idx: int, query_idx: int, preds: np.ndarray, labels: np.ndarray,
-                   weights: np.ndarray | None = None) -> bytes:
-    """Bytes of one response in the reference layout."""
-    n = int(np.asarray(preds).size)
-    w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
-    arr = np.concatenate([[ts_idx, query_idx], np.asarray(preds, np.float32).ravel(),
-                          np.asarray(labels, np.float32).ravel(), w.ravel(), [n]])
-    return arr.astype(np.float32).tobytes()
-
-
-def decode_payload(data: bytes) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_payload` (``ValueError`` on a malformed payload)."""
-    arr = np.frombuffer(data, dtype=np.float32)
-    if arr.size < 3:
-        raise ValueError(f"dlrmv3 payload too short ({arr.size} floats)")
-    n = int(arr[-1])
-    if arr.size != 3 * n + 3:
-        raise ValueError(f"dlrmv3 payload has {arr.size} floats, expected 3*{n}+3")
-    return int(arr[0]), int(arr[1]), arr[2:2 + n], arr[2 + n:2 + 2 * n], arr[2 + 2 * n:2 + 3 * n]
 
 
 def compute_metrics(requests: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
