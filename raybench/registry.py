@@ -1,12 +1,10 @@
-"""Discovery of workloads and SUTs by folder.
+"""Discovery of workloads and SUTs by folder, and validation of their parameters.
 
-``workloads/<name>/__init__.py`` defines ``WORKLOAD = WorkloadSpec(...)``, and may define
-``SUTS = (SUTSpec(...), ...)`` for SUTs that belong to that workload (an oracle answering its
-ground truth); ``reference_suts/<name>/__init__.py`` defines ``SUT_SPEC = SUTSpec(...)``. Importing
-those ``__init__`` modules is cheap by convention (heavy imports live in the modules the specs
-name), so listing works with no optional dependency installed. A package that fails to import is
-not dropped silently: ``broken_workloads()``/``broken_suts()`` say why, ``raybench list`` shows it,
-and ``get_workload``/``get_sut`` on its name raise with the reason.
+``workloads/<name>/__init__.py`` defines ``WORKLOAD = WorkloadSpec(...)`` and may define
+``SUTS = (SUTSpec(...), ...)``, SUTs that belong to the workload (its oracle);
+``reference_suts/<name>/__init__.py`` defines ``SUT_SPEC = SUTSpec(...)``. Those modules are cheap
+to import by convention, so listing needs no optional dependency. A package that fails to import
+is reported (``broken_workloads``/``broken_suts``, ``raybench list``, ``get_*`` on its name).
 """
 
 from __future__ import annotations
@@ -20,8 +18,20 @@ from typing import Any
 
 from raybench.core.spec import ParamsError, SUTSpec, WorkloadSpec, load_object, validate_params
 
-__all__ = ["ParamsError", "RegistryError", "broken_suts", "broken_workloads", "get_sut", "get_workload",
-           "list_suts", "list_workloads", "make_library", "make_sut", "sut_params", "workload_params"]
+__all__ = [
+    "ParamsError",
+    "RegistryError",
+    "broken_suts",
+    "broken_workloads",
+    "get_sut",
+    "get_workload",
+    "list_suts",
+    "list_workloads",
+    "make_library",
+    "make_sut",
+    "sut_params",
+    "workload_params",
+]
 
 
 class RegistryError(LookupError):
@@ -45,7 +55,7 @@ def _packages(package: str) -> tuple[tuple[ModuleType, ...], dict[str, str]]:
 
 
 def _index(specs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {}  # name -> spec, refusing duplicates
     for where, spec in specs:
         if spec.name in found:
             raise RegistryError(f"duplicate name {spec.name!r} in {where}")
@@ -72,7 +82,6 @@ def broken_workloads() -> dict[str, str]:
 
 
 def broken_suts() -> dict[str, str]:
-    """SUT packages that failed to import: folder name -> ``"ImportError: ..."``."""
     return dict(_packages("reference_suts")[1])
 
 
@@ -95,20 +104,14 @@ def get_sut(name: str) -> SUTSpec:
 
 
 def workload_params(spec: WorkloadSpec, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The workload's parameters: its model's defaults overlaid with ``overrides``, validated.
-
-    Raises:
-        ParamsError: one line such as ``workload.params.cont: unknown field``.
-    """
+    """Model defaults < ``overrides``, validated (``ParamsError``: ``workload.params.x: unknown field``)."""
     return validate_params(spec.params_model, overrides, "workload.params")
 
 
-def sut_params(sut: SUTSpec, workload: WorkloadSpec | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The SUT's parameters: model defaults < the workload's ``sut_params`` < ``overrides``, validated.
-
-    Raises:
-        ParamsError: one line such as ``sut.params.latency.dist: Input should be ...``.
-    """
+def sut_params(
+    sut: SUTSpec, workload: WorkloadSpec | None, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Model defaults < the workload's ``sut_params`` < ``overrides``, validated (``ParamsError``)."""
     base = dict(workload.sut_params.get(sut.name, {})) if workload is not None else {}
     base.update(overrides or {})
     return validate_params(sut.params_model, base, "sut.params")

@@ -65,7 +65,9 @@ class Params(BaseModel):
         ParamsError: sut.params.max_bach: unknown field
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, protected_namespaces=()
+    )
 
 
 class ParamsError(ValueError):
@@ -140,7 +142,9 @@ def parse_params(model: type[BaseModel] | str | None, values: Mapping[str, Any] 
         raise ParamsError(_error_line(exc, data, where)) from None
 
 
-def validate_params(model: type[BaseModel] | str | None, values: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+def validate_params(
+    model: type[BaseModel] | str | None, values: Mapping[str, Any] | None, where: str
+) -> dict[str, Any]:
     """:func:`parse_params`, dumped to a plain dict with every default filled in."""
     return parse_params(model, values, where).model_dump()
 

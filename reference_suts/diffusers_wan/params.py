@@ -95,7 +95,7 @@ _Dtype = Literal["bfloat16", "float16", "float32"]
 
 
 class DiffusersWanParams(Params):
-    """Parameters of :class:`~reference_suts.diffusers_wan.sut.DiffusersWanSUT` (``None`` = the preset's value).
+    """Parameters of :class:`~reference_suts.diffusers_wan.sut.DiffusersWanSUT` (``None`` = the preset's).
 
     Values are checked one by one here (types, choices, ``height``/``width`` multiples of 16,
     ``num_frames`` = 4k+1); the presets' own values are valid by construction.

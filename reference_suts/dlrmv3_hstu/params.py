@@ -26,7 +26,8 @@ class DLRMv3HSTUParams(Params):
     embedding_actors: int | None = Field(None, ge=0)
     """Shards as shared Ray actors (``None`` = ``n_shards`` inside a Ray replica, else local; 0 = local)."""
     embedding_actor_options: dict[str, Any] = Field(default_factory=dict)
-    """Ray options of each shard actor (``num_cpus`` 0 by default), e.g. ``{"resources": {"emb_host": 1}}``."""
+    """Ray options of each shard actor (``num_cpus`` 0 by default), e.g. ``{"resources": {"emb_host": 1}}``
+    to put the shards on CPU hosts."""
     global_order: bool | None = None
     """One streaming scheduler actor shared by all replicas (``None`` = when inside Ray)."""
     run_id: str | None = None

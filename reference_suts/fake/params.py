@@ -8,8 +8,15 @@ from pydantic import Field, field_validator, model_validator
 
 from raybench.core.spec import Params
 
-__all__ = ["ConstantLatency", "ExponentialLatency", "FakeParams", "Latency", "LognormalLatency", "Tokens",
-           "UniformLatency"]
+__all__ = [
+    "ConstantLatency",
+    "ExponentialLatency",
+    "FakeParams",
+    "Latency",
+    "LognormalLatency",
+    "Tokens",
+    "UniformLatency",
+]
 
 
 class ConstantLatency(Params):
@@ -76,8 +83,9 @@ class Tokens(Params):
         def count(x: Any) -> bool:
             return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
-        if count(value) or (isinstance(value, list) and len(value) == 2 and all(map(count, value))
-                            and value[0] <= value[1]):
+        if count(value) or (
+            isinstance(value, list) and len(value) == 2 and all(map(count, value)) and value[0] <= value[1]
+        ):
             return value
         raise ValueError(f"expected a token count or [lo, hi] with 0 <= lo <= hi, got {value!r}")
 

@@ -12,7 +12,7 @@ __all__ = ["HFTransformersParams"]
 
 
 class HFTransformersParams(Params):
-    """Parameters of :class:`~reference_suts.hf_transformers.sut.HFTransformersSUT` (all optional except ``model``)."""
+    """Parameters of :class:`~reference_suts.hf_transformers.sut.HFTransformersSUT`; ``model`` is required."""
 
     model: str | None = Field(None, validate_default=True)
     """Local checkpoint directory, a hub id (with ``allow_download``), or a tiny random model built

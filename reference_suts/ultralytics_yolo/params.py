@@ -13,7 +13,7 @@ class UltralyticsYoloParams(Params):
     """Parameters of :class:`~reference_suts.ultralytics_yolo.sut.UltralyticsYoloSUT`."""
 
     weights: str = "yolo11n.yaml"
-    """A local weights file (``.pt``, ...) or a model YAML (random init: demo and tests); hub names are refused."""
+    """A local weights file (``.pt``, ...) or a model YAML (random init); hub names are refused."""
     imgsz: int = Field(640, ge=1)
     """Inference size in pixels."""
     conf: float = Field(0.001, ge=0, le=1)

@@ -85,7 +85,7 @@ class VllmServerParams(ServerArgs, EndpointClientParams):
 
 
 class VllmEngineParams(Params):
-    """``mode: engine``: vLLM's ``AsyncLLM`` inside the SUT (:class:`~reference_suts.vllm.engine.VllmEngineSUT`)."""
+    """``mode: engine``: vLLM's ``AsyncLLM`` in the SUT (``reference_suts.vllm.engine.VllmEngineSUT``)."""
 
     mode: Literal["engine"] = "engine"
     """Run the engine in the SUT."""
@@ -136,9 +136,14 @@ def mode(value: Any) -> str:
     return got or "server"
 
 
-class VllmParams(RootModel[Annotated[Annotated[VllmServerParams, Tag("server")] | Annotated[VllmEngineParams, Tag("engine")],
-                                     Discriminator(mode)]]):
+_ByMode = Annotated[
+    Annotated[VllmServerParams, Tag("server")] | Annotated[VllmEngineParams, Tag("engine")],
+    Discriminator(mode),
+]
+
+
+class VllmParams(RootModel[_ByMode]):
     """Parameters of the vllm SUT: :class:`VllmServerParams` or :class:`VllmEngineParams` by ``mode``."""
 
-    root: Annotated[Annotated[VllmServerParams, Tag("server")] | Annotated[VllmEngineParams, Tag("engine")],
-                    Discriminator(mode)] = Field(default_factory=lambda: VllmServerParams.model_construct())
+    root: _ByMode = Field(default_factory=lambda: VllmServerParams.model_construct())
+    """The parameters of the chosen mode (defaults: server mode)."""

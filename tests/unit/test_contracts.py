@@ -30,8 +30,10 @@ def workload_imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from workloads.x import payload` names a module; `from workloads.x.payload import f` a name in it
-            targets = [f"{node.module}.{a.name}" if node.module.count(".") < 2 else node.module for a in node.names]
+            # `from workloads.x import payload` names a module, `from workloads.x.payload import f` a name
+            targets = [
+                f"{node.module}.{a.name}" if node.module.count(".") < 2 else node.module for a in node.names
+            ]
         elif isinstance(node, ast.Call):
             fn = node.func
             name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
@@ -44,7 +46,12 @@ def workload_imports(path: Path) -> list[tuple[int, str]]:
 def test_rule_itself() -> None:
     assert _allowed("workloads.yolo11.payload") and _allowed("workloads.wan22.payload.encode_mp4")
     assert _allowed("numpy") and _allowed("raybench.registry")
-    for bad in ("workloads", "workloads.yolo11", "workloads.yolo11.accuracy", "workloads.dlrmv3.dataset:load_library"):
+    for bad in (
+        "workloads",
+        "workloads.yolo11",
+        "workloads.yolo11.accuracy",
+        "workloads.dlrmv3.dataset:load_library",
+    ):
         assert not _allowed(bad), bad
 
 

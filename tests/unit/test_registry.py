@@ -39,7 +39,9 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         d.mkdir(parents=True)
         (d / "__init__.py").write_text("import raybench_no_such_module  # noqa\n")
     monkeypatch.setattr(workloads, "__path__", [*workloads.__path__, str(tmp_path / "workloads")])
-    monkeypatch.setattr(reference_suts, "__path__", [*reference_suts.__path__, str(tmp_path / "reference_suts")])
+    monkeypatch.setattr(
+        reference_suts, "__path__", [*reference_suts.__path__, str(tmp_path / "reference_suts")]
+    )
     _clear()
     yield
     monkeypatch.undo()
@@ -56,8 +58,10 @@ def test_broken_packages_are_listed_with_the_reason(broken: None) -> None:
     assert str(err.value) == f"workload.name: workload 'brokenwl' is unavailable: {why}"
     with pytest.raises(RegistryError, match=f"^sut.name: SUT 'brokensut' is unavailable: {why}$"):
         get_sut("brokensut")
-    with pytest.raises(RegistryError, match=r"^sut\.name: unknown SUT 'nope' \(known: .*; broken packages: brokensut, workloads\.brokenwl\)$"):
+    with pytest.raises(RegistryError) as err:
         get_sut("nope")
+    assert str(err.value).startswith("sut.name: unknown SUT 'nope' (known: ")
+    assert str(err.value).endswith("; broken packages: brokensut, workloads.brokenwl)")
     res = CliRunner().invoke(app, ["list"], env={"COLUMNS": "250"})
     assert res.exit_code == 0
     rows = [line for line in res.output.splitlines() if "broken" in line]
@@ -87,14 +91,27 @@ def test_params_are_validated_into_plain_dicts() -> None:
     [
         ("workload", {"cont": 5}, "workload.params.cont: unknown field"),
         ("workload", {"count": 0}, "workload.params.count: Input should be greater than or equal to 1"),
-        ("sut", {"latency": {"dist": "foo"}},
-         "sut.params.latency.dist: Input should be 'constant', 'uniform', 'lognormal' or 'exponential'"),
+        (
+            "sut",
+            {"latency": {"dist": "foo"}},
+            "sut.params.latency.dist: Input should be 'constant', 'uniform', 'lognormal' or 'exponential'",
+        ),
         ("sut", {"latency": {"ms": 3}}, "sut.params.latency.dist: Field required"),
-        ("sut", {"latency": {"dist": "constant", "ms": "x"}},
-         "sut.params.latency.ms: Input should be a valid number, unable to parse string as a number"),
-        ("sut", {"latency": {"dist": "uniform", "low_ms": 3, "high_ms": 1}},
-         "sut.params.latency: high_ms (1.0) must be >= low_ms (3.0)"),
-        ("sut", {"tokens": {"n": [1, 2, 3]}}, "sut.params.tokens.n: expected a token count or [lo, hi] with 0 <= lo <= hi, got [1, 2, 3]"),
+        (
+            "sut",
+            {"latency": {"dist": "constant", "ms": "x"}},
+            "sut.params.latency.ms: Input should be a valid number, unable to parse string as a number",
+        ),
+        (
+            "sut",
+            {"latency": {"dist": "uniform", "low_ms": 3, "high_ms": 1}},
+            "sut.params.latency: high_ms (1.0) must be >= low_ms (3.0)",
+        ),
+        (
+            "sut",
+            {"tokens": {"n": [1, 2, 3]}},
+            "sut.params.tokens.n: expected a token count or [lo, hi] with 0 <= lo <= hi, got [1, 2, 3]",
+        ),
         ("sut", {"tokens": {"n": 8, "ttft": 1}}, "sut.params.tokens.ttft: unknown field"),
         ("sut", {"error_rate": 2}, "sut.params.error_rate: Input should be less than or equal to 1"),
     ],
@@ -107,8 +124,10 @@ def test_params_errors_are_one_line_naming_the_field(kind: str, params: dict, li
 
 
 def test_prepare_run_fails_before_anything_starts() -> None:
-    for sets, line in ((["workload.params.cont=5"], "workload.params.cont: unknown field"),
-                       (["sut.params.latency={dist: foo}"], "sut.params.latency.dist: Input should be 'constant'")):
+    for sets, line in (
+        (["workload.params.cont=5"], "workload.params.cont: unknown field"),
+        (["sut.params.latency={dist: foo}"], "sut.params.latency.dist: Input should be 'constant'"),
+    ):
         cfg = load_run_config(None, ["workload=synthetic", "sut=fake", *sets])
         with pytest.raises(ValueError, match=f"^{line}"):
             prepare_run(cfg)
@@ -118,15 +137,21 @@ def test_mode_union_and_secrets() -> None:
     vllm = get_sut("vllm")
     assert sut_params(vllm, None, {"model": "m"})["mode"] == "server"
     assert sut_params(vllm, None, {"model": "m", "mode": "engine"})["min_tokens"] == 1
-    for params, line in (({"model": "m", "mode": "remote"}, "sut.params.mode: Input should be 'server' or 'engine'"),
-                         ({"model": "m", "mode": "engine", "python": "x"}, "sut.params.python: unknown field"),
-                         ({"mode": "engine"}, "sut.params.model: required (a local checkpoint path or a hub id)")):
+    for params, line in (
+        ({"model": "m", "mode": "remote"}, "sut.params.mode: Input should be 'server' or 'engine'"),
+        ({"model": "m", "mode": "engine", "python": "x"}, "sut.params.python: unknown field"),
+        ({"mode": "engine"}, "sut.params.model: required (a local checkpoint path or a hub id)"),
+    ):
         with pytest.raises(ParamsError) as err:
             sut_params(vllm, None, params)
         assert str(err.value) == line
     with pytest.raises(ParamsError) as err:
         sut_params(get_sut("openai_endpoint"), None, {"api_key": "sk-very-secret"})
-    assert "sk-very-secret" not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+    assert (
+        "sk-very-secret" not in str(err.value)
+        and err.value.__cause__ is None
+        and err.value.__suppress_context__
+    )
     assert str(err.value).startswith("sut.params.api_key: do not put the key in params")
 
 

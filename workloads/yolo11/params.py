@@ -19,7 +19,8 @@ class Yolo11Params(Params):
     annotations: str = "annotations/instances_val2017.json"
     """COCO instances JSON, relative to ``data_dir`` unless absolute."""
     images: str | None = None
-    """Image folder, relative to ``data_dir`` unless absolute (``None`` = first of val2017_safe, val2017, images)."""
+    """Image folder, relative to ``data_dir`` unless absolute (``None`` = the first of val2017_safe,
+    val2017, images that exists)."""
     count: int | None = Field(None, ge=1)
     """Use only the first N images."""
     performance_count: int | None = Field(None, ge=1)

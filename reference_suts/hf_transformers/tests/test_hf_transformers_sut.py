@@ -44,7 +44,7 @@ def test_config_validation():
         HFTransformersSUT(dict(SUT_SPEC.params))
     with pytest.raises(ValueError, match=r"^sut\.params\.beams: unknown field$"):
         HFTransformersSUT({"model": "tiny-qwen3", "beams": 4})
-    with pytest.raises(ValueError, match="^sut\\.params\\.model_type: Input should be 'auto', 'causal_lm' or 'image_text_to_text'$"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.model_type: Input should be 'auto', 'causal_lm' or "):
         HFTransformersSUT({"model": "x", "model_type": "seq2seq"})
     sut = HFTransformersSUT({"model": "/nonexistent/ckpt"})
     with pytest.raises(FileNotFoundError, match="set allow_download=true"):

@@ -54,7 +54,7 @@ def test_start_with_missing_weights_fails_clearly():
 def test_bad_params():
     with pytest.raises(ValueError, match=r"^sut\.params\.max_batchs: unknown field$"):
         UltralyticsYoloSUT({"max_batchs": 4})
-    with pytest.raises(ValueError, match=r"^sut\.params\.max_batch: Input should be greater than or equal to 1$"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.max_batch: Input should be greater than or equal to 1"):
         sut_params(get_sut("ultralytics_yolo"), None, {"max_batch": 0})
 
 
