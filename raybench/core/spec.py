@@ -131,7 +131,9 @@ def parse_params(model: type[BaseModel] | str | None, values: Mapping[str, Any] 
 
     Raises:
         ParamsError: one line naming the first bad field, e.g. ``workload.params.cont: unknown field``.
-            The input values are never quoted (they may hold secrets).
+            pydantic's message is used without the input value (it may be a secret, such as a key
+            put in params by mistake) and without the exception chain; a validator's own message
+            quotes what it chooses.
     """
     if values is not None and not isinstance(values, Mapping):
         raise ParamsError(f"{where}: expected a mapping of parameters, got {type(values).__name__}")
