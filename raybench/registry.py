@@ -18,20 +18,8 @@ from typing import Any
 
 from raybench.core.spec import ParamsError, SUTSpec, WorkloadSpec, load_object, validate_params
 
-__all__ = [
-    "ParamsError",
-    "RegistryError",
-    "broken_suts",
-    "broken_workloads",
-    "get_sut",
-    "get_workload",
-    "list_suts",
-    "list_workloads",
-    "make_library",
-    "make_sut",
-    "sut_params",
-    "workload_params",
-]
+__all__ = ["ParamsError", "RegistryError", "broken_suts", "broken_workloads", "get_sut", "get_workload",
+           "list_suts", "list_workloads", "make_library", "make_sut", "sut_params", "workload_params"]  # fmt: skip
 
 
 class RegistryError(LookupError):
