@@ -31,10 +31,11 @@ def _fail(msg: str) -> typer.Exit:
 def list_cmd() -> None:
     """List workloads, SUTs and scenarios (works with no optional dependency installed)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from raybench.core.scenarios import SCENARIO_NAMES
-    from raybench.registry import list_suts, list_workloads
+    from raybench.registry import broken_suts, broken_workloads, list_suts, list_workloads
 
     con = Console()
     t = Table(title="Workloads", show_lines=False)
@@ -42,12 +43,16 @@ def list_cmd() -> None:
         t.add_column(col)
     for name, w in list_workloads().items():
         t.add_row(name, ", ".join(w.scenarios), w.default_sut, w.mlperf_model or "-", w.description)
+    for name, why in broken_workloads().items():  # a package that failed to import: say why
+        t.add_row(name, "-", "-", "-", f"[red]broken: {escape(why)}[/red]")
     con.print(t)
     t = Table(title="SUTs")
     for col in ("name", "extra", "description"):
         t.add_column(col)
     for name, s in list_suts().items():
         t.add_row(name, s.extra or "-", s.description)
+    for name, why in broken_suts().items():
+        t.add_row(name, "-", f"[red]broken: {escape(why)}[/red]")
     con.print(t)
     con.print("Scenarios: " + ", ".join(SCENARIO_NAMES) + "  (Concurrency = closed loop, MLPerf Endpoints style)")
 

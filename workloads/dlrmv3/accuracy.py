@@ -1,7 +1,8 @@
 """DLRMv3 accuracy: NE, accuracy and per-request AUC from the accuracy log, as MLPerf computes them.
 
 Payload of one response (float32, as the MLPerf reference's ``accuracy.py`` reads it):
-``[ts_idx, query_idx, preds x n, labels x n, weights x n, n]``, length ``3 n + 3``.
+``[ts_idx, query_idx, preds x n, labels x n, weights x n, n]``, length ``3 n + 3``; defined in
+:mod:`workloads.dlrmv3.payload` (its functions are re-exported here).
 
 The reference (``recommendation/dlrm_v3/accuracy.py``) feeds *every* entry of the log, in file
 order, one request per update, to torchrec's ``NEMetricComputation``,
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from raybench.core.spec import AccuracyResult
+from workloads.dlrmv3.payload import decode_payload, encode_payload
 
 __all__ = ["encode_payload", "decode_payload", "compute_metrics", "descending_order", "introsort_order",
            "request_states", "format_accuracy_txt", "score", "MLPERF_REFERENCE", "TOLERANCE"]
@@ -66,27 +68,6 @@ _AUC_DEN_EPS = 1e-10  # compute_gauc_3d: numerator / (denominator + 1e-10), in f
 _GAUC_EPS = 1e-9      # compute_window_auc: (auc_sum + 1e-9) / (num_samples + 2e-9)
 _INSERTION_THRESHOLD = 16  # libstdc++ _S_threshold
 _STATE_KEYS = ("ce_sum", "weight_sum", "pos", "neg", "acc_sum", "acc_weight_sum", "auc", "auc_count")
-
-
-def encode_payload(ts_idx: int, query_idx: int, preds: np.ndarray, labels: np.ndarray,
-                   weights: np.ndarray | None = None) -> bytes:
-    """Bytes of one response in the reference layout."""
-    n = int(np.asarray(preds).size)
-    w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
-    arr = np.concatenate([[ts_idx, query_idx], np.asarray(preds, np.float32).ravel(),
-                          np.asarray(labels, np.float32).ravel(), w.ravel(), [n]])
-    return arr.astype(np.float32).tobytes()
-
-
-def decode_payload(data: bytes) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_payload` (``ValueError`` on a malformed payload)."""
-    arr = np.frombuffer(data, dtype=np.float32)
-    if arr.size < 3:
-        raise ValueError(f"dlrmv3 payload too short ({arr.size} floats)")
-    n = int(arr[-1])
-    if arr.size != 3 * n + 3:
-        raise ValueError(f"dlrmv3 payload has {arr.size} floats, expected 3*{n}+3")
-    return int(arr[0]), int(arr[1]), arr[2:2 + n], arr[2 + n:2 + 2 * n], arr[2 + 2 * n:2 + 3 * n]
 
 
 def _torch():

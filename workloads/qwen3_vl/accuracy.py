@@ -3,9 +3,10 @@
 Semantics follow the MLPerf reference (``mlperf_inf_mm_q3vl/evaluation.py``):
 
 * A response is the UTF-8 text the VLM returned. It is parsed with pydantic as a *bare* JSON
-  object of :class:`ProductMetadata` (``category: str``, ``brand: str``, ``is_secondhand:
-  bool``, no other keys). Anything else — a ```json fence, text before or after the object,
-  a missing field, an extra field — is *unparsable*.
+  object of :class:`~workloads.qwen3_vl.payload.ProductMetadata` (``category: str``, ``brand:
+  str``, ``is_secondhand: bool``, no other keys). Anything else — a ```json fence, text before or
+  after the object, a missing field, an extra field — is *unparsable* (the payload contract,
+  :mod:`workloads.qwen3_vl.payload`, whose names are re-exported here).
 * An unparsable response counts as a complete mismatch whose depth equals the ground truth's:
   for ``A > B > C`` it is scored as ``PAD > PAD > PAD`` (0 common levels, 3 predicted), with the
   reference's pad level ``<|__PRED_CATEGORY_PAD__|>``; its brand is the pad
@@ -57,9 +58,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from raybench.core.spec import AccuracyResult
+from workloads.qwen3_vl.payload import CATEGORY_SEPARATOR, ProductMetadata, parse_response
 
 __all__ = [
     "CATEGORY_SEPARATOR",
@@ -77,7 +78,6 @@ __all__ = [
     "unparsable_secondhand_draws",
 ]
 
-CATEGORY_SEPARATOR = " > "
 F1_TARGET = 0.7824
 """99 % of 0.7903037, the mean category hF1 of BF16 Qwen3-VL-235B-A22B-Instruct over 10 runs."""
 
@@ -90,37 +90,6 @@ DEFAULT_RANDOM_SEED = 12345
 """``mlperf-inf-mm-q3vl evaluate --random-seed`` default."""
 _MAX_EVAL_WORKERS = 4
 _BRAND_THRESHOLD = 90.0
-
-
-class ProductMetadata(BaseModel):
-    """Json format for the expected responses from the VLM."""
-
-    # extra="forbid" makes the JSON schema say additionalProperties=false and makes extra keys
-    # in a response a validation error, both as in the reference.
-    model_config = ConfigDict(extra="forbid")
-
-    category: str = Field(
-        description='The complete category of the product, e.g.,\n"Clothing & Accessories > Clothing > '
-        'Shirts > Polo Shirts".\nEach categorical level is separated by " > ".'
-    )
-    brand: str = Field(description='The brand of the product, e.g., "giorgio armani".')
-    is_secondhand: bool = Field(description="True if the product is second-hand, False otherwise.")
-
-
-def parse_response(data: bytes | str) -> ProductMetadata | None:
-    """Parse one response; ``None`` when it is not a bare JSON :class:`ProductMetadata`.
-
-    Bytes that are not valid UTF-8 are unparsable too (the reference would crash on them).
-    """
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        return ProductMetadata.model_validate_json(data)
-    except ValidationError:
-        return None
 
 
 def _levels(path: str) -> list[str]:

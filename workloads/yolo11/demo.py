@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from raybench.core.cache import build_once
+from raybench.core.cache import build_once, cache_root
 from workloads.yolo11.categories import COCO_80_TO_91, COCO_NAMES, coco_categories
 
 __all__ = [
@@ -218,7 +218,7 @@ def generate_demo(root: str | os.PathLike[str], n_images: int = 64, seed: int = 
 
 def demo_cache_dir(n_images: int = 64, seed: int = 0) -> Path:
     """``$RAYBENCH_CACHE/yolo11-demo-<version>[-n<N>][-s<seed>]`` (default cache ``~/.cache/raybench``)."""
-    cache = Path(os.path.expanduser(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")))
+    cache = cache_root()
     suffix = ("" if n_images == 64 else f"-n{n_images}") + ("" if seed == 0 else f"-s{seed}")
     return cache / f"yolo11-demo-{DEMO_VERSION}{suffix}"
 

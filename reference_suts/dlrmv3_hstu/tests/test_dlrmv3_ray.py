@@ -20,9 +20,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ray")
 
 from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from raybench.registry import get_workload, make_library, workload_params  # noqa: E402
 from raybench.testing import ray_run  # noqa: E402
 from reference_suts.dlrmv3_hstu.sut import DLRMv3HSTUSUT  # noqa: E402
-from workloads.dlrmv3.generator import generate, preset  # noqa: E402
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,7 +31,11 @@ SMALL = ("max_requests_per_ts=4",)           # 10 inference timestamps x 4 = 40 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(preset("tiny"), tmp_path_factory.mktemp("dlray") / "tiny")
+    """The workload's ``tiny`` demo dataset, generated into a temporary cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAYBENCH_CACHE", str(tmp_path_factory.mktemp("dlray")))
+        wl = get_workload("dlrmv3")
+        return Path(make_library(wl, workload_params(wl, {})).data.data_dir)
 
 
 def test_cli_server_on_embedded_ray(tiny_dir: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from raybench.core.clock import VirtualClock
 from raybench.core.protocols import Query, Response, SUTContext
 from reference_suts.hf_transformers import SUT_SPEC
-from reference_suts.hf_transformers.sut import HFConfig, HFTransformersSUT, to_conversation
+from reference_suts.hf_transformers.sut import HFTransformersSUT, to_conversation
 
 CLOCK = VirtualClock()
 T0 = CLOCK.now_ns()  # never advanced: the time of every token mark
@@ -40,12 +40,12 @@ def _png(w, h):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="params.model is required"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.model: required \(a local checkpoint directory"):
         HFTransformersSUT(dict(SUT_SPEC.params))
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['beams'\]"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.beams: unknown field$"):
         HFTransformersSUT({"model": "tiny-qwen3", "beams": 4})
-    with pytest.raises(ValueError, match="model_type must be"):
-        HFConfig.from_params({"model": "x", "model_type": "seq2seq"})
+    with pytest.raises(ValueError, match=r"^sut\.params\.model_type: Input should be 'auto', 'causal_lm' or "):
+        HFTransformersSUT({"model": "x", "model_type": "seq2seq"})
     sut = HFTransformersSUT({"model": "/nonexistent/ckpt"})
     with pytest.raises(FileNotFoundError, match="set allow_download=true"):
         sut._resolve_model()
@@ -127,11 +127,12 @@ def test_tiny_causal_lm_batching_streaming_and_errors(cache):
 
 
 def test_tiny_qwen3_vl_on_demo_samples(cache):
-    from workloads.qwen3_vl import WORKLOAD
-    from workloads.qwen3_vl.accuracy import score
-    from workloads.qwen3_vl.dataset import load_library
+    from raybench.core.spec import load_object
+    from raybench.registry import get_workload, make_library
 
-    library = load_library({**WORKLOAD.params, "demo_samples": 8})
+    WORKLOAD = get_workload("qwen3_vl")
+    score = load_object(WORKLOAD.accuracy)
+    library = make_library(WORKLOAD, {**WORKLOAD.params, "demo_samples": 8})
     library.load([0, 1])
     params = {**SUT_SPEC.params, **WORKLOAD.sut_params["hf_transformers"], "max_new_tokens": 12}
     vision_calls = []
