@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raybench.core.config import load_run_config
-from raybench.core.runner import prepare_run
+from raybench.config import load_run_config
+from raybench.run import prepare_run
 from typer.testing import CliRunner
 
 import reference_suts

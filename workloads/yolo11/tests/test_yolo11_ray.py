@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reference_suts.oracle_yolo.sut import OracleYoloSUT
 
 from raybench.core.protocols import SUTContext
 from raybench.testing import ray_run
 from workloads.yolo11 import WORKLOAD
 from workloads.yolo11.accuracy import decode_payload, score
 from workloads.yolo11.categories import COCO_80_TO_91, COCO_91_TO_80
+from workloads.yolo11.oracle import OracleYoloSUT
 
 pytest.importorskip("ultralytics")
 pytestmark = pytest.mark.ray
