@@ -1,7 +1,12 @@
 """The ``raybench`` command line: a thin shell over ``raybench.core`` (heavy imports inside commands).
 
-Exit codes: 0 = the run is VALID, 1 = INVALID, 2 = a usage or config error (one line naming the
-bad field or file).
+Exit codes of ``raybench run`` (docs/USAGE.md has the full table):
+
+* 0: the run is VALID; 1: INVALID (also a run stopped by Ctrl-C or SIGTERM: what it measured is
+  written and the reason is listed);
+* 2: a usage or config error, one line naming the bad field or file, before anything runs;
+* 70: an internal error (a bug): one line, the traceback in ``crash.log`` (run directory, else cwd);
+* 130 / 143: Ctrl-C / SIGTERM before anything was measured.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 70
 
 
 def _fail(msg: str) -> typer.Exit:
@@ -92,8 +97,36 @@ def run_cmd(
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    code = _run(cfg, quiet)
+    from raybench.signals import interrupts
+
+    with interrupts():
+        code = _guarded_run(cfg, quiet)
     raise typer.Exit(code)
+
+
+def _guarded_run(cfg: Any, quiet: bool) -> int:
+    """:func:`_run`, with interrupts before any measurement and internal errors turned into exit codes."""
+    try:
+        return _run(cfg, quiet)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt as exc:
+        from raybench.signals import interrupt_reason
+
+        typer.echo(f"raybench: {interrupt_reason(exc)} before anything was measured; nothing was written", err=True)
+        return int(getattr(exc, "exit_code", 130))
+    except Exception as exc:  # a bug: say so in one line, keep the traceback
+        import traceback
+
+        where = Path(getattr(exc, "run_dir", None) or ".") / "crash.log"
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_text(traceback.format_exc())
+        except OSError:
+            where = Path("<not written>")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        typer.echo(f"raybench: internal error: {type(exc).__name__}: {first} (traceback in {where})", err=True)
+        return EXIT_CRASH
 
 
 def _run(cfg: Any, quiet: bool) -> int:
@@ -133,6 +166,9 @@ def _run(cfg: Any, quiet: bool) -> int:
         outcome = execute_run(prepared, executor, progress)
     except (RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except Exception as exc:
+        exc.run_dir = prepared.run_dir  # type: ignore[attr-defined]  # crash.log goes next to the run
+        raise
     finally:
         if live:
             live.stop()

@@ -111,5 +111,17 @@ def make_library(spec: WorkloadSpec, params: dict[str, Any]) -> Any:
 
 
 def make_sut(sut: SUTSpec, params: dict[str, Any]) -> Any:
-    """Construct the SUT class named by ``sut.entry`` (imports the SUT's module)."""
-    return load_object(sut.entry)(params)
+    """Construct the SUT class named by ``sut.entry`` (imports the SUT's module).
+
+    Raises:
+        ValueError: a bad parameter (one line naming it), or the SUT's constructor failed (one line
+            naming the SUT and what it raised).
+    """
+    cls = load_object(sut.entry)
+    try:
+        return cls(params)
+    except ValueError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(f"sut {sut.name}: its constructor raised {type(exc).__name__}: {first}") from exc

@@ -115,6 +115,7 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "itl_ns": m.itl,
         "early_stopping": m.early_stopping,
         "lateness_ns": m.lateness,
+        "loop_lag_ns": m.loop_lag,
         "constraints": {
             "min_duration_met": m.min_duration_met,
             "min_queries_met": m.min_queries_met,

@@ -36,7 +36,7 @@ from raybench.core.tokens import tpot_ns
 __all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "RunStats", "merge_stats"]
 
 #: The histograms a run keeps, by name.
-HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl")
+HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag")
 #: Largest relative error of a reported percentile (HDR bucket midpoint; min and max are exact).
 RELATIVE_ERROR = 1.0 / 2048
 
@@ -48,6 +48,8 @@ class RunStats:
     Attributes:
         latency / lateness / query_latency / ttft / tpot / itl: histograms (empty when the run
             has no such values).
+        loop_lag: how late the shard's event loop ran a timer that should have fired every 10 ms
+            (a harness that cannot keep its queries moving shows here in any scenario).
         samples_issued / samples_ok / samples_failed: sample counts.
         errors: failure reason -> samples.
         queries_issued: queries sent to the SUT (LoadGen's ``result_query_count``).
@@ -65,6 +67,7 @@ class RunStats:
     ttft: Histogram = field(default_factory=Histogram)
     tpot: Histogram = field(default_factory=Histogram)
     itl: Histogram = field(default_factory=Histogram)
+    loop_lag: Histogram = field(default_factory=Histogram)
     samples_issued: int = 0
     samples_ok: int = 0
     samples_failed: int = 0

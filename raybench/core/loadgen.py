@@ -9,8 +9,9 @@ Latency is ``completed - intended`` as in LoadGen (the scheduled time, so latene
 against the SUT's latency too); TTFT is ``first_token - intended``.
 
 Every run ends by its deadline: a query outstanding longer than ``query_timeout_ns`` is
-cancelled and recorded as an error (and issuing stops: an unresponsive SUT makes the run
-INVALID); at the run deadline, or on :meth:`ShardRunner.abort`, the issuing loop is cancelled
+recorded as a timeout error and the run stops at once (an unresponsive SUT makes it INVALID;
+what else was outstanding is cancelled); at the run deadline, or on :meth:`ShardRunner.abort`,
+the issuing loop is cancelled
 (even while it sleeps until its next send) and everything outstanding is cancelled. A query
 task cancelled before it ever ran is still recorded and released, so draining never waits on
 it. What was measured until then is returned.
@@ -37,6 +38,8 @@ __all__ = ["DEFAULT_QUERY_TIMEOUT_S", "ShardRunner"]
 
 DEFAULT_QUERY_TIMEOUT_S = 600.0
 _MAX_ERROR_KINDS = 64
+LAG_PERIOD_NS = 10_000_000
+"""Period of the event-loop lag probe."""
 
 
 class ShardRunner:
@@ -199,7 +202,7 @@ class ShardRunner:
             await self.prepare()
         self.t0 = t0_ns
         self.report.start_ns = t0_ns
-        helpers = [asyncio.ensure_future(self._watchdog())]
+        helpers = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._lag_probe())]
         if self.snapshot_interval_ns > 0:
             helpers.append(asyncio.ensure_future(self._snapshots()))
         status = "ok"
@@ -440,13 +443,34 @@ class ShardRunner:
                     reason = f"timeout: no response within {self.query_timeout_ns / 1e9:g}s"
                     for row in late:
                         self._cancel_reason[row] = reason
-                        self._outstanding[row][1].cancel()
-                    self.request_stop(f"SUT unresponsive ({reason})")
-                    self._abort_reason = self._abort_reason or f"SUT unresponsive ({reason})"
+                    # One query past its timeout means the SUT stopped answering: stop now rather
+                    # than wait out every other query's own timeout.
+                    self.abort(f"SUT unresponsive ({reason})")
+                    return
             wake = now + period
             if self.deadline_ns:
                 wake = min(wake, self.t0 + self.deadline_ns)
             await clock.sleep_until(wake)
+
+    async def _lag_probe(self) -> None:
+        """Every 10 ms from T0, record how late the loop woke this task: an event loop too busy
+        to run its timers on time delays every query's send and completion, whatever the scenario."""
+        clock = self.clock
+        nxt = self.t0
+        lags: list[int] = []
+        try:
+            while True:
+                await clock.nap_until(nxt)
+                lags.append(clock.now_ns() - nxt)
+                if len(lags) >= 100:
+                    self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
+                    lags.clear()
+                nxt += LAG_PERIOD_NS
+                now = clock.now_ns()
+                if now > nxt:  # skip the periods missed while the loop was stuck (one lag covers them)
+                    nxt += (now - nxt) // LAG_PERIOD_NS * LAG_PERIOD_NS
+        finally:
+            self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
 
     def _snapshot(self, final: bool = False) -> dict[str, Any]:
         """Progress now: counters plus the p50/p99 latency and p99 lateness of the queries that

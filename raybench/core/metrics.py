@@ -34,7 +34,8 @@ class Limits:
 
     Attributes:
         max_error_rate: fraction of samples allowed to fail (default 0: any failure is INVALID).
-        lateness_p99_ms: the harness is "behind" when its send lateness p99 exceeds this.
+        lateness_p99_ms: the harness is "behind" when its send lateness p99 exceeds this (scheduled
+            scenarios), or when its event loop runs timers later than this half of the time (any).
     """
 
     max_error_rate: float = 0.0
@@ -72,6 +73,7 @@ class RunMetrics:
     latency: dict[str, Any]
     query_latency: dict[str, Any]
     lateness: dict[str, Any]
+    loop_lag: dict[str, Any]
     ttft: dict[str, Any]
     tpot: dict[str, Any]
     itl: dict[str, Any]
@@ -124,7 +126,8 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         "early stopping not met: " + (f"need {r.queries_needed} more queries" if r.queries_needed else " ".join(r.lines))
         for _, r in es_results if not r.met
     ]
-    own = _raybench_reasons(reports, st, limits, scheduled=sc.final_query_by_schedule() and not accuracy)
+    own = _raybench_reasons(reports, st, limits, scheduled=sc.final_query_by_schedule() and not accuracy,
+                            performance=not accuracy)
     reasons = v.reasons + perf.reasons + es_reasons + own
     tp = sc.throughput(st)
     es_dict: dict[str, Any] = {"met": not es_reasons}
@@ -143,8 +146,7 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         samples_per_second=float(tp.samples_per_second), scheduled_samples_per_second=tp.scheduled_samples_per_second,
         tokens_per_second=tp.tokens_per_second, latency=latency_summary(st.latency),
         query_latency=latency_summary(st.query_latency),
-        lateness={"p50": int(late.percentile(0.5)), "p99": int(late.percentile(0.99)), "max": int(late.max)}
-        if late.count else {"p50": 0, "p99": 0, "max": 0},
+        lateness=_spread(late), loop_lag=_spread(st.loop_lag),
         ttft=latency_summary(st.ttft), tpot=latency_summary(st.tpot), itl=latency_summary(st.itl),
         early_stopping=es_dict, early_stopping_results=es_results, min_duration_met=min_duration_met,
         min_queries_met=min_queries_met, perf_constraints_met=perf.ok, early_stopping_met=not es_reasons,
@@ -157,8 +159,17 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
     )
 
 
-def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, scheduled: bool) -> list[str]:
-    """raybench's own INVALID reasons: failed shards, failed samples, a harness that fell behind."""
+def _spread(h: Histogram) -> dict[str, int]:
+    """p50 / p99 / max of a histogram (zeros when empty)."""
+    if not h.count:
+        return {"p50": 0, "p99": 0, "max": 0}
+    return {"p50": int(h.percentile(0.5)), "p99": int(h.percentile(0.99)), "max": int(h.max)}
+
+
+def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, scheduled: bool,
+                      performance: bool) -> list[str]:
+    """raybench's own INVALID reasons: failed shards, failed samples, a harness that fell behind
+    (late sends in scheduled scenarios; a busy event loop in any scenario)."""
     out: list[str] = []
     for rep in reports:
         if rep.status != "ok":
@@ -172,6 +183,14 @@ def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, 
         if p99 > limits.lateness_p99_ms * 1e6:
             out.append(f"harness fell behind: send lateness p99 {p99 / 1e6:.3f} ms > {limits.lateness_p99_ms:g} ms "
                        "(add shards or lower the target QPS)")
+    if performance and st.loop_lag.count:
+        # The median, not a tail: one GC pause or a descheduled process is a hiccup, a loop that
+        # is late half of the time cannot keep its queries moving.
+        p50 = st.loop_lag.percentile(0.5)
+        if p50 > limits.lateness_p99_ms * 1e6:
+            out.append(f"harness fell behind: event-loop lag median {p50 / 1e6:.3f} ms > {limits.lateness_p99_ms:g} ms "
+                       "(the shard's loop is too busy to keep its queries moving: add shards, or lower the "
+                       "concurrency or QPS)")
     if n == 0:
         out.append("no query was issued")
     return out

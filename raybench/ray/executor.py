@@ -33,6 +33,7 @@ from raybench.core.aggregate import RunStats
 from raybench.core.records import ShardReport
 from raybench.ray.actors import LoadGenShard, SUTReplica
 from raybench.run import PreparedRun, ProgressFn, ShardJob
+from raybench.signals import interrupt_reason
 
 __all__ = ["RayExecutor", "load_nodes"]
 
@@ -369,13 +370,14 @@ class RayExecutor:
                         ray.kill(shards[k])
                         reports[k] = self._lost(k, ready[k]["node"], "did not report by the deadline")
                         pending.pop(ref)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if stopping:
                     raise
                 stopping = True
-                log.warning("interrupted: stopping shards and writing what was measured")
+                why = interrupt_reason(exc)
+                log.warning("%s: stopping shards and writing what was measured", why)
                 for k in pending.values():
-                    shards[k].stop.remote("interrupted by the user (Ctrl-C)")
+                    shards[k].stop.remote(why)
                 hard_end = time.monotonic() + 30.0
         out = [r if r is not None else self._lost(k, "", "sent no report") for k, r in enumerate(reports)]
         self._fetch_records(shards, out, self._records_paths)

@@ -213,6 +213,15 @@ class Scenario(BaseModel):
         each one exactly, so verdicts stay exact with histograms."""
         return {}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        """Estimated ``(samples in the plan, seconds to issue them)`` before the plan is built."""
+        n = max(float(eff.min_query_count), 2.0 * eff.target_duration_ms / 1000.0 * eff.target_qps)
+        return n * eff.samples_per_query, n / eff.target_qps
+
+    def rate_setting(self) -> str:
+        """The TestSettings field that sets this scenario's rate (named in plan-size errors)."""
+        return "min_query_count"
+
     def deadline_s(self, plan: Plan, query_timeout_s: float, grace_s: float) -> float | None:
         """The hard end of the run counted from T0 (``None``: bounded by per-query timeouts)."""
         if plan.effective.max_duration_ms:

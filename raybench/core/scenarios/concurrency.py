@@ -48,6 +48,10 @@ class Concurrency(Scenario):
         return {"target_qps": float(s.offline_expected_qps), "max_async_queries": c, "concurrency": c,
                 "target_latency_percentile": float(s.server_target_latency_percentile)}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        """Samples are drawn at run time; the plan holds only accuracy-mode samples."""
+        return float(eff.accuracy_sample_count if eff.accuracy else 0), eff.min_duration_ms / 1000.0
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         samples = loaded[sample_rng.permutation(loaded.shape[0])] if eff.accuracy else np.zeros(0, np.int64)

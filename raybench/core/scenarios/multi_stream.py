@@ -61,6 +61,9 @@ class MultiStream(Scenario):
     def padding(self, eff: Effective) -> int:
         return eff.samples_per_query - 1
 
+    def rate_setting(self) -> str:
+        return "multi_stream_expected_latency_ns"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,

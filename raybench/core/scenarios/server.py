@@ -93,6 +93,13 @@ class Server(Scenario):
                 "target_latency_percentile": float(s.server_target_latency_percentile),
                 "max_async_queries": int(s.server_max_async_queries)}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * eff.target_qps)
+        return n, n / eff.target_qps
+
+    def rate_setting(self) -> str:
+        return "server_target_qps"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         def schedule(gen: int, min_q: int) -> tuple[np.ndarray, int]:
