@@ -313,9 +313,17 @@ class ShardRunner:
         return self._spawn(phase_i, first, phase.seq_base + first, phase.samples[b0 : b0 + n].tolist(),
                            intended_rel, mask)
 
-    def spawn_sample(self, phase_i: int, sample: int, stream: int, intended_rel: int) -> asyncio.Task[None]:
-        """Closed loop: issue one sample drawn at run time for ``stream`` (no ``seq_id``)."""
-        return self._spawn(phase_i, stream, -1, [sample], intended_rel, None)
+    def spawn_sample(self, phase_i: int, sample: int, stream: int, intended_rel: int) -> tuple[asyncio.Task[None], int]:
+        """Closed loop: issue one sample drawn at run time for ``stream`` (no ``seq_id``).
+
+        Returns the task and its record row (see :meth:`completed_at`).
+        """
+        row = self.buf.size
+        return self._spawn(phase_i, stream, -1, [sample], intended_rel, None), row
+
+    def completed_at(self, row: int) -> int:
+        """When the query recorded at ``row`` completed (ns since T0; 0 if it has not)."""
+        return int(self.buf.cols["completed_ns"][row])
 
     def _spawn(self, phase_i: int, qid: int, seq0: int, indices: list[int], intended_rel: int,
                log_mask: np.ndarray | None) -> asyncio.Task[None]:

@@ -126,7 +126,7 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         "early stopping not met: " + (f"need {r.queries_needed} more queries" if r.queries_needed else " ".join(r.lines))
         for _, r in es_results if not r.met
     ]
-    own = _raybench_reasons(reports, st, limits, scheduled=sc.final_query_by_schedule() and not accuracy,
+    own = _raybench_reasons(reports, st, limits, scheduled=sc.lateness_checked() and not accuracy,
                             performance=not accuracy)
     reasons = v.reasons + perf.reasons + es_reasons + own
     tp = sc.throughput(st)
@@ -182,7 +182,7 @@ def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, 
         p99 = st.lateness.percentile(0.99)
         if p99 > limits.lateness_p99_ms * 1e6:
             out.append(f"harness fell behind: send lateness p99 {p99 / 1e6:.3f} ms > {limits.lateness_p99_ms:g} ms "
-                       "(add shards or lower the target QPS)")
+                       "(add shards, or lower the target QPS or concurrency)")
     if performance and st.loop_lag.count:
         # The median, not a tail: one GC pause or a descheduled process is a hiccup, a loop that
         # is late half of the time cannot keep its queries moving.

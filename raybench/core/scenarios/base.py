@@ -238,6 +238,11 @@ class Scenario(BaseModel):
         """Whether LoadGen's "final query" is the last scheduled one (Server) or the last issued."""
         return False
 
+    def lateness_checked(self) -> bool:
+        """Whether send lateness (actual - intended send) is held to ``lateness_p99_ms``: scenarios
+        whose sends have a due time (Server, closed-loop streams); serial ones send when ready."""
+        return False
+
     def queries_issued(self, st: RunStats, plan: Plan) -> int:
         """LoadGen's ``result_query_count``."""
         return st.queries_issued

@@ -7,7 +7,9 @@
   ``(sample_index_rng_seed, stream)``), so a stream's sequence does not depend on the shard it runs
   on; accuracy mode issues every loaded sample once. Streams are dealt to shards round-robin.
 * Issuing: each stream sends its next query as soon as its previous one completes, until
-  ``min_duration`` and the stream's share of ``min_query_count`` are reached.
+  ``min_duration`` and the stream's share of ``min_query_count`` are reached. A query's intended
+  send time is its predecessor's completion, so lateness measures how long the harness took to
+  react; a harness too busy to keep its streams moving is flagged as in Server.
 * Throughput: samples/s = ``n / last completion``; scheduled samples/s as Server's.
 * Min duration: the last completion ``>= min_duration``.
 """
@@ -77,6 +79,9 @@ class Concurrency(Scenario):
             workers = [_stream(runner, phase_i, phase, int(s), min_queries) for s in streams]
         await asyncio.gather(*workers)
 
+    def lateness_checked(self) -> bool:
+        return True
+
     def throughput(self, st: RunStats) -> Throughput:
         n, done, sched = st.latency.count, st.final_done_ns / 1e9, st.final_scheduled_ns / 1e9
         return Throughput(
@@ -94,13 +99,16 @@ async def _stream(runner: ShardRunner, phase_i: int, phase: PhaseSlice, stream: 
     loaded, seed = phase.loaded_set, runner.slice.stream_seed
     pos = 0
     chunk = np.zeros(0, dtype=np.int64)
+    ready = runner.now()  # when this stream could send: T0, then each predecessor's completion
     while not runner.stopped:
         now = runner.now()
         if pos % _CHUNK == 0:
             chunk = stream_samples(loaded, seed, stream, _CHUNK, start=pos)
         sample = int(chunk[pos % _CHUNK])
         pos += 1
-        await asyncio.gather(runner.spawn_sample(phase_i, sample, stream, now), return_exceptions=True)
+        task, row = runner.spawn_sample(phase_i, sample, stream, min(ready, now))
+        await asyncio.gather(task, return_exceptions=True)
+        ready = runner.completed_at(row) or runner.now()
         if runner.issued_queries >= min_queries and now >= min_dur:
             runner.request_stop("min duration and min queries met")
         runner.check_limits(now)

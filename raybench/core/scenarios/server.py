@@ -150,6 +150,9 @@ class Server(Scenario):
     def final_query_by_schedule(self) -> bool:
         return True
 
+    def lateness_checked(self) -> bool:
+        return True
+
     def throughput(self, st: RunStats) -> Throughput:
         n, done, sched = st.latency.count, st.final_done_ns / 1e9, st.final_scheduled_ns / 1e9
         return Throughput(
