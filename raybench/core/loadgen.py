@@ -32,7 +32,7 @@ import numpy as np
 from raybench.core.aggregate import RunStats
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
-from raybench.core.records import RecordBuffer, ShardReport, write_records_file
+from raybench.core.records import RecordBuffer, ShardReport, pack_snapshots, write_records_file
 
 __all__ = ["DEFAULT_QUERY_TIMEOUT_S", "ShardRunner"]
 
@@ -97,6 +97,7 @@ class ShardRunner:
         self.snapshot_interval_ns = int(snapshot_interval_s * 1e9)
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
+        self._snaps: list[dict[str, Any]] = []
         self.buf = RecordBuffer(slice_.sample_capacity or 4096)
         self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule())
         self.keep_records = keep_records
@@ -246,7 +247,8 @@ class ShardRunner:
 
     def _finish(self, status: str) -> None:
         rep = self.report
-        rep.snapshots.append(self._snapshot(final=True))
+        self._snaps.append(self._snapshot(final=True))
+        rep.snapshots = pack_snapshots(self._snaps)
         rep.stats = self.current_stats()
         rep.errors = list(self._error_codes)
         if self.keep_records:
@@ -502,7 +504,7 @@ class ShardRunner:
             await clock.sleep_until(nxt)
             nxt += self.snapshot_interval_ns
             snap = self._snapshot()
-            self.report.snapshots.append(snap)
+            self._snaps.append(snap)
             if self.on_snapshot is not None:
                 self.on_snapshot(snap)
 

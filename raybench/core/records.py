@@ -27,7 +27,8 @@ import numpy as np
 
 from raybench.core.aggregate import RunStats
 
-__all__ = ["COLUMNS", "RecordBuffer", "ShardReport", "concat_records", "write_records_file"]
+__all__ = ["COLUMNS", "SNAPSHOT_FIELDS", "RecordBuffer", "ShardReport", "concat_records", "pack_snapshots",
+           "write_records_file"]
 
 COLUMNS: dict[str, Any] = {
     "query_id": np.int64,
@@ -87,8 +88,9 @@ class ShardReport:
         node: where it ran (hostname or Ray node id).
         stats: the shard's histograms and exact counters (what the verdict is computed from).
         accuracy: ``(seq_id, qsl_idx, payload, n_tokens)`` for samples whose response is logged.
-        snapshots: per-second progress (issued, completed, errors, in flight, the window's latency
-            p50/p99 and lateness p99): small, scalars only.
+        snapshots: per-second progress packed as columns (:data:`SNAPSHOT_FIELDS`: time, issued,
+            completed, errors, in flight, the window's count, latency p50/p99 and lateness p99;
+            -1 where a window had no completion): 72 bytes a second.
         records: the shard's per-sample records, only with ``records: all``.
         errors: error reasons; ``records["error"] == i + 1`` refers to ``errors[i]``.
         records_file: where the shard wrote its records, with ``records: shard``.
@@ -104,7 +106,7 @@ class ShardReport:
     node: str = ""
     stats: RunStats = field(default_factory=RunStats)
     accuracy: list[tuple[int, int, bytes, int]] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, np.ndarray] = field(default_factory=dict)
     records: dict[str, np.ndarray] | None = None
     errors: list[str] = field(default_factory=list)
     records_file: str | None = None
@@ -115,6 +117,15 @@ class ShardReport:
     queries_issued: int = 0
     end_reason: str = ""
     sut_name: str = ""
+
+
+SNAPSHOT_FIELDS = ("t_ns", "issued", "completed", "errors", "in_flight", "window_completed", "p50_ns", "p99_ns",
+                   "lateness_p99_ns")
+
+
+def pack_snapshots(snaps: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Progress snapshot dicts as int64 columns (:data:`SNAPSHOT_FIELDS`; -1 where a key is missing)."""
+    return {k: np.array([int(s.get(k, -1)) for s in snaps], dtype=np.int64) for k in SNAPSHOT_FIELDS}
 
 
 def write_records_file(path: str | Path, cols: dict[str, np.ndarray], errors: list[str]) -> Path:

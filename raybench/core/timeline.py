@@ -40,19 +40,22 @@ def merge_timeline(reports: list[ShardReport]) -> list[dict[str, Any]]:
     window values, an upper bound on the merged window's percentile.
     """
     by_sec: dict[int, dict[str, Any]] = {}
-    cumulative = ("issued", "completed", "errors", "in_flight")
     for rep in reports:
-        last: dict[int, dict[str, Any]] = {}
-        for snap in rep.snapshots:
-            sec = int(np.ceil(snap["t_ns"] / 1e9))
+        snaps = rep.snapshots
+        if not snaps or not len(snaps["t_ns"]):
+            continue
+        secs = np.ceil(snaps["t_ns"] / 1e9).astype(np.int64)
+        last_of_sec = np.flatnonzero(np.append(secs[1:] != secs[:-1], True))
+        for i, sec in enumerate(secs.tolist()):
             row = by_sec.setdefault(sec, {"t_s": sec, "issued": 0, "completed": 0, "errors": 0, "in_flight": 0,
                                           "window_completed": 0})
-            row["window_completed"] += int(snap.get("window_completed", 0))
+            row["window_completed"] += int(snaps["window_completed"][i])
             for k in ("p50_ns", "p99_ns", "lateness_p99_ns"):
-                if k in snap:
-                    row[k] = max(row.get(k, 0), int(snap[k]))
-            last[sec] = snap
-        for sec, snap in last.items():
-            for k in cumulative:
-                by_sec[sec][k] += int(snap.get(k, 0))
+                v = int(snaps[k][i])
+                if v >= 0:
+                    row[k] = max(row.get(k, 0), v)
+        for i in last_of_sec.tolist():  # cumulative counters: the last snapshot of each second
+            row = by_sec[int(secs[i])]
+            for k in ("issued", "completed", "errors", "in_flight"):
+                row[k] += int(snaps[k][i])
     return [by_sec[sec] for sec in sorted(by_sec)]
