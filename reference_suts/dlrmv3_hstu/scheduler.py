@@ -189,12 +189,17 @@ class StreamingScheduler:
         among them may run (one call for the common case of a query within one timestamp).
 
         Returns the slots in the order of ``positions``; ``client`` goes to the order log.
-        Later phases of the same query are waited for with :meth:`wait_slots`.
+        Later phases of the same query are waited for with :meth:`wait_slots`. Cancelled while
+        waiting (the run is ending), the positions are released, so the gate is not wedged.
         """
         slots = self.claim_now(positions, client)
         if slots:
             first = min(s.phase for s in slots)
-            await self.wait_slots([s for s in slots if s.phase == first])
+            try:
+                await self.wait_slots([s for s in slots if s.phase == first])
+            except asyncio.CancelledError:      # the caller never gets the slots: release them here
+                await self.release_many(slots)
+                raise
         return slots
 
     async def release_many(self, slots: Sequence[Slot]) -> None:
