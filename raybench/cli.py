@@ -111,10 +111,10 @@ def _guarded_run(cfg: Any, quiet: bool) -> int:
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
-        from raybench.signals import interrupt_reason
+        from raybench.signals import interrupt_exit_code, interrupt_reason
 
         typer.echo(f"raybench: {interrupt_reason(exc)} before anything was measured; nothing was written", err=True)
-        return int(getattr(exc, "exit_code", 130))
+        return interrupt_exit_code(exc)
     except Exception as exc:  # a bug: say so in one line, keep the traceback
         import traceback
 

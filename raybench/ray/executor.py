@@ -33,7 +33,7 @@ from raybench.core.aggregate import RunStats
 from raybench.core.records import ShardReport
 from raybench.ray.actors import LoadGenShard, SUTReplica
 from raybench.run import PreparedRun, ProgressFn, ShardJob
-from raybench.signals import interrupt_reason
+from raybench.signals import interrupt_reason, reclaim_sigterm
 
 __all__ = ["RayExecutor", "load_nodes"]
 
@@ -108,6 +108,7 @@ class RayExecutor:
             self._owns_ray = True
         kwargs.update(self.cfg.init_kwargs)
         ray.init(**kwargs)
+        reclaim_sigterm()  # ray.init installs a SIGTERM handler that exits without writing anything
 
     def close(self) -> None:
         """Shut down the embedded Ray if this executor started it."""
