@@ -189,10 +189,10 @@ def hosts() -> Iterator[Hosts]:
     try:
         h.sh("up")
         h.run("head", str(BIN / "ray"), "start", "--head", "--node-ip-address", HEAD, "--port", str(PORT),
-              "--num-cpus", "0", "--include-dashboard", "false", "--temp-dir", str(work / "ray"), *common)
+              "--num-cpus", "0", "--include-dashboard", "false", "--temp-dir", str(work / "head"), *common)
         for host, ip, res in (("load", LOAD, '{"loadgen": 2}'), ("sut", SUT, '{"sut": 2}')):
             h.run(host, str(BIN / "ray"), "start", "--address", ADDRESS, "--node-ip-address", ip,
-                  "--num-cpus", "2", "--resources", res, *common)
+                  "--temp-dir", str(work / host), "--num-cpus", "2", "--resources", res, *common)
         yield h
     finally:
         h.sh("down", check=False)
@@ -363,6 +363,8 @@ def test_percentiles_match_in_process(across: dict[str, Any], in_process: Any) -
         rows.append(f"{key}: in-process {in_h[key]:.3f} ms, across hosts {across_h[key]:.3f} ms, "
                     f"delays {_pct(delays_in, p):.3f} / [{lo:.3f}, {hi:.3f}] ms, tolerance {tol:.3f} ms")
         assert abs(across_h[key] - in_h[key]) <= tol, rows[-1]
+    lateness = (ip["lateness_ns"]["p99"] / 1e6, d.result["lateness_ns"]["p99"] / 1e6)
+    rows.append(f"send lateness p99: in-process {lateness[0]:.3f} ms, across hosts {lateness[1]:.3f} ms; n = {n}")
     print("\n" + "\n".join(rows))
 
 
@@ -383,6 +385,8 @@ def test_dead_sut_host_invalidates_by_deadline_and_keeps_measurements(hosts: Hos
     assert d.running_at is not None
     assert d.rc == 1 and r["validity"] == "INVALID"
     assert d.ended - killed[0] < 30, "the run outlived its deadline"
+    print(f"\nSUT host killed {killed[0] - d.running_at:.1f} s after 'running'; the driver exited "
+          f"{d.ended - killed[0]:.1f} s later; {r['samples_completed']} of {r['samples_issued']} samples completed")
     ids = _node_ids(d.run_dir)
     reasons = r["invalid_reasons"]
     named = [x for x in reasons if SUT in x and ids[SUT][:8] in x and "died" in x]
