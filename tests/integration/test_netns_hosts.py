@@ -52,10 +52,11 @@ SETTINGS = (
     "sut.params.latency={dist: lognormal, median_ms: 2, sigma: 0.3}",
     "settings.server_target_qps=200",
     "settings.min_duration_ms=4000",
-    "settings.server_target_latency_ns=100000000",
-    # A 2-core machine shared with other work: the harness' own send lateness is reported, and
-    # bounded loosely, since this test is about what crosses hosts, not this machine's timing.
-    "lateness_p99_ms=100",
+    # Loose bounds (1 s) on latency and the harness' own send lateness: this test is about what
+    # crosses hosts, not about the timing of a 2-core machine shared with other work (seen here:
+    # p99 230 ms in a run during a burst of other processes).
+    "settings.server_target_latency_ns=1000000000",
+    "lateness_p99_ms=1000",
 )
 RAY_SETS = (
     "ray.shard_resources={loadgen: 1}",
@@ -66,6 +67,7 @@ RAY_SETS = (
     "ray.start_lead_s=1.0",
 )
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+BUDGET_MS = {"p50": 3.0, "p90": 3.0, "p99": 20.0}  # real-time noise: test_percentiles_match_in_process
 HIST_REL_ERR = 1 / 2048  # raybench.core.histogram: a bucket midpoint is within 1/2048 of the value
 
 
@@ -273,17 +275,52 @@ def across(hosts: Hosts, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return {"driven": d, "rogue": rogue, "marker": marker}
 
 
-@pytest.fixture(scope="module")
-def in_process(across: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The same run with InProcessExecutor (after the cross-host run, never beside it)."""
+def _run_in_process(run_dir: Path) -> dict[str, Any]:
+    """The same run with InProcessExecutor (in this process, never beside a cross-host run)."""
     from raybench.config import load_run_config
     from raybench.inprocess import InProcessExecutor
     from raybench.run import run_benchmark
 
-    run_dir = tmp_path_factory.mktemp("inprocess") / "run"
     cfg = load_run_config(None, ["workload=synthetic", "sut=fake", "scenario=Server", "shards=2", "report=false",
                                  f"run_dir={run_dir}", *SETTINGS])
-    return run_benchmark(cfg, InProcessExecutor(shards=2))
+    return run_benchmark(cfg, InProcessExecutor(shards=2)).result
+
+
+def _compare(across_dir: Path, across: dict[str, Any], in_dir: Path, inproc: dict[str, Any]) -> tuple[list[str], bool]:
+    """Check one cross-host run against one in-process run (see test_percentiles_match_in_process).
+
+    The exact checks assert here; returns the report rows and whether every percentile difference
+    is within its real-time tolerance.
+    """
+    assert across["validity"] == inproc["validity"] == "VALID", (across["invalid_reasons"], inproc["invalid_reasons"])
+    # The schedule is the plan's, whatever the executor: identical counts.
+    for key in ("queries_issued", "samples_issued", "samples_completed"):
+        assert across[key] == inproc[key], key
+    n = inproc["samples_issued"]
+    per_shard = [s["samples_issued"] for s in inproc["per_shard"]]
+    delays_in = np.concatenate([_fake_delays_ms(k, c) for k, c in enumerate(per_shard)])
+    streams = [_fake_delays_ms(i, n) for i in range(2)]
+    across_h, in_h = _hist_pcts(across_dir), _hist_pcts(in_dir)
+    rows, within = [], True
+    for key, p in PERCENTILES.items():
+        env = [_pct(np.concatenate([streams[0][:a], streams[1][: n - a]]), p) for a in range(n + 1)]
+        lo, hi = min(env), max(env)
+        exact_across, exact_in = across["latency_ns"][key] / 1e6, inproc["latency_ns"][key] / 1e6
+        assert abs(across_h[key] - exact_across) <= exact_across * HIST_REL_ERR + 1e-6, key
+        assert abs(in_h[key] - exact_in) <= exact_in * HIST_REL_ERR + 1e-6, key
+        assert exact_in >= _pct(delays_in, p) - 1e-6, (key, exact_in)  # never faster than the sleeps
+        assert exact_across >= lo - 1e-6, (key, exact_across, lo)
+        tol = (across_h[key] + in_h[key]) * HIST_REL_ERR + (hi - lo) + BUDGET_MS[key]
+        ok = abs(across_h[key] - in_h[key]) <= tol
+        within = within and ok
+        rows.append(f"{key}: in-process {in_h[key]:.3f} ms, across hosts {across_h[key]:.3f} ms, "
+                    f"delays {_pct(delays_in, p):.3f} / [{lo:.3f}, {hi:.3f}] ms, tolerance {tol:.3f} ms"
+                    f"{'' if ok else '  <-- over'}")
+    rows.append("send lateness p99 / event-loop lag p99: in-process "
+                f"{inproc['lateness_ns']['p99'] / 1e6:.3f} / {inproc['loop_lag_ns']['p99'] / 1e6:.3f} ms, "
+                f"across hosts {across['lateness_ns']['p99'] / 1e6:.3f} / {across['loop_lag_ns']['p99'] / 1e6:.3f} ms; "
+                f"n = {n}")
+    return rows, within
 
 
 # ----------------------------------------------------------------------------------------- tests
@@ -318,7 +355,8 @@ def test_connection_without_the_secret_is_refused(across: dict[str, Any]) -> Non
     assert d.result["validity"] == "VALID"
 
 
-def test_percentiles_match_in_process(across: dict[str, Any], in_process: Any) -> None:
+def test_percentiles_match_in_process(hosts: Hosts, across: dict[str, Any],
+                                      tmp_path_factory: pytest.TempPathFactory) -> None:
     """Same verdict and schedule; merged percentiles within the histogram's error plus a budget.
 
     Tolerance, per percentile:
@@ -327,45 +365,30 @@ def test_percentiles_match_in_process(across: dict[str, Any], in_process: Any) -
         across hosts the draws come from the replicas' streams, replica i serving a_i queries
         (a_0 + a_1 = n) that the test cannot see, so the test computes the percentile of the
         delays for every possible split and allows that envelope's spread;
-      * the real-time noise: across hosts every query also crosses two veth pairs and a bridge,
-        is pickled twice each way and wakes two more event loops, in five busy processes instead
-        of one (measured on this 2-core machine shared with other work: +0.8 to +1.2 ms at p50,
-        +0.7 to +1.5 ms at p90 over in-process), so p50 and p90 get 3 ms; p99 of ~800 queries is
-        the 9th slowest, and one scheduling stall of a process (send lateness up to 40 ms seen
-        here) delays ~8 queries at 200 QPS, on either side (p99 differences seen: -4 to +8 ms),
-        so p99 gets 20 ms.
-    Both runs must also be at least as slow as the sleeps themselves (a clock or merge error that
-    made latencies too small would fail there).
+      * the real-time noise (BUDGET_MS): across hosts every query also crosses two veth pairs and
+        a bridge, is pickled twice each way and wakes two more event loops, in five busy
+        processes instead of one (measured on this 2-core machine shared with other work, in
+        undisturbed pairs of runs: +0.7 to +1.4 ms at p50 and +0.5 to +2.5 ms at p90 over
+        in-process), so p50 and p90 get 3 ms; p99 of ~800 queries is the 9th slowest, and one
+        scheduling stall of a process (send lateness up to 40 ms seen here) delays ~8 queries at
+        200 QPS, on either side (p99 differences seen: -13 to +12 ms), so p99 gets 20 ms.
+    A burst of contention from other processes can still push one run of a pair out (seen twice
+    in about fifteen pairs: p90 14.8 ms across hosts against 5.2 ms in-process; in-process p99
+    51.9 ms with its event loop 17.8 ms late at p99), so the real-time tolerance alone gets a
+    second pair of runs; the exact checks (counts, verdict, histogram error, never faster than
+    the sleeps) hold on every run, and a systematic error fails both attempts.
     """
     d: Driven = across["driven"]
-    ip = in_process.result
-    assert d.result["validity"] == ip["validity"] == "VALID", ip["invalid_reasons"]
-    # The schedule is the plan's, whatever the executor: identical counts.
-    for key in ("queries_issued", "samples_issued", "samples_completed"):
-        assert d.result[key] == ip[key], key
-    n = ip["samples_issued"]
-    per_shard = [s["samples_issued"] for s in ip["per_shard"]]
-    delays_in = np.concatenate([_fake_delays_ms(k, c) for k, c in enumerate(per_shard)])
-    streams = [_fake_delays_ms(i, n) for i in range(2)]
-    budget = {"p50": 3.0, "p90": 3.0, "p99": 20.0}
-    across_h, in_h = _hist_pcts(d.run_dir), _hist_pcts(in_process.run_dir)
-    rows = []
-    for key, p in PERCENTILES.items():
-        env = [_pct(np.concatenate([streams[0][:a], streams[1][: n - a]]), p) for a in range(n + 1)]
-        lo, hi = min(env), max(env)
-        exact_across = d.result["latency_ns"][key] / 1e6
-        exact_in = ip["latency_ns"][key] / 1e6
-        assert abs(across_h[key] - exact_across) <= exact_across * HIST_REL_ERR + 1e-6
-        assert abs(in_h[key] - exact_in) <= exact_in * HIST_REL_ERR + 1e-6
-        assert exact_in >= _pct(delays_in, p) - 1e-6, (key, exact_in)
-        assert exact_across >= lo - 1e-6, (key, exact_across, lo)
-        tol = (across_h[key] + in_h[key]) * HIST_REL_ERR + (hi - lo) + budget[key]
-        rows.append(f"{key}: in-process {in_h[key]:.3f} ms, across hosts {across_h[key]:.3f} ms, "
-                    f"delays {_pct(delays_in, p):.3f} / [{lo:.3f}, {hi:.3f}] ms, tolerance {tol:.3f} ms")
-        assert abs(across_h[key] - in_h[key]) <= tol, rows[-1]
-    lateness = (ip["lateness_ns"]["p99"] / 1e6, d.result["lateness_ns"]["p99"] / 1e6)
-    rows.append(f"send lateness p99: in-process {lateness[0]:.3f} ms, across hosts {lateness[1]:.3f} ms; n = {n}")
+    in_dir = tmp_path_factory.mktemp("inprocess") / "run"
+    rows, within = _compare(d.run_dir, d.result, in_dir, _run_in_process(in_dir))
     print("\n" + "\n".join(rows))
+    if within:
+        return
+    again = hosts.drive(tmp_path_factory.mktemp("across2") / "run")
+    in_dir2 = tmp_path_factory.mktemp("inprocess2") / "run"
+    rows2, within2 = _compare(again.run_dir, again.result, in_dir2, _run_in_process(in_dir2))
+    print("second attempt:\n" + "\n".join(rows2))
+    assert within2, "\n".join(["first attempt:", *rows, "second attempt:", *rows2])
 
 
 def test_dead_sut_host_invalidates_by_deadline_and_keeps_measurements(hosts: Hosts, across: dict[str, Any],
@@ -379,8 +402,9 @@ def test_dead_sut_host_invalidates_by_deadline_and_keeps_measurements(hosts: Hos
         killed.append(time.monotonic())
 
     # A 20 s schedule; the run's deadline is max_duration + grace = 30 s after T0.
+    # records=shard: each shard writes its own per-sample records file, as a large run would.
     d = hosts.drive(tmp_path / "run", "settings.min_duration_ms=20000", "settings.max_duration_ms=20000",
-                    "deadline_grace_s=10", on_running=kill_sut_host)
+                    "deadline_grace_s=10", "records=shard", on_running=kill_sut_host)
     r = d.result
     assert killed, "the SUT host was never killed"
     assert d.running_at is not None
@@ -395,9 +419,11 @@ def test_dead_sut_host_invalidates_by_deadline_and_keeps_measurements(hosts: Hos
     # The shards' measurements are kept: counts, per-shard records and the merged histogram.
     assert r["samples_issued"] > 0 and r["samples_completed"] > 0
     assert len(r["per_shard"]) == 2 and all(s["samples_completed"] > 0 for s in r["per_shard"])
-    rec = np.load(d.run_dir / "records.npz")
     for k in range(2):
-        assert (rec[f"shard{k}/completed_ns"] > 0).sum() > 0
+        with np.load(d.run_dir / f"records-shard{k}.npz") as rec:
+            ok = (rec["completed_ns"] > 0) & (rec["error"] == 0)
+            assert rec["completed_ns"].shape[0] == r["per_shard"][k]["samples_issued"]
+            assert ok.sum() == r["per_shard"][k]["samples_completed"]
     hist = json.loads((d.run_dir / "histograms.json").read_text())["latency"]["percentiles_ns"]
     assert hist["p50"] > 0
     assert "Result is : INVALID" in (d.run_dir / "mlperf_log_summary.txt").read_text()
