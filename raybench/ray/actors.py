@@ -33,11 +33,17 @@ __all__ = ["LoadGenShard", "ReplicaPoolSUT", "SUTError", "SUTReplica"]
 
 
 def _node_label() -> str:
+    """``hostname/node-ip/node-id[:8]``: names the machine in placements and failure reasons.
+
+    The IP is there because hostnames need not tell nodes apart (containers or network namespaces
+    that share one, cloud images with a default name); the node id prefix matches ``system.json``.
+    """
     try:
         node = ray.get_runtime_context().get_node_id()[:8]
+        ip = ray.util.get_node_ip_address()
     except Exception:  # pragma: no cover - outside Ray
-        node = "?"
-    return f"{socket.gethostname()}/{node}"
+        node, ip = "?", "?"
+    return f"{socket.gethostname()}/{ip}/{node}"
 
 
 def _tighten_gil_switching() -> None:
