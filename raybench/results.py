@@ -116,6 +116,7 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "early_stopping": m.early_stopping,
         "lateness_ns": m.lateness,
         "loop_lag_ns": m.loop_lag,
+        "overhead_ns": m.overhead,
         "constraints": {
             "min_duration_met": m.min_duration_met,
             "min_queries_met": m.min_queries_met,

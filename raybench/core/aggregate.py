@@ -36,7 +36,7 @@ from raybench.core.tokens import tpot_ns
 __all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "RunStats", "merge_stats"]
 
 #: The histograms a run keeps, by name.
-HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag")
+HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag", "overhead")
 #: Largest relative error of a reported percentile (HDR bucket midpoint; min and max are exact).
 RELATIVE_ERROR = 1.0 / 2048
 
@@ -50,6 +50,8 @@ class RunStats:
             has no such values).
         loop_lag: how late the shard's event loop ran a timer that should have fired every 10 ms
             (a harness that cannot keep its queries moving shows here in any scenario).
+        overhead: what the harness and the transport added to each sample's latency: latency
+            minus the time inside the SUT (measured where the SUT runs).
         samples_issued / samples_ok / samples_failed: sample counts.
         errors: failure reason -> samples.
         queries_issued: queries sent to the SUT (LoadGen's ``result_query_count``).
@@ -68,6 +70,7 @@ class RunStats:
     tpot: Histogram = field(default_factory=Histogram)
     itl: Histogram = field(default_factory=Histogram)
     loop_lag: Histogram = field(default_factory=Histogram)
+    overhead: Histogram = field(default_factory=Histogram)
     samples_issued: int = 0
     samples_ok: int = 0
     samples_failed: int = 0
@@ -160,6 +163,9 @@ class RunStats:
         self.samples_ok += int(ok.sum())
         lat_raw = (done - intended)[ok]
         self._record("latency", np.maximum(lat_raw, 0))
+        sut = cols["sut_ns"][rows][ok]
+        timed = sut > 0
+        self.overhead.record_many(np.maximum(lat_raw[timed] - sut[timed], 0))
         self.lateness.record_many(np.maximum((issued - intended)[ok], 0))
         tokens = cols["n_tokens"][rows][ok].astype(np.int64)
         self.total_tokens += int(tokens.sum())

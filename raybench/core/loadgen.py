@@ -415,6 +415,8 @@ class ShardRunner:
         t0 = self.t0
         rows: slice | int = row if n == 1 else slice(row, row + n)
         cols["completed_ns"][rows] = done - t0
+        if resps:  # time inside the SUT: as the replica measured it, else the whole SUT call
+            cols["sut_ns"][rows] = resps[0].sut_ns or (done - t0 - int(cols["issued_ns"][row]))
         if q.first_token_ns:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
         if q.token_ns and len(q.token_ns) > 1:

@@ -74,6 +74,7 @@ class RunMetrics:
     query_latency: dict[str, Any]
     lateness: dict[str, Any]
     loop_lag: dict[str, Any]
+    overhead: dict[str, Any]
     ttft: dict[str, Any]
     tpot: dict[str, Any]
     itl: dict[str, Any]
@@ -146,7 +147,7 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         samples_per_second=float(tp.samples_per_second), scheduled_samples_per_second=tp.scheduled_samples_per_second,
         tokens_per_second=tp.tokens_per_second, latency=latency_summary(st.latency),
         query_latency=latency_summary(st.query_latency),
-        lateness=_spread(late), loop_lag=_spread(st.loop_lag),
+        lateness=_spread(late), loop_lag=_spread(st.loop_lag), overhead=_spread(st.overhead),
         ttft=latency_summary(st.ttft), tpot=latency_summary(st.tpot), itl=latency_summary(st.itl),
         early_stopping=es_dict, early_stopping_results=es_results, min_duration_met=min_duration_met,
         min_queries_met=min_queries_met, perf_constraints_met=perf.ok, early_stopping_met=not es_reasons,

@@ -79,11 +79,15 @@ class Response:
             workload's (COCO boxes as float32, token ids as int32, JSON text, ...).
         n_tokens: output tokens for token workloads (0 otherwise).
         error: ``None`` on success, else a short reason; the sample counts as an error.
+        sut_ns: time the query spent inside the SUT, measured where the SUT runs (a replica's
+            own clock); 0 = not measured (then the harness measures the SUT call itself). Lets a
+            report split latency into SUT time and harness + transport time.
     """
 
     data: bytes = b""
     n_tokens: int = 0
     error: str | None = None
+    sut_ns: int = 0
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ Columns:
     completed_ns:  completion time (0 if never completed)
     n_tokens:      output tokens (0 if not a token workload)
     error:         0 = ok, else 1 + index into ``ShardReport.errors``
+    sut_ns:        time spent inside the SUT (measured by the replica, or the SUT call in-shard)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ COLUMNS: dict[str, Any] = {
     "completed_ns": np.int64,
     "n_tokens": np.int32,
     "error": np.int32,
+    "sut_ns": np.int64,
 }
 
 

@@ -116,14 +116,23 @@ class SUTReplica:
         }
 
     async def issue(self, qid: int, indices: list[int], samples: list[Any]) -> list[Response]:
-        return list(await self.sut.issue(Query(id=qid, indices=indices, samples=samples)))
+        return await self._timed(Query(id=qid, indices=indices, samples=samples))
 
     async def _direct_issue(self, qid: int, indices: list[int], samples: list[Any], on_token: Any) -> list[Response]:
         if on_token is None:
-            return list(await self.sut.issue(Query(id=qid, indices=indices, samples=samples)))
+            return await self._timed(Query(id=qid, indices=indices, samples=samples))
         q = _StreamQuery(id=qid, indices=indices, samples=samples)
         q._cb = on_token
-        return list(await self.sut.issue(q))
+        return await self._timed(q)
+
+    async def _timed(self, query: Query) -> list[Response]:
+        """The SUT's answer with the time it took here (this replica's clock), for the overhead split."""
+        start = time.monotonic_ns()
+        resps = list(await self.sut.issue(query))
+        took = time.monotonic_ns() - start
+        for r in resps:
+            r.sut_ns = r.sut_ns or took
+        return resps
 
     async def issue_stream(self, qid: int, indices: list[int], samples: list[Any]) -> AsyncIterator[Any]:
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -132,7 +141,7 @@ class SUTReplica:
 
         async def work() -> None:
             try:
-                events.put_nowait(("done", list(await self.sut.issue(q))))
+                events.put_nowait(("done", await self._timed(q)))
             except Exception as exc:
                 events.put_nowait(("err", f"{type(exc).__name__}: {exc}"))
 

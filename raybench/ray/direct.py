@@ -205,7 +205,7 @@ class DirectServer:
             try:
                 resps = await self._issue(qid, indices, samples, on_token if stream else None)
                 # Plain tuples pickle several times faster than dataclass instances.
-                writer.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error) for r in resps]))
+                writer.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps]))
             except Exception as exc:  # reported to the shard as this query's error
                 fatal = bool(getattr(exc, "fatal", False))
                 writer.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", fatal)))
@@ -340,7 +340,7 @@ class DirectClient:
                 if fut.done():
                     continue
                 if kind == DONE:
-                    fut.set_result([Response(d, n, e) for d, n, e in payload])
+                    fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
                 else:
                     msg, fatal = payload
                     fut.set_exception(RemoteSUTError(msg, fatal))
