@@ -1,11 +1,14 @@
 """The ``raybench`` command line: a thin shell over ``raybench.core`` (heavy imports inside commands).
 
 Exit codes: 0 = the run is VALID, 1 = INVALID, 2 = a usage or config error (one line naming the
-bad field or file).
+bad field or file, also when the cluster cannot place the run), 130 / 143 = stopped by Ctrl-C /
+SIGTERM before the run started (one line saying what was stopped). Ctrl-C or SIGTERM while the run
+is going stops it and still writes the run directory (then INVALID, 1).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,20 @@ app = typer.Typer(
 )
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def _interrupted(exc: BaseException, what: str = "") -> int:
+    """Print the one interrupt line and return the exit code (130 Ctrl-C, 143 SIGTERM)."""
+    from raybench.ray.startup import signum_of
+
+    msg = getattr(exc, "message", None) or f"interrupted{' while ' + what if what else ''}"
+    typer.echo(f"raybench: {msg}", err=True)
+    return EXIT_SIGTERM if signum_of(exc) == signal.SIGTERM else EXIT_SIGINT
+
+
+def _status_line(msg: str) -> None:
+    print(f"raybench: {msg}", file=sys.stderr, flush=True)
 
 
 def _fail(msg: str) -> typer.Exit:
@@ -87,7 +104,13 @@ def run_cmd(
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    code = _run(cfg, quiet)
+    from raybench.ray.startup import interrupt_handlers  # no Ray import: signal plumbing only
+
+    try:
+        with interrupt_handlers():  # SIGTERM takes Ctrl-C's clean-up path
+            code = _run(cfg, quiet)
+    except KeyboardInterrupt as exc:  # before the executor existed, or after it finished
+        code = _interrupted(exc)
     raise typer.Exit(code)
 
 
@@ -104,6 +127,8 @@ def _run(cfg: Any, quiet: bool) -> int:
         executor = _make_executor(cfg)
     except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, "preparing the run (nothing was started)")
     if cfg.shards and prepared.shard_count(cfg.shards) != cfg.shards:
         con.print(f"[yellow]{cfg.scenario.name} is serial by definition: running 1 shard instead of {cfg.shards}.[/yellow]")
     for w in prepared.warnings:
@@ -122,16 +147,30 @@ def _run(cfg: Any, quiet: bool) -> int:
                   file=sys.stderr, flush=True)
         if live is not None:
             live.update(shard, snap)
+
+    def status(msg: str) -> None:  # start-up news (placement, interrupts): one plain line each
+        _status_line(msg)
+        if live is not None:
+            live.status(msg)
+
+    if hasattr(executor, "on_status"):
+        executor.on_status = status
+    close = getattr(executor, "close", None)
     try:
         if live:
             live.start()
         outcome = execute_run(prepared, executor, progress)
     except (RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except KeyboardInterrupt as exc:
+        if live:
+            live.stop()
+        shut = callable(close) and close()
+        what = "" if getattr(exc, "message", None) else "finishing the run" + ("; shut down the embedded Ray" if shut else "")
+        return _interrupted(exc, what)
     finally:
         if live:
             live.stop()
-        close = getattr(executor, "close", None)
         if callable(close):
             close()
     if cfg.report:
@@ -156,7 +195,7 @@ def _make_executor(cfg: Any) -> Any:
         return InProcessExecutor(shards=cfg.shards or 1)
     from raybench.ray.executor import RayExecutor
 
-    return RayExecutor(cfg.ray)
+    return RayExecutor(cfg.ray, on_status=_status_line)
 
 
 @app.command("accuracy")
@@ -356,8 +395,8 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - handled inside runs
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # pragma: no cover - handled inside runs
+        sys.exit(_interrupted(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
