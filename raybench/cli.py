@@ -1,14 +1,19 @@
 """The ``raybench`` command line: a thin shell over ``raybench.core`` (heavy imports inside commands).
 
-Exit codes: 0 = the run is VALID, 1 = INVALID, 2 = a usage or config error (one line naming the
-bad field or file, also when the cluster cannot place the run), 130 / 143 = stopped by Ctrl-C /
-SIGTERM before the run started (one line saying what was stopped). Ctrl-C or SIGTERM while the run
-is going stops it and still writes the run directory (then INVALID, 1).
+Exit codes of ``raybench run`` (docs/USAGE.md has the full table):
+
+* 0: the run is VALID; 1: INVALID (also a run stopped by Ctrl-C or SIGTERM: what it measured is
+  written and the reason is listed);
+* 2: a usage or config error, one line naming the bad field or file, before anything runs (also
+  a cluster that can never place the run, a placement that timed out, an unreachable
+  ``ray.address``);
+* 70: an internal error (a bug): one line, the traceback in ``crash.log`` (run directory, else cwd);
+* 130 / 143: Ctrl-C / SIGTERM before anything was measured (one line: what was going on and what
+  was stopped).
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,17 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
-
-
-def _interrupted(exc: BaseException, what: str = "") -> int:
-    """Print the one interrupt line and return the exit code (130 Ctrl-C, 143 SIGTERM)."""
-    from raybench.ray.startup import signum_of
-
-    msg = getattr(exc, "message", None) or f"interrupted{' while ' + what if what else ''}"
-    typer.echo(f"raybench: {msg}", err=True)
-    return EXIT_SIGTERM if signum_of(exc) == signal.SIGTERM else EXIT_SIGINT
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 70
 
 
 def _status_line(msg: str) -> None:
@@ -48,10 +43,11 @@ def _fail(msg: str) -> typer.Exit:
 def list_cmd() -> None:
     """List workloads, SUTs and scenarios (works with no optional dependency installed)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from raybench.core.scenarios import SCENARIO_NAMES
-    from raybench.registry import list_suts, list_workloads
+    from raybench.registry import broken_suts, broken_workloads, list_suts, list_workloads
 
     con = Console()
     t = Table(title="Workloads", show_lines=False)
@@ -59,12 +55,16 @@ def list_cmd() -> None:
         t.add_column(col)
     for name, w in list_workloads().items():
         t.add_row(name, ", ".join(w.scenarios), w.default_sut, w.mlperf_model or "-", w.description)
+    for name, why in broken_workloads().items():  # a package that failed to import: say why
+        t.add_row(name, "-", "-", "-", f"[red]broken: {escape(why)}[/red]")
     con.print(t)
     t = Table(title="SUTs")
     for col in ("name", "extra", "description"):
         t.add_column(col)
     for name, s in list_suts().items():
         t.add_row(name, s.extra or "-", s.description)
+    for name, why in broken_suts().items():
+        t.add_row(name, "-", f"[red]broken: {escape(why)}[/red]")
     con.print(t)
     con.print("Scenarios: " + ", ".join(SCENARIO_NAMES) + "  (Concurrency = closed loop, MLPerf Endpoints style)")
 
@@ -104,14 +104,38 @@ def run_cmd(
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    from raybench.ray.startup import interrupt_handlers  # no Ray import: signal plumbing only
+    from raybench.signals import interrupts
 
-    try:
-        with interrupt_handlers():  # SIGTERM takes Ctrl-C's clean-up path
-            code = _run(cfg, quiet)
-    except KeyboardInterrupt as exc:  # before the executor existed, or after it finished
-        code = _interrupted(exc)
+    with interrupts():
+        code = _guarded_run(cfg, quiet)
     raise typer.Exit(code)
+
+
+def _guarded_run(cfg: Any, quiet: bool) -> int:
+    """:func:`_run`, with interrupts before any measurement and internal errors turned into exit codes."""
+    try:
+        return _run(cfg, quiet)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt as exc:
+        from raybench.signals import interrupt_reason, signum_of
+
+        # The Ray executor says what it was doing and what it stopped (RunInterrupted.message).
+        msg = getattr(exc, "message", None) or f"{interrupt_reason(exc)} before anything was measured; nothing was written"
+        typer.echo(f"raybench: {msg}", err=True)
+        return int(getattr(exc, "exit_code", 128 + signum_of(exc)))
+    except Exception as exc:  # a bug: say so in one line, keep the traceback
+        import traceback
+
+        where = Path(getattr(exc, "run_dir", None) or ".") / "crash.log"
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_text(traceback.format_exc())
+        except OSError:
+            where = Path("<not written>")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        typer.echo(f"raybench: internal error: {type(exc).__name__}: {first} (traceback in {where})", err=True)
+        return EXIT_CRASH
 
 
 def _run(cfg: Any, quiet: bool) -> int:
@@ -127,8 +151,6 @@ def _run(cfg: Any, quiet: bool) -> int:
         executor = _make_executor(cfg)
     except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    except KeyboardInterrupt as exc:
-        return _interrupted(exc, "preparing the run (nothing was started)")
     if cfg.shards and prepared.shard_count(cfg.shards) != cfg.shards:
         con.print(f"[yellow]{cfg.scenario.name} is serial by definition: running 1 shard instead of {cfg.shards}.[/yellow]")
     for w in prepared.warnings:
@@ -162,12 +184,9 @@ def _run(cfg: Any, quiet: bool) -> int:
         outcome = execute_run(prepared, executor, progress)
     except (RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    except KeyboardInterrupt as exc:
-        if live:
-            live.stop()
-        shut = callable(close) and close()
-        what = "" if getattr(exc, "message", None) else "finishing the run" + ("; shut down the embedded Ray" if shut else "")
-        return _interrupted(exc, what)
+    except Exception as exc:
+        exc.run_dir = prepared.run_dir  # type: ignore[attr-defined]  # crash.log goes next to the run
+        raise
     finally:
         if live:
             live.stop()
@@ -395,8 +414,8 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt as exc:  # pragma: no cover - handled inside runs
-        sys.exit(_interrupted(exc))
+    except KeyboardInterrupt:  # pragma: no cover - handled inside runs
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,6 +96,12 @@ class RunConfig(BaseModel):
             (default: the workload's, else 600 s).
         deadline_grace_s: with ``max_duration``, the run ends at max_duration + grace.
         max_error_rate / lateness_p99_ms: raybench's extra validity limits.
+        max_plan_queries / max_planned_duration_s: a plan estimated to be bigger or longer is refused
+            before anything is built (a QPS typed with the wrong exponent); raise them to run it.
+        records: per-sample records: ``none`` (default: shards ship only histograms and counters,
+            so the coordinator's memory stays flat), ``shard`` (each shard writes
+            ``records-shard<k>.npz`` into the run directory, or its host's temp directory,
+            fetched at the end) or ``all`` (shipped to the coordinator, written as ``records.npz``).
         accuracy: score the accuracy log after an accuracy-mode run.
         report: write report.html at the end.
     """
@@ -114,10 +120,13 @@ class RunConfig(BaseModel):
     shards: int | None = None
     out: str = "results"
     run_dir: str | None = None
-    query_timeout_s: float | None = None
-    deadline_grace_s: float = 30.0
-    max_error_rate: float = 0.0
-    lateness_p99_ms: float = 10.0
+    query_timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    deadline_grace_s: float = Field(30.0, ge=0, allow_inf_nan=False)
+    max_error_rate: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    lateness_p99_ms: float = Field(10.0, gt=0, allow_inf_nan=False)
+    records: Literal["none", "shard", "all"] = "none"
+    max_plan_queries: int = Field(200_000_000, ge=1)
+    max_planned_duration_s: float = Field(7 * 86400.0, gt=0, allow_inf_nan=False)
     accuracy: bool = True
     report: bool = True
     ray: RayConfig = Field(default_factory=RayConfig)

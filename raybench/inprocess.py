@@ -19,6 +19,7 @@ from raybench.core.loadgen import ShardRunner
 from raybench.core.protocols import SampleLibrary
 from raybench.core.records import ShardReport
 from raybench.run import PreparedRun, ProgressFn, ShardJob
+from raybench.signals import Interrupted, interrupt_reason
 
 __all__ = ["InProcessExecutor", "SharedLibrary"]
 
@@ -90,8 +91,7 @@ class InProcessExecutor:
             for job in jobs:
                 cb = (lambda snap, k=job.slice.shard: progress(k, snap)) if progress else None
                 runners.append(ShardRunner(job.slice, make_sut(job.sut, dict(job.sut_params)), library, clock,
-                                           ctx=job.ctx, query_timeout_s=job.query_timeout_s,
-                                           deadline_s=job.deadline_s, on_snapshot=cb))
+                                           on_snapshot=cb, **job.runner_options()))
             loop = asyncio.get_running_loop()
             _install_interrupt(loop, runners)
             try:
@@ -107,15 +107,18 @@ class InProcessExecutor:
 
 
 def _install_interrupt(loop: asyncio.AbstractEventLoop, runners: list[ShardRunner]) -> None:
-    """Ctrl-C stops issuing, cancels what is in flight and lets the run write what it has."""
-    try:
-        loop.add_signal_handler(signal.SIGINT, lambda: [r.abort("interrupted by the user (Ctrl-C)") for r in runners])
-    except (NotImplementedError, RuntimeError, ValueError):
-        pass
+    """Ctrl-C or SIGTERM stops issuing, cancels what is in flight and lets the run write what it has."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        reason = interrupt_reason(Interrupted(signum))
+        try:
+            loop.add_signal_handler(signum, lambda why=reason: [r.abort(why) for r in runners])
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
 
 
 def _remove_interrupt(loop: asyncio.AbstractEventLoop) -> None:
-    try:
-        loop.remove_signal_handler(signal.SIGINT)
-    except (NotImplementedError, RuntimeError, ValueError):
-        pass
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.remove_signal_handler(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["mask_secrets", "result_dict", "score_accuracy", "system_info", "write_run_dir"]
 
-PERCENTILE_METHOD = ("exact: sorted[int(n*p)] over all records (LoadGen); histograms.json: HDR, "
-                     "rel. error <= 0.05%")
+PERCENTILE_METHOD = ("LoadGen's sorted[int(n*p)] read from merged HDR histograms: relative error <= 1/2048 "
+                     "(0.049%); min, max, mean and every verdict are exact")
 
 
 def write_run_dir(prepared: PreparedRun, reports: list[ShardReport], *, started: _dt.datetime, shards: int,
@@ -44,15 +44,11 @@ def write_run_dir(prepared: PreparedRun, reports: list[ShardReport], *, started:
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(plan, reports, Limits(cfg.max_error_rate, cfg.lateness_p99_ms))
     sut_name = reports[0].sut_name if reports and reports[0].sut_name else prepared.sut.name
-    _write_records(run_dir / "records.npz", reports)
-    token_counts = None
-    if prepared.settings.use_token_latencies:
-        token_counts = {}
-        for rep in reports:
-            if rep.records:
-                token_counts.update(zip(rep.records["seq_id"].tolist(), rep.records["n_tokens"].tolist(), strict=True))
+    if any(rep.records is not None for rep in reports):
+        _write_records(run_dir / "records.npz", reports)
     acc_entries = [e for rep in reports for e in rep.accuracy]
-    write_accuracy_log(run_dir / "mlperf_log_accuracy.json", acc_entries, token_counts)
+    write_accuracy_log(run_dir / "mlperf_log_accuracy.json", acc_entries,
+                       with_token_count=bool(prepared.settings.use_token_latencies))
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_masked_config(prepared), sort_keys=False))
     result = result_dict(prepared, metrics, shards, started)
     if result_extra:
@@ -82,11 +78,11 @@ def write_run_dir(prepared: PreparedRun, reports: list[ShardReport], *, started:
     return outcome
 
 
-def score_accuracy(prepared: PreparedRun, entries: list[tuple[int, int, bytes]], run_dir: Path) -> AccuracyResult:
+def score_accuracy(prepared: PreparedRun, entries: list[tuple[int, int, bytes, int]], run_dir: Path) -> AccuracyResult:
     """Score an accuracy log with the workload's scorer (on the driver's library) and write ``accuracy.txt``."""
     assert prepared.workload.accuracy is not None
     scorer = load_object(prepared.workload.accuracy)
-    res: AccuracyResult = scorer([(q, d) for _, q, d in entries], prepared.library, dict(prepared.workload_params))
+    res: AccuracyResult = scorer([(e[1], e[2]) for e in entries], prepared.library, dict(prepared.workload_params))
     atomic_write_text(run_dir / "accuracy.txt", res.accuracy_txt if res.accuracy_txt.endswith("\n") else res.accuracy_txt + "\n")
     return res
 
@@ -119,6 +115,7 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "itl_ns": m.itl,
         "early_stopping": m.early_stopping,
         "lateness_ns": m.lateness,
+        "loop_lag_ns": m.loop_lag,
         "constraints": {
             "min_duration_met": m.min_duration_met,
             "min_queries_met": m.min_queries_met,
@@ -137,6 +134,8 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "shards": shards,
         "per_shard": m.shards,
         "percentile_method": PERCENTILE_METHOD,
+        "percentile_relative_error": m.percentile_relative_error,
+        "records": prepared.config.records,
         "warnings": prepared.warnings,
     })
 
@@ -208,7 +207,9 @@ def _masked_config(prepared: PreparedRun) -> dict[str, Any]:
 def _write_records(path: Path, reports: list[ShardReport]) -> None:
     arrays: dict[str, np.ndarray] = {}
     for rep in reports:
-        for k, v in (rep.records or {}).items():
+        if rep.records is None:
+            continue
+        for k, v in rep.records.items():
             arrays[f"shard{rep.shard}/{k}"] = v
         arrays[f"shard{rep.shard}/errors"] = np.array(rep.errors, dtype=object).astype(str)
     buf = io.BytesIO()

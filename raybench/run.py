@@ -11,6 +11,7 @@ writes the run directory (:mod:`raybench.results`).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class ShardJob:
         ctx: what the SUT is told about the run.
         query_timeout_s: per-query timeout.
         deadline_s: hard end of the run counted from T0 (``None``: per-query timeouts only).
+        records: ``none``, ``shard`` or ``all`` (see ``RunConfig.records``).
+        records_path: with ``records: shard``, the file this shard writes.
     """
 
     slice: ShardSlice
@@ -62,6 +65,13 @@ class ShardJob:
     ctx: SUTContext
     query_timeout_s: float
     deadline_s: float | None
+    records: str = "none"
+    records_path: str | None = None
+
+    def runner_options(self) -> dict[str, Any]:
+        """The :class:`~raybench.core.loadgen.ShardRunner` keyword arguments this job implies."""
+        return {"ctx": self.ctx, "query_timeout_s": self.query_timeout_s, "deadline_s": self.deadline_s,
+                "keep_records": self.records == "all", "records_path": self.records_path}
 
 
 @dataclass
@@ -109,9 +119,11 @@ class PreparedRun:
 
     def jobs(self, shards: int) -> list[ShardJob]:
         """One :class:`ShardJob` per shard (the plan partitioned by its scenario)."""
+        mode = self.config.records
         return [
             ShardJob(sl, self.workload, dict(self.workload_params), self.sut, dict(self.sut_params),
-                     self.sut_context(sl.shard), self.query_timeout_s, self.deadline_s)
+                     self.sut_context(sl.shard), self.query_timeout_s, self.deadline_s, mode,
+                     str((self.run_dir / f"records-shard{sl.shard}.npz").resolve()) if mode == "shard" else None)
             for sl in partition(self.plan, shards)
         ]
 
@@ -135,8 +147,11 @@ class RunOutcome:
     accuracy_error: str | None = None
 
 
-def make_run_dir(cfg: RunConfig) -> Path:
-    """Create the run directory (``out/<utc>-<workload>-<scenario>``, or ``run_dir``) now.
+def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
+    """The run directory (``out/<utc>-<workload>-<scenario>``, or ``run_dir``), checked writable.
+
+    With ``create=False`` only the directory that will hold it is created and probed (so that a
+    bad ``--out`` fails before anything is built); the run directory itself is made afterwards.
 
     Raises:
         ValueError: one line naming ``out``/``run_dir`` when it cannot be created or written.
@@ -146,14 +161,14 @@ def make_run_dir(cfg: RunConfig) -> Path:
     else:
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")[:-4]
         path, field_name = Path(cfg.out) / f"{stamp}-{cfg.workload.name}-{cfg.scenario.name}", "out"
+    where = path if create else path.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".raybench-write-test"
+        where.mkdir(parents=True, exist_ok=True)
+        probe = where / f".raybench-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"{field_name}: cannot create or write the run directory {path}: "
-                         f"{exc.strerror or type(exc).__name__}") from None
+        raise ValueError(f"{field_name}: cannot create or write {where}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
@@ -176,7 +191,10 @@ def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
 
 
 def prepare_run(config: RunConfig) -> PreparedRun:
-    """Resolve the workload, SUT, settings and plan, and create the run directory.
+    """Resolve the workload, SUT, settings and plan, and check the run directory can be written.
+
+    The run directory itself is created when the first file of the run is written, so a run
+    stopped before it measured anything leaves nothing behind.
 
     Nothing is loaded onto an accelerator here; the sample library is built once (its sizes
     shape the plan).
@@ -185,6 +203,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
 
     wl = get_workload(config.workload.name)
     sut = get_sut(config.sut.name if config.sut and config.sut.name else wl.default_sut)
+    run_dir = make_run_dir(config, create=False)  # a bad --out fails now, not after the run
     scenario = config.scenario
     if scenario.name not in wl.scenarios:
         raise ValueError(f"scenario: {scenario.name} is not supported by workload {wl.name} "
@@ -193,15 +212,35 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     sparams = sut_params(sut, wl, config.sut.params if config.sut else None)
     settings, warnings = resolve_run_settings(config)
     library = make_library(wl, wparams)
+    _check_plan_size(config, settings, int(library.total_count), int(library.performance_count))
     order = getattr(library, "issue_order", None)
     plan = build_plan(scenario, settings, int(library.total_count), int(library.performance_count),
                       issue_order=order() if callable(order) else order)
-    run_dir = make_run_dir(config)
     return PreparedRun(
         config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
         plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),
-        query_timeout_s=float(config.query_timeout_s or wl.query_timeout_s or 600.0), warnings=list(warnings),
+        query_timeout_s=float(config.query_timeout_s if config.query_timeout_s is not None
+                              else wl.query_timeout_s or 600.0), warnings=list(warnings),
     )
+
+
+def _check_plan_size(config: RunConfig, settings: TestSettings, total: int, perf: int) -> None:
+    """Refuse, before building it, a plan that would not fit in memory or would run for days.
+
+    Raises:
+        ValueError: one line naming the setting that made the plan too big or too long.
+    """
+    sc = config.scenario
+    samples, seconds = sc.plan_size(sc.effective(settings, total, perf))
+    field_name = sc.rate_setting()
+    if samples > config.max_plan_queries:
+        raise ValueError(f"settings.{field_name}: the plan would hold about {samples:.3g} samples (limit "
+                         f"max_plan_queries={config.max_plan_queries}); lower it or min_duration, or raise "
+                         "max_plan_queries")
+    if seconds > config.max_planned_duration_s:
+        raise ValueError(f"settings.{field_name}: the plan would take about {seconds:.3g} s to issue (limit "
+                         f"max_planned_duration_s={config.max_planned_duration_s:g}); raise the rate, lower "
+                         "min_query_count, or raise max_planned_duration_s")
 
 
 def execute_run(prepared: PreparedRun, executor: Executor | None = None,

@@ -275,7 +275,8 @@ def run_sweep(
             if mode == "concurrency"
             else ["scenario=Server", f"settings.server_target_qps={float(v)!r}"]
         )
-        cfg = load_run_config(config_path, [*overrides, *point, f"run_dir={out / tag}"])
+        # A point's metrics (warm-up cut, Endpoints' summary) are computed from its records.
+        cfg = load_run_config(config_path, ["records=all", *overrides, *point, f"run_dir={out / tag}"])
         configs.append((v, cfg))
     points: list[PointResult] = []
     for v, cfg in configs:

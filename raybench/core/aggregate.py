@@ -1,9 +1,16 @@
-"""The merged measurements of a run: what every verdict and metric is computed from.
+"""What a run measured, as mergeable data: the seam between measuring and judging.
 
-:class:`RunStats` is the seam between measuring and judging. The scenarios' rules
-(:mod:`raybench.core.scenarios`) and :func:`raybench.core.metrics.compute_metrics` read only
-this; it is built from the shards' records by :func:`stats_from_reports` (exact order statistics,
-LoadGen's ``sorted[int(n * p)]``).
+Each shard folds its completed queries into a :class:`RunStats` as it goes (once a second, and at
+the end): HDR histograms (3 significant digits, relative error <= 1/2048) for latency, lateness,
+MultiStream query latency, TTFT, TPOT and inter-token gaps, plus the exact counters the verdicts
+need. Shards ship these, never their records; the coordinator merges them (``merge_into``, order
+does not matter), so its memory does not grow with the length of the run. The scenarios' rules
+(:mod:`raybench.core.scenarios`) and :func:`raybench.core.metrics.compute_metrics` read only this.
+
+Exactness: counts, sums, min, max and mean are exact; percentiles are within the histogram's
+relative error. Verdicts stay exact because the latency bounds are known before the run: each
+shard counts the values above every bound (:attr:`RunStats.over_bound`), and "the p-th
+percentile exceeds the bound" is decided from that count (:meth:`RunStats.percentile_over`).
 
 Definitions (times relative to T0 on each shard's own monotonic clock):
 
@@ -18,58 +25,79 @@ Definitions (times relative to T0 on each shard's own monotonic clock):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from raybench.core.records import ShardReport, concat_records
-from raybench.core.stats import ExactStats, LatencyStats
+from raybench.core.histogram import Histogram
 from raybench.core.tokens import tpot_ns
 
-__all__ = ["RunStats", "stats_from_reports"]
+__all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "RunStats", "merge_stats"]
+
+#: The histograms a run keeps, by name.
+HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag")
+#: Largest relative error of a reported percentile (HDR bucket midpoint; min and max are exact).
+RELATIVE_ERROR = 1.0 / 2048
 
 
 @dataclass
 class RunStats:
-    """Merged latency statistics and exact counters of one run.
+    """Merged latency histograms and exact counters of one shard, or of a whole run.
 
     Attributes:
-        latency / lateness / ttft / tpot / itl / query_latency: order statistics (``None`` when
-            the run has no such values: no tokens, not MultiStream).
+        latency / lateness / query_latency / ttft / tpot / itl: histograms (empty when the run
+            has no such values).
+        loop_lag: how late the shard's event loop ran a timer that should have fired every 10 ms
+            (a harness that cannot keep its queries moving shows here in any scenario).
         samples_issued / samples_ok / samples_failed: sample counts.
         errors: failure reason -> samples.
         queries_issued: queries sent to the SUT (LoadGen's ``result_query_count``).
         total_tokens: output tokens of successful samples.
-        final_scheduled_ns / final_issued_ns / final_done_ns: the final query's times.
+        final: the final query as ``(key, key2, scheduled, issued, completed)`` (``None`` if none).
         last_done_ns: the last completion of any sample (the run's duration).
-        over_bound: exact ``(metric, bound) -> count of values > bound`` where known.
+        bounds: metric -> latency bound known before the run (e.g. ``{"latency": 80_000_000}``).
+        over_bound: metric -> values strictly above its bound (exact).
+        by_schedule: the final query is the last scheduled one (Server) rather than the last issued.
     """
 
-    latency: LatencyStats
-    lateness: LatencyStats
+    latency: Histogram = field(default_factory=Histogram)
+    lateness: Histogram = field(default_factory=Histogram)
+    query_latency: Histogram = field(default_factory=Histogram)
+    ttft: Histogram = field(default_factory=Histogram)
+    tpot: Histogram = field(default_factory=Histogram)
+    itl: Histogram = field(default_factory=Histogram)
+    loop_lag: Histogram = field(default_factory=Histogram)
     samples_issued: int = 0
     samples_ok: int = 0
     samples_failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     queries_issued: int = 0
     total_tokens: int = 0
-    final_scheduled_ns: int = 0
-    final_issued_ns: int = 0
-    final_done_ns: int = 0
+    final: tuple[int, int, int, int, int] | None = None
     last_done_ns: int = 0
-    query_latency: LatencyStats | None = None
-    ttft: LatencyStats | None = None
-    tpot: LatencyStats | None = None
-    itl: LatencyStats | None = None
-    over_bound: dict[tuple[str, int], int] = field(default_factory=dict)
+    bounds: dict[str, int] = field(default_factory=dict)
+    over_bound: dict[str, int] = field(default_factory=dict)
+    by_schedule: bool = False
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def final_scheduled_ns(self) -> int:
+        return self.final[2] if self.final else 0
+
+    @property
+    def final_issued_ns(self) -> int:
+        return self.final[3] if self.final else 0
+
+    @property
+    def final_done_ns(self) -> int:
+        return self.final[4] if self.final else 0
 
     def count_over(self, metric: str, bound: int) -> int:
-        """Values of ``metric`` strictly above ``bound`` (exact)."""
-        known = self.over_bound.get((metric, int(bound)))
-        if known is not None:
-            return known
-        stats = getattr(self, metric)
-        return int(stats.count_above(int(bound))) if stats is not None else 0
+        """Values of ``metric`` strictly above ``bound``: exact for the run's own bounds."""
+        if self.bounds.get(metric) == int(bound):
+            return self.over_bound.get(metric, 0)
+        return int(getattr(self, metric).count_above(int(bound)))
 
     def percentile_over(self, metric: str, p: float, bound: int) -> bool:
         """Whether LoadGen's ``p``-percentile of ``metric`` exceeds ``bound``, decided exactly.
@@ -77,75 +105,104 @@ class RunStats:
         ``sorted[k] > bound`` with ``k = min(int(n * p), n - 1)`` holds iff at least ``n - k``
         values exceed the bound, so the answer needs only the exact over-bound count.
         """
-        stats = getattr(self, metric)
-        n = stats.count if stats is not None else 0
+        n = getattr(self, metric).count
         if not n:
             return False
         return self.count_over(metric, bound) >= n - min(int(n * p), n - 1)
 
+    # ------------------------------------------------------------------ merging
+    def merge_into(self, other: RunStats) -> None:
+        """Add ``other`` (another shard's stats) into this one."""
+        for name in HISTOGRAMS:
+            getattr(self, name).merge_into(getattr(other, name))
+        self.samples_issued += other.samples_issued
+        self.samples_ok += other.samples_ok
+        self.samples_failed += other.samples_failed
+        self.errors.update(other.errors)
+        self.queries_issued += other.queries_issued
+        self.total_tokens += other.total_tokens
+        if other.final is not None and (self.final is None or other.final[:2] > self.final[:2]):
+            self.final = other.final
+        self.last_done_ns = max(self.last_done_ns, other.last_done_ns)
+        if not self.bounds:
+            self.bounds, self.by_schedule = dict(other.bounds), other.by_schedule
+        for k, v in other.over_bound.items():
+            self.over_bound[k] = self.over_bound.get(k, 0) + v
 
-def _exact(values: np.ndarray) -> ExactStats:
-    return ExactStats(np.maximum(values, 0))
+    # ------------------------------------------------------------------ folding records
+    def fold(self, cols: Mapping[str, np.ndarray], first_rows: Sequence[int], sizes: Sequence[int],
+             error_names: Sequence[str], query_latency: bool = False) -> None:
+        """Fold completed queries into the statistics.
 
+        Args:
+            cols: the shard's record columns (:data:`raybench.core.records.COLUMNS`).
+            first_rows / sizes: each completed query's first row and number of samples (a
+                query's rows are contiguous).
+            error_names: ``error_names[code - 1]`` is the reason of error code ``code``.
+            query_latency: also fold per-query latencies (MultiStream).
+        """
+        if not len(first_rows):
+            return
+        first = np.asarray(first_rows, dtype=np.int64)
+        n = np.asarray(sizes, dtype=np.int64)
+        rows = np.repeat(first - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(int(n.sum()))
+        done, intended = cols["completed_ns"][rows], cols["intended_ns"][rows]
+        issued, err = cols["issued_ns"][rows], cols["error"][rows]
+        self._fold_final(cols, rows, intended, issued, done)
+        self.last_done_ns = max(self.last_done_ns, int(done.max()))
+        bad = err > 0
+        if bad.any():
+            codes, counts = np.unique(err[bad], return_counts=True)
+            for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
+                self.errors[error_names[c - 1]] += k
+        self.samples_failed += int(bad.sum())
+        ok = (done > 0) & ~bad
+        self.samples_ok += int(ok.sum())
+        lat_raw = (done - intended)[ok]
+        self._record("latency", np.maximum(lat_raw, 0))
+        self.lateness.record_many(np.maximum((issued - intended)[ok], 0))
+        tokens = cols["n_tokens"][rows][ok].astype(np.int64)
+        self.total_tokens += int(tokens.sum())
+        ft = cols["first_token_ns"][rows][ok]
+        has = ft > 0
+        if has.any():
+            ttft_raw = ft[has] - intended[ok][has]
+            self._record("ttft", np.maximum(ttft_raw, 0))
+            self._record("tpot", np.maximum(tpot_ns(lat_raw[has], ttft_raw, tokens[has]), 0))
+        if query_latency:
+            starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+            q_bad = np.logical_or.reduceat(bad | (done == 0), starts)
+            q_lat = np.maximum.reduceat(done, starts) - intended[starts]
+            self._record("query_latency", np.maximum(q_lat[~q_bad], 0))
 
-def stats_from_reports(reports: list[ShardReport], *, final_by_schedule: bool, samples_per_query: int,
-                       query_latency: bool) -> RunStats:
-    """Exact :class:`RunStats` from the shards' records (concatenated, then sorted once)."""
-    recs = concat_records([r.records for r in reports])
-    errors: Counter[str] = Counter()
-    for rep in reports:
-        codes = rep.records.get("error") if rep.records else None
-        if codes is not None and len(codes):
-            vals, counts = np.unique(codes[codes > 0], return_counts=True)
-            for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
-                errors[rep.errors[v - 1]] += c
-    ok = (recs["completed_ns"] > 0) & (recs["error"] == 0)
-    n_issued = int(recs["query_id"].shape[0])
-    lat = (recs["completed_ns"] - recs["intended_ns"])[ok]
-    st = RunStats(
-        latency=_exact(lat),
-        lateness=_exact((recs["issued_ns"] - recs["intended_ns"])[ok]),
-        samples_issued=n_issued,
-        samples_ok=int(ok.sum()),
-        samples_failed=int((recs["error"] > 0).sum()),
-        errors=errors,
-        queries_issued=sum(r.queries_issued for r in reports),
-        last_done_ns=int(recs["completed_ns"].max()) if n_issued else 0,
-    )
-    if n_issued:
-        if final_by_schedule:
-            last = int(np.lexsort((recs["seq_id"], recs["intended_ns"]))[-1])
+    def fold_gaps(self, gaps: Iterable[np.ndarray]) -> None:
+        """Fold streamed inter-token gaps."""
+        parts = [g for g in gaps if g.size]
+        if parts:
+            self.itl.record_many(np.concatenate(parts))
+
+    def _record(self, metric: str, values: np.ndarray) -> None:
+        getattr(self, metric).record_many(values)
+        bound = self.bounds.get(metric)
+        if bound is not None and values.size:
+            self.over_bound[metric] = self.over_bound.get(metric, 0) + int((values > bound).sum())
+
+    def _fold_final(self, cols: Mapping[str, np.ndarray], rows: np.ndarray, intended: np.ndarray,
+                    issued: np.ndarray, done: np.ndarray) -> None:
+        if self.by_schedule:
+            seq = cols["seq_id"][rows]
+            last = int(np.lexsort((seq, intended))[-1])
+            key = (int(intended[last]), int(seq[last]))
         else:
-            last = int(np.argmax(recs["issued_ns"]))
-        st.final_scheduled_ns = int(recs["intended_ns"][last])
-        st.final_issued_ns = int(recs["issued_ns"][last])
-        st.final_done_ns = int(recs["completed_ns"][last])
-    tokens = recs["n_tokens"][ok].astype(np.int64)
-    st.total_tokens = int(tokens.sum())
-    ft = recs["first_token_ns"][ok]
-    has_ft = ft > 0
-    if has_ft.any():
-        ttft = ft[has_ft] - recs["intended_ns"][ok][has_ft]
-        st.ttft = _exact(ttft)
-        st.tpot = _exact(tpot_ns(lat[has_ft], ttft, tokens[has_ft]))
-    gaps = [r.token_gaps_ns for r in reports if r.token_gaps_ns is not None]
-    if gaps:
-        st.itl = ExactStats(np.concatenate(gaps))
-    if query_latency and n_issued:
-        st.query_latency = _query_latencies(reports, samples_per_query)
-    return st
+            last = int(np.argmax(issued))
+            key = (int(issued[last]), 0)
+        if self.final is None or key > self.final[:2]:
+            self.final = (*key, int(intended[last]), int(issued[last]), int(done[last]))
 
 
-def _query_latencies(reports: list[ShardReport], spq: int) -> ExactStats:
-    """Per-query latencies: a query's rows are contiguous within its shard's records."""
-    q_lat = []
-    for rep in reports:
-        r = rep.records
-        if not r or not r["query_id"].shape[0]:
-            continue
-        m = r["query_id"].shape[0] // spq * spq
-        done = r["completed_ns"][:m].reshape(-1, spq)
-        bad = (r["error"][:m].reshape(-1, spq) > 0).any(axis=1) | (done == 0).any(axis=1)
-        qlat = done.max(axis=1) - r["intended_ns"][:m].reshape(-1, spq)[:, 0]
-        q_lat.append(qlat[~bad])
-    return ExactStats(np.concatenate(q_lat) if q_lat else np.zeros(0, np.int64))
+def merge_stats(parts: Iterable[RunStats]) -> RunStats:
+    """One :class:`RunStats` holding every part (order does not matter)."""
+    out = RunStats()
+    for p in parts:
+        out.merge_into(p)
+    return out

@@ -55,6 +55,12 @@ class MonotonicClock:
         while time.monotonic_ns() < t_ns:
             await asyncio.sleep(0)
 
+    async def nap_until(self, t_ns: int) -> None:
+        """Sleep on the loop timer only (no spinning): for background tasks that need no precision."""
+        delta = t_ns - time.monotonic_ns()
+        if delta > 0:
+            await asyncio.sleep(delta / 1e9)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (MonotonicClock, ())
 
@@ -106,6 +112,8 @@ class VirtualClock:
                 await fut
             finally:
                 handle.cancel()
+
+    nap_until = sleep_until
 
     def _wake(self, fut: asyncio.Future[None], t_ns: int) -> None:
         if self._now < t_ns:

@@ -231,6 +231,11 @@ def _read_conf(path: str | Path, what: str) -> list[ConfEntry]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"{what}: cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{what}: {p} is not a text conf file (byte 0x{exc.object[exc.start]:02x} at offset "
+                            f"{exc.start} is not UTF-8)") from None
+    if "\x00" in text:
+        raise SettingsError(f"{what}: {p} is not a text conf file (it contains NUL bytes)")
     return parse_conf(text, str(p))
 
 

@@ -109,15 +109,37 @@ class Histogram:
         3000000
     """
 
-    __slots__ = ("_counts", "_count", "_min", "_max", "_total", "_cum")
+    __slots__ = ("_dense", "_sparse", "_count", "_min", "_max", "_total", "_cum")
 
     def __init__(self) -> None:
-        self._counts = np.zeros(BUCKET_COUNT, dtype=np.int64)
+        # Dense counts are created on first need: a histogram received from another process
+        # stays in its sparse (index, counts) form, a few KiB, until it is read or recorded into.
+        self._dense: np.ndarray | None = None
+        self._sparse: tuple[np.ndarray, np.ndarray] | None = None
         self._count = 0
         self._min: int | None = None
         self._max: int | None = None
         self._total = 0
         self._cum: np.ndarray | None = None  # cached cumulative counts, reset on change
+
+    @property
+    def _counts(self) -> np.ndarray:
+        """The dense bucket counts (materialised from the sparse form on first use)."""
+        if self._dense is None:
+            self._dense = np.zeros(BUCKET_COUNT, dtype=np.int64)
+            if self._sparse is not None:
+                np.add.at(self._dense, self._sparse[0], self._sparse[1])
+                self._sparse = None
+        return self._dense
+
+    def _nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """Non-zero bucket indices and their counts, without materialising the dense form."""
+        if self._dense is None:
+            if self._sparse is None:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return self._sparse
+        nz = np.flatnonzero(self._dense)
+        return nz, self._dense[nz]
 
     # ------------------------------------------------------------------ recording
     def record(self, value: int, count: int = 1) -> None:
@@ -165,7 +187,8 @@ class Histogram:
         if arr.size < _SMALL_BATCH:
             np.add.at(self._counts, idx, 1)
         else:
-            self._counts += np.bincount(idx, minlength=BUCKET_COUNT)
+            dense = self._counts
+            dense += np.bincount(idx, minlength=BUCKET_COUNT)
         self._count += int(arr.size)
         self._total += _exact_sum(arr)
         self._min = lo if self._min is None else min(self._min, lo)
@@ -264,11 +287,11 @@ class Histogram:
             ``(values_ns, fractions)``: int64 and float64 arrays, one point per non-empty
             bucket; ``fractions[-1] == 1.0``. Empty arrays for an empty histogram.
         """
-        nz = np.flatnonzero(self._counts)
+        nz, counts = self._nonzero()
         if nz.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         values = np.clip(_REPRESENTATIVE[nz], self.min, self.max)
-        fractions = np.cumsum(self._counts[nz]) / self._count
+        fractions = np.cumsum(counts) / self._count
         return values, fractions
 
     # ------------------------------------------------------------------ merging
@@ -278,7 +301,12 @@ class Histogram:
             raise TypeError(f"Histogram.merge_into: expected Histogram, got {type(other).__name__}")
         if other._count == 0:
             return
-        self._counts += other._counts
+        if other._dense is not None:
+            dense = self._counts
+            dense += other._dense
+        else:
+            idx, counts = other._nonzero()
+            np.add.at(self._counts, idx, counts)
         self._count += other._count
         self._total += other._total
         self._min = other._min if self._min is None else min(self._min, other.min)
@@ -294,7 +322,8 @@ class Histogram:
     def copy(self) -> Histogram:
         """An independent copy."""
         out = Histogram.__new__(Histogram)
-        out._counts = self._counts.copy()
+        out._dense = None if self._dense is None else self._dense.copy()
+        out._sparse = self._sparse
         out._count, out._min, out._max, out._total = self._count, self._min, self._max, self._total
         out._cum = None
         return out
@@ -302,7 +331,7 @@ class Histogram:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable sparse form: non-zero bucket indices and counts plus exact stats."""
-        nz = np.flatnonzero(self._counts)
+        nz, counts = self._nonzero()
         return {
             "layout": LAYOUT_VERSION,
             "count": self._count,
@@ -310,7 +339,7 @@ class Histogram:
             "max": self._max,
             "total": self._total,
             "index": nz.tolist(),
-            "counts": self._counts[nz].tolist(),
+            "counts": counts.tolist(),
         }
 
     @classmethod
@@ -344,21 +373,31 @@ class Histogram:
         if (d["count"] == 0) != (d["min"] is None) or (d["min"] is None) != (d["max"] is None):
             raise ValueError("Histogram.from_dict: fields 'min'/'max' must be null exactly when 'count' is 0")
         out = cls()
-        np.add.at(out._counts, index, counts)
+        if index.size:
+            order = np.argsort(index, kind="stable")
+            idx, first = np.unique(index[order], return_index=True)
+            out._sparse = (idx, np.add.reduceat(counts[order], first))
         out._count = int(d["count"])
         out._min = None if d["min"] is None else int(d["min"])
         out._max = None if d["max"] is None else int(d["max"])
         out._total = int(d["total"])
         return out
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> tuple[Any, ...]:
         # The dense array is 344 KiB; the sparse form is usually a few KiB.
-        return self.to_dict()
+        idx, counts = self._nonzero()
+        return (LAYOUT_VERSION, self._count, self._min, self._max, self._total, idx, counts)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        other = Histogram.from_dict(state)
-        for name in self.__slots__:
-            setattr(self, name, getattr(other, name))
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):  # an older pickle
+            other = Histogram.from_dict(state)
+            for name in self.__slots__:
+                setattr(self, name, getattr(other, name))
+            return
+        layout, self._count, self._min, self._max, self._total, idx, counts = state
+        if layout != LAYOUT_VERSION:
+            raise ValueError(f"Histogram: pickled layout {layout!r}, expected {LAYOUT_VERSION!r}")
+        self._dense, self._sparse, self._cum = None, (idx, counts) if idx.size else None, None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Histogram):
@@ -368,7 +407,7 @@ class Histogram:
             and self._min == other._min
             and self._max == other._max
             and self._total == other._total
-            and bool(np.array_equal(self._counts, other._counts))
+            and all(bool(np.array_equal(a, b)) for a, b in zip(self._nonzero(), other._nonzero(), strict=True))
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable

@@ -9,8 +9,9 @@ Latency is ``completed - intended`` as in LoadGen (the scheduled time, so latene
 against the SUT's latency too); TTFT is ``first_token - intended``.
 
 Every run ends by its deadline: a query outstanding longer than ``query_timeout_ns`` is
-cancelled and recorded as an error (and issuing stops: an unresponsive SUT makes the run
-INVALID); at the run deadline, or on :meth:`ShardRunner.abort`, the issuing loop is cancelled
+recorded as a timeout error and the run stops at once (an unresponsive SUT makes it INVALID;
+what else was outstanding is cancelled); at the run deadline, or on :meth:`ShardRunner.abort`,
+the issuing loop is cancelled
 (even while it sleeps until its next send) and everything outstanding is cancelled. A query
 task cancelled before it ever ran is still recorded and released, so draining never waits on
 it. What was measured until then is returned.
@@ -19,23 +20,26 @@ it. What was measured until then is returned.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from raybench.core.histogram import Histogram
+from raybench.core.aggregate import RunStats
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
-from raybench.core.records import RecordBuffer, ShardReport
+from raybench.core.records import RecordBuffer, ShardReport, pack_snapshots, write_records_file
 
 __all__ = ["DEFAULT_QUERY_TIMEOUT_S", "ShardRunner"]
 
 DEFAULT_QUERY_TIMEOUT_S = 600.0
 _MAX_ERROR_KINDS = 64
-_MAX_TOKEN_GAPS = 5_000_000
+LAG_PERIOD_NS = 10_000_000
+"""Period of the event-loop lag probe."""
 
 
 class ShardRunner:
@@ -60,6 +64,10 @@ class ShardRunner:
         snapshot_interval_s: period of progress snapshots.
         on_snapshot: called with every snapshot dict (live progress).
         node: label of the machine this shard runs on (for reports).
+        keep_records: ship the per-sample records in the report (``records: all``).
+        records_path: write the per-sample records to this ``.npz`` file at the end
+            (``records: shard``); if that directory cannot be written on this host, the file
+            goes to the host's temp directory and the report says where.
     """
 
     def __init__(
@@ -75,6 +83,8 @@ class ShardRunner:
         snapshot_interval_s: float = 1.0,
         on_snapshot: Callable[[dict[str, Any]], None] | None = None,
         node: str | None = None,
+        keep_records: bool = False,
+        records_path: str | None = None,
     ) -> None:
         self.slice = slice_
         self.effective = slice_.effective
@@ -87,7 +97,11 @@ class ShardRunner:
         self.snapshot_interval_ns = int(snapshot_interval_s * 1e9)
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
+        self._snaps: list[dict[str, Any]] = []
         self.buf = RecordBuffer(slice_.sample_capacity or 4096)
+        self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule())
+        self.keep_records = keep_records
+        self.records_path = records_path
         self.t0 = 0
         self.issued_queries = 0
         self._log_all = slice_.accuracy_log_all
@@ -101,10 +115,11 @@ class ShardRunner:
         self._issued_samples = 0
         self._completed_samples = 0
         self._error_samples = 0
-        self._done_rows: list[int] = []
+        self._done_rows: list[int] = []  # first row of each completed query, in completion order
+        self._done_sizes: list[int] = []
         self._done_ptr = 0
         self._token_gaps: list[np.ndarray] = []
-        self._n_token_gaps = 0
+        self._query_latency = slice_.scenario.query_latency_applies()
         self._loaded: np.ndarray | None = None
         self._prepared = False
 
@@ -188,7 +203,7 @@ class ShardRunner:
             await self.prepare()
         self.t0 = t0_ns
         self.report.start_ns = t0_ns
-        helpers = [asyncio.ensure_future(self._watchdog())]
+        helpers = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._lag_probe())]
         if self.snapshot_interval_ns > 0:
             helpers.append(asyncio.ensure_future(self._snapshots()))
         status = "ok"
@@ -232,18 +247,53 @@ class ShardRunner:
 
     def _finish(self, status: str) -> None:
         rep = self.report
-        rep.records = self.buf.freeze()
+        self._snaps.append(self._snapshot(final=True))
+        rep.snapshots = pack_snapshots(self._snaps)
+        rep.stats = self.current_stats()
         rep.errors = list(self._error_codes)
+        if self.keep_records:
+            rep.records = self.buf.freeze()
+        if self.records_path:
+            rep.records_file = self._write_records(self.records_path)
         rep.queries_issued = self.issued_queries
-        rep.snapshots.append(self._snapshot(final=True))
-        if self._token_gaps:
-            rep.token_gaps_ns = np.concatenate(self._token_gaps)
         if self._abort_reason:
             rep.status = "deadline" if self._abort_reason.startswith("deadline") else "aborted"
             rep.failure = self._abort_reason
         elif status != "ok":
             rep.status = status
         rep.end_reason = self._stop_reason or "plan exhausted"
+
+    def current_stats(self) -> RunStats:
+        """The shard's statistics so far (every completed query folded in)."""
+        self._fold()
+        self.stats.samples_issued = self._issued_samples
+        self.stats.queries_issued = self.issued_queries
+        return self.stats
+
+    def records(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The shard's per-sample records so far and the error reasons their codes refer to."""
+        return self.buf.freeze(), list(self._error_codes)
+
+    def _write_records(self, path: str) -> str:
+        cols, errors = self.records()
+        try:
+            return str(write_records_file(path, cols, errors))
+        except OSError:  # the run directory is not on this host: keep the file locally
+            local = os.path.join(tempfile.gettempdir(), "raybench-records", os.path.basename(os.path.dirname(path)),
+                                 os.path.basename(path))
+            return str(write_records_file(local, cols, errors))
+
+    def _fold(self) -> tuple[int, int]:
+        """Fold queries completed since the last fold into :attr:`stats`; returns the row window."""
+        lo, hi = self._done_ptr, len(self._done_rows)
+        if hi > lo:
+            self.stats.fold(self.buf.cols, self._done_rows[lo:hi], self._done_sizes[lo:hi], list(self._error_codes),
+                            query_latency=self._query_latency)
+            self._done_ptr = hi
+        if self._token_gaps:
+            self.stats.fold_gaps(self._token_gaps)
+            self._token_gaps = []
+        return lo, hi
 
     # ------------------------------------------------------------------ spawning queries
     def spawn(self, phase_i: int, phase: PhaseSlice, q: int, intended_rel: int) -> asyncio.Task[None]:
@@ -265,9 +315,17 @@ class ShardRunner:
         return self._spawn(phase_i, first, phase.seq_base + first, phase.samples[b0 : b0 + n].tolist(),
                            intended_rel, mask)
 
-    def spawn_sample(self, phase_i: int, sample: int, stream: int, intended_rel: int) -> asyncio.Task[None]:
-        """Closed loop: issue one sample drawn at run time for ``stream`` (no ``seq_id``)."""
-        return self._spawn(phase_i, stream, -1, [sample], intended_rel, None)
+    def spawn_sample(self, phase_i: int, sample: int, stream: int, intended_rel: int) -> tuple[asyncio.Task[None], int]:
+        """Closed loop: issue one sample drawn at run time for ``stream`` (no ``seq_id``).
+
+        Returns the task and its record row (see :meth:`completed_at`).
+        """
+        row = self.buf.size
+        return self._spawn(phase_i, stream, -1, [sample], intended_rel, None), row
+
+    def completed_at(self, row: int) -> int:
+        """When the query recorded at ``row`` completed (ns since T0; 0 if it has not)."""
+        return int(self.buf.cols["completed_ns"][row])
 
     def _spawn(self, phase_i: int, qid: int, seq0: int, indices: list[int], intended_rel: int,
                log_mask: np.ndarray | None) -> asyncio.Task[None]:
@@ -331,6 +389,7 @@ class ShardRunner:
         self._error_samples += n
         self._completed_samples += n
         self._done_rows.append(row)
+        self._done_sizes.append(n)
         self._release(row)
 
     def _release(self, row: int) -> None:
@@ -358,10 +417,8 @@ class ShardRunner:
         cols["completed_ns"][rows] = done - t0
         if q.first_token_ns:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
-        if q.token_ns and len(q.token_ns) > 1 and self._n_token_gaps < _MAX_TOKEN_GAPS:
-            gaps = np.diff(np.asarray(q.token_ns, dtype=np.int64))
-            self._token_gaps.append(gaps)
-            self._n_token_gaps += gaps.shape[0]
+        if q.token_ns and len(q.token_ns) > 1:
+            self._token_gaps.append(np.diff(np.asarray(q.token_ns, dtype=np.int64)))
         if err is not None:
             cols["error"][rows] = self._code(err)
             self._error_samples += n
@@ -375,9 +432,10 @@ class ShardRunner:
                 if r.n_tokens:
                     cols["n_tokens"][row + j] = r.n_tokens
                 if self._log_all or (log_mask is not None and log_mask[j]):
-                    acc.append((seq0 + j, indices[j], bytes(r.data)))
+                    acc.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens)))
         self._completed_samples += n
         self._done_rows.append(row)
+        self._done_sizes.append(n)
 
     # ------------------------------------------------------------------ background tasks
     async def _watchdog(self) -> None:
@@ -395,30 +453,48 @@ class ShardRunner:
                     reason = f"timeout: no response within {self.query_timeout_ns / 1e9:g}s"
                     for row in late:
                         self._cancel_reason[row] = reason
-                        self._outstanding[row][1].cancel()
-                    self.request_stop(f"SUT unresponsive ({reason})")
-                    self._abort_reason = self._abort_reason or f"SUT unresponsive ({reason})"
+                    # One query past its timeout means the SUT stopped answering: stop now rather
+                    # than wait out every other query's own timeout.
+                    self.abort(f"SUT unresponsive ({reason})")
+                    return
             wake = now + period
             if self.deadline_ns:
                 wake = min(wake, self.t0 + self.deadline_ns)
             await clock.sleep_until(wake)
 
+    async def _lag_probe(self) -> None:
+        """Every 10 ms from T0, record how late the loop woke this task: an event loop too busy
+        to run its timers on time delays every query's send and completion, whatever the scenario."""
+        clock = self.clock
+        nxt = self.t0
+        lags: list[int] = []
+        try:
+            while True:
+                await clock.nap_until(nxt)
+                lags.append(clock.now_ns() - nxt)
+                if len(lags) >= 100:
+                    self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
+                    lags.clear()
+                nxt += LAG_PERIOD_NS
+                now = clock.now_ns()
+                if now > nxt:  # skip the periods missed while the loop was stuck (one lag covers them)
+                    nxt += (now - nxt) // LAG_PERIOD_NS * LAG_PERIOD_NS
+        finally:
+            self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
+
     def _snapshot(self, final: bool = False) -> dict[str, Any]:
-        cols = self.buf.cols
-        rows = self._done_rows[self._done_ptr :]
-        self._done_ptr = len(self._done_rows)
-        snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress()}
-        if rows:
-            r = np.asarray(rows, dtype=np.int64)
-            h = Histogram()
-            h.record_many(np.maximum(cols["completed_ns"][r] - cols["intended_ns"][r], 0))
-            lh = Histogram()
-            lh.record_many(np.maximum(cols["issued_ns"][r] - cols["intended_ns"][r], 0))
-            snap.update(window_completed=int(r.shape[0]), p50_ns=h.percentile(0.5), p99_ns=h.percentile(0.99),
-                        lateness_p99_ns=lh.percentile(0.99), latency_hist=h.to_dict(), lateness_hist=lh.to_dict())
-        else:
-            snap["window_completed"] = 0
-        snap["final"] = final
+        """Progress now: counters plus the p50/p99 latency and p99 lateness of the queries that
+        completed since the previous snapshot (their first samples; LoadGen's percentile rule)."""
+        lo, hi = self._fold()
+        snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress(),
+                                "window_completed": hi - lo, "final": final}
+        if hi > lo:
+            cols, r = self.buf.cols, np.asarray(self._done_rows[lo:hi], dtype=np.int64)
+            ok = cols["error"][r] == 0
+            if ok.any():
+                lat = np.sort(np.maximum(cols["completed_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
+                late = np.sort(np.maximum(cols["issued_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
+                snap.update(p50_ns=_pick(lat, 0.5), p99_ns=_pick(lat, 0.99), lateness_p99_ns=_pick(late, 0.99))
         return snap
 
     async def _snapshots(self) -> None:
@@ -428,6 +504,12 @@ class ShardRunner:
             await clock.sleep_until(nxt)
             nxt += self.snapshot_interval_ns
             snap = self._snapshot()
-            self.report.snapshots.append(snap)
+            self._snaps.append(snap)
             if self.on_snapshot is not None:
                 self.on_snapshot(snap)
+
+
+def _pick(sorted_values: np.ndarray, p: float) -> int:
+    """LoadGen's percentile of sorted values: ``sorted[min(int(n * p), n - 1)]``."""
+    n = int(sorted_values.shape[0])
+    return int(sorted_values[min(int(n * p), n - 1)])

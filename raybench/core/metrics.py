@@ -2,8 +2,9 @@
 
 LoadGen's rules (``loadgen/results.cc``): a run is VALID only if min duration, min queries (and
 min samples), the performance constraints and early stopping all hold; what each of those means
-is the scenario's (see :mod:`raybench.core.scenarios`). Percentiles are LoadGen's
-``sorted[int(n * p)]`` on the grid 50/90/95/97/99/99.9 (no interpolation).
+is the scenario's (see :mod:`raybench.core.scenarios`). Percentiles follow LoadGen's
+``sorted[int(n * p)]`` on the grid 50/90/95/97/99/99.9 (no interpolation), read from the merged
+histograms (relative error <= 1/2048; min, max and mean exact); verdicts are exact.
 
 raybench adds its own reasons, each listed in ``invalid_reasons``: a shard that failed or was cut
 by the deadline, failed samples beyond ``max_error_rate``, and a harness that fell behind (send
@@ -15,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from raybench.core.aggregate import RunStats, stats_from_reports
+from raybench.core.aggregate import RELATIVE_ERROR, RunStats, merge_stats
 from raybench.core.early_stopping import EarlyStoppingResult
 from raybench.core.histogram import Histogram
 from raybench.core.plan import Plan
 from raybench.core.records import ShardReport
 from raybench.core.scenarios.base import Verdict
 from raybench.core.stats import PERCENTILE_GRID, LatencyStats
-from raybench.core.timeline import merge_timeline, shard_histograms, shard_summaries
+from raybench.core.timeline import merge_timeline, shard_summaries
 
 __all__ = ["Limits", "RunMetrics", "compute_metrics", "latency_summary"]
 
@@ -33,7 +34,8 @@ class Limits:
 
     Attributes:
         max_error_rate: fraction of samples allowed to fail (default 0: any failure is INVALID).
-        lateness_p99_ms: the harness is "behind" when its send lateness p99 exceeds this.
+        lateness_p99_ms: the harness is "behind" when its send lateness p99 exceeds this (scheduled
+            scenarios), or when its event loop runs timers later than this half of the time (any).
     """
 
     max_error_rate: float = 0.0
@@ -71,6 +73,7 @@ class RunMetrics:
     latency: dict[str, Any]
     query_latency: dict[str, Any]
     lateness: dict[str, Any]
+    loop_lag: dict[str, Any]
     ttft: dict[str, Any]
     tpot: dict[str, Any]
     itl: dict[str, Any]
@@ -89,14 +92,14 @@ class RunMetrics:
     shards: list[dict[str, Any]]
     histograms: dict[str, Histogram]
     timeline: list[dict[str, Any]]
+    percentile_relative_error: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | None = None) -> RunMetrics:
     """Merge the shard reports and judge the run with LoadGen's rules and raybench's limits."""
     limits, sc, eff = limits or Limits(), plan.scenario, plan.effective
-    st = stats_from_reports(reports, final_by_schedule=sc.final_query_by_schedule(),
-                            samples_per_query=eff.samples_per_query, query_latency=sc.query_latency_applies())
+    st = merge_stats(rep.stats for rep in reports)
     accuracy = eff.accuracy
     queries = sc.queries_issued(st, plan)
     v = Verdict()
@@ -123,10 +126,10 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         "early stopping not met: " + (f"need {r.queries_needed} more queries" if r.queries_needed else " ".join(r.lines))
         for _, r in es_results if not r.met
     ]
-    own = _raybench_reasons(reports, st, limits, scheduled=sc.final_query_by_schedule() and not accuracy)
+    own = _raybench_reasons(reports, st, limits, scheduled=sc.lateness_checked() and not accuracy,
+                            performance=not accuracy)
     reasons = v.reasons + perf.reasons + es_reasons + own
     tp = sc.throughput(st)
-    hists, per = shard_histograms(reports)
     es_dict: dict[str, Any] = {"met": not es_reasons}
     for name, r in es_results:
         es_dict[name] = {"met": r.met, "percentile": r.percentile, "estimate_ns": r.estimate_ns,
@@ -143,21 +146,30 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         samples_per_second=float(tp.samples_per_second), scheduled_samples_per_second=tp.scheduled_samples_per_second,
         tokens_per_second=tp.tokens_per_second, latency=latency_summary(st.latency),
         query_latency=latency_summary(st.query_latency),
-        lateness={"p50": int(late.percentile(0.5)), "p99": int(late.percentile(0.99)), "max": int(late.max)}
-        if late.count else {"p50": 0, "p99": 0, "max": 0},
+        lateness=_spread(late), loop_lag=_spread(st.loop_lag),
         ttft=latency_summary(st.ttft), tpot=latency_summary(st.tpot), itl=latency_summary(st.itl),
         early_stopping=es_dict, early_stopping_results=es_results, min_duration_met=min_duration_met,
         min_queries_met=min_queries_met, perf_constraints_met=perf.ok, early_stopping_met=not es_reasons,
         overlatency_count=0 if accuracy else sc.overlatency_count(st, plan),
         final_query_scheduled_s=st.final_scheduled_ns / 1e9, final_query_issued_s=st.final_issued_ns / 1e9,
         final_query_done_s=st.final_done_ns / 1e9, max_latency_s=st.latency.max / 1e9 if n else 0.0,
-        total_tokens=st.total_tokens, shards=shard_summaries(reports, per), histograms=hists,
-        timeline=merge_timeline(reports),
+        total_tokens=st.total_tokens, shards=shard_summaries(reports),
+        histograms={k: getattr(st, k) for k in ("latency", "lateness", "ttft", "tpot", "query_latency", "itl")},
+        timeline=merge_timeline(reports), percentile_relative_error=RELATIVE_ERROR,
     )
 
 
-def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, scheduled: bool) -> list[str]:
-    """raybench's own INVALID reasons: failed shards, failed samples, a harness that fell behind."""
+def _spread(h: Histogram) -> dict[str, int]:
+    """p50 / p99 / max of a histogram (zeros when empty)."""
+    if not h.count:
+        return {"p50": 0, "p99": 0, "max": 0}
+    return {"p50": int(h.percentile(0.5)), "p99": int(h.percentile(0.99)), "max": int(h.max)}
+
+
+def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, scheduled: bool,
+                      performance: bool) -> list[str]:
+    """raybench's own INVALID reasons: failed shards, failed samples, a harness that fell behind
+    (late sends in scheduled scenarios; a busy event loop in any scenario)."""
     out: list[str] = []
     for rep in reports:
         if rep.status != "ok":
@@ -170,7 +182,15 @@ def _raybench_reasons(reports: list[ShardReport], st: RunStats, limits: Limits, 
         p99 = st.lateness.percentile(0.99)
         if p99 > limits.lateness_p99_ms * 1e6:
             out.append(f"harness fell behind: send lateness p99 {p99 / 1e6:.3f} ms > {limits.lateness_p99_ms:g} ms "
-                       "(add shards or lower the target QPS)")
+                       "(add shards, or lower the target QPS or concurrency)")
+    if performance and st.loop_lag.count:
+        # The median, not a tail: one GC pause or a descheduled process is a hiccup, a loop that
+        # is late half of the time cannot keep its queries moving.
+        p50 = st.loop_lag.percentile(0.5)
+        if p50 > limits.lateness_p99_ms * 1e6:
+            out.append(f"harness fell behind: event-loop lag median {p50 / 1e6:.3f} ms > {limits.lateness_p99_ms:g} ms "
+                       "(the shard's loop is too busy to keep its queries moving: add shards, or lower the "
+                       "concurrency or QPS)")
     if n == 0:
         out.append("no query was issued")
     return out

@@ -153,6 +153,7 @@ class ShardSlice:
         streams: closed loop: the global stream ids this shard runs.
         stream_seed: closed loop: seed of the per-stream sample draws.
         use_token_latencies: the workload reports TTFT/TPOT.
+        bounds: the latency bounds of the verdict (metric -> ns), counted exactly by the shard.
     """
 
     shard: int
@@ -163,6 +164,7 @@ class ShardSlice:
     streams: np.ndarray | None = None
     stream_seed: int = 0
     use_token_latencies: bool = False
+    bounds: dict[str, int] = field(default_factory=dict)
 
     @property
     def accuracy_log_all(self) -> bool:
@@ -336,7 +338,8 @@ def make_slice(plan: Plan, k: int, shards: int, phases: list[PhaseSlice], stream
     """Shard ``k``'s :class:`ShardSlice` with the given phase slices."""
     return ShardSlice(k, shards, plan.scenario, plan.effective, phases, streams=streams,
                       stream_seed=int(plan.settings.sample_index_rng_seed),
-                      use_token_latencies=bool(plan.settings.use_token_latencies))
+                      use_token_latencies=bool(plan.settings.use_token_latencies),
+                      bounds=plan.scenario.bounds(plan))
 
 
 def partition(plan: Plan, shards: int) -> list[ShardSlice]:

@@ -36,6 +36,10 @@ class Clock(Protocol):
         """Suspend the calling task until ``now_ns() >= t_ns`` (returns at once if already past)."""
         ...
 
+    async def nap_until(self, t_ns: int) -> None:
+        """Like :meth:`sleep_until` but with the loop timer's precision only (no busy waiting)."""
+        ...
+
 
 @runtime_checkable
 class SampleLibrary(Protocol):

@@ -20,11 +20,15 @@ Columns:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "RecordBuffer", "ShardReport", "concat_records"]
+from raybench.core.aggregate import RunStats
+
+__all__ = ["COLUMNS", "SNAPSHOT_FIELDS", "RecordBuffer", "ShardReport", "concat_records", "pack_snapshots",
+           "write_records_file"]
 
 COLUMNS: dict[str, Any] = {
     "query_id": np.int64,
@@ -82,11 +86,14 @@ class ShardReport:
     Attributes:
         shard: shard index.
         node: where it ran (hostname or Ray node id).
-        records: columns as described in the module docstring.
-        errors: distinct error reasons; ``records["error"] == i + 1`` refers to ``errors[i]``.
-        accuracy: ``(seq_id, qsl_idx, payload)`` for samples whose response is logged.
-        snapshots: per-second progress (issued, completed, errors, in flight, window latency
-            percentiles, lateness).
+        stats: the shard's histograms and exact counters (what the verdict is computed from).
+        accuracy: ``(seq_id, qsl_idx, payload, n_tokens)`` for samples whose response is logged.
+        snapshots: per-second progress packed as columns (:data:`SNAPSHOT_FIELDS`: time, issued,
+            completed, errors, in flight, the window's count, latency p50/p99 and lateness p99;
+            -1 where a window had no completion): 72 bytes a second.
+        records: the shard's per-sample records, only with ``records: all``.
+        errors: error reasons; ``records["error"] == i + 1`` refers to ``errors[i]``.
+        records_file: where the shard wrote its records, with ``records: shard``.
         status: ``"ok"``, ``"deadline"`` (cut by the run deadline), ``"aborted"`` or ``"failed"``.
         failure: why the shard did not finish normally.
         start_ns: T0 on this shard's monotonic clock; ``t0_wall_ns``: T0 on the wall clock.
@@ -97,11 +104,12 @@ class ShardReport:
 
     shard: int
     node: str = ""
-    records: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: RunStats = field(default_factory=RunStats)
+    accuracy: list[tuple[int, int, bytes, int]] = field(default_factory=list)
+    snapshots: dict[str, np.ndarray] = field(default_factory=dict)
+    records: dict[str, np.ndarray] | None = None
     errors: list[str] = field(default_factory=list)
-    accuracy: list[tuple[int, int, bytes]] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
-    token_gaps_ns: np.ndarray | None = None
+    records_file: str | None = None
     status: str = "ok"
     failure: str | None = None
     start_ns: int = 0
@@ -109,3 +117,23 @@ class ShardReport:
     queries_issued: int = 0
     end_reason: str = ""
     sut_name: str = ""
+
+
+SNAPSHOT_FIELDS = ("t_ns", "issued", "completed", "errors", "in_flight", "window_completed", "p50_ns", "p99_ns",
+                   "lateness_p99_ns")
+
+
+def pack_snapshots(snaps: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Progress snapshot dicts as int64 columns (:data:`SNAPSHOT_FIELDS`; -1 where a key is missing)."""
+    return {k: np.array([int(s.get(k, -1)) for s in snaps], dtype=np.int64) for k in SNAPSHOT_FIELDS}
+
+
+def write_records_file(path: str | Path, cols: dict[str, np.ndarray], errors: list[str]) -> Path:
+    """Write one shard's records as ``.npz`` (columns plus the error reasons), atomically."""
+    import io
+
+    from raybench.core.logs.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **cols, errors=np.array(errors, dtype=object).astype(str))
+    return atomic_write_bytes(Path(path), buf.getvalue())

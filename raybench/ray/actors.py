@@ -290,8 +290,8 @@ class LoadGenShard:
             sut.streaming = sut.streaming or job.slice.use_token_latencies
         else:
             sut = make_sut(job.sut, dict(job.sut_params))
-        self.runner = ShardRunner(job.slice, sut, lib, MonotonicClock(), ctx=job.ctx, query_timeout_s=job.query_timeout_s,
-                                  deadline_s=job.deadline_s, on_snapshot=self._snaps.append, node=self.node)
+        self.runner = ShardRunner(job.slice, sut, lib, MonotonicClock(), on_snapshot=self._snaps.append, node=self.node,
+                                  **job.runner_options())
         await self.runner.prepare()
         return {"shard": job.slice.shard, "node": self.node, "node_id": ray.get_runtime_context().get_node_id()}
 
@@ -331,10 +331,21 @@ class LoadGenShard:
         rep.node = self.node
         return rep
 
-    def progress(self) -> list[dict[str, Any]]:
-        """Snapshots since the last call (live progress)."""
+    def progress(self) -> tuple[list[dict[str, Any]], Any]:
+        """Snapshots since the last call (live progress) and the statistics so far (kept by the
+        driver, so that a shard that dies later does not take what it measured with it)."""
         out, self._snaps[:] = list(self._snaps), []
-        return out
+        return out, (self.runner.current_stats() if self.runner is not None else None)
+
+    def file_size(self, path: str) -> int:
+        """Size of a file this shard wrote (its records file)."""
+        return os.path.getsize(path)
+
+    def read_file(self, path: str, offset: int, n: int) -> bytes:
+        """``n`` bytes of a file this shard wrote, from ``offset``."""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
 
     def stop(self, reason: str) -> None:
         if self.runner is not None:

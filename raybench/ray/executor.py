@@ -39,6 +39,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from raybench.config import RayConfig
+from raybench.core.aggregate import RunStats
 from raybench.core.records import ShardReport
 from raybench.ray.actors import LoadGenShard, SUTReplica
 from raybench.ray.clocks import TEST_OFFSET_ENV, clock_summary, measure_skew, parse_wall_offsets
@@ -60,9 +61,9 @@ from raybench.ray.startup import (
     probe_address,
     ray_keeps_sigterm,
     signal_name,
-    signum_of,
 )
 from raybench.run import PreparedRun, ProgressFn, ShardJob
+from raybench.signals import interrupt_reason, signum_of
 
 __all__ = ["RayExecutor", "load_nodes"]
 
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 
 _READY_TIMEOUT_S = float(os.environ.get("RAYBENCH_READY_TIMEOUT_S", "3600"))
 _REPORT_GRACE_S = 60.0
+_CHUNK = 8 * 2**20
 _STATS_TIMEOUT_S = 5.0  # end-of-run transport counters: a nicety, never worth holding a run up
 _GCS_CONNECT_ATTEMPTS = "5"  # RAY_gcs_server_port_wait_time_s while connecting to an address (Ray: 20)
 _SKEW_WARN_NS = 5_000_000  # a status line when the shards' clocks disagree by more than this
@@ -436,6 +438,7 @@ class RayExecutor:
             self.replica_infos = infos
             self.live_shards = shards
             self._stage, self._noun = "", "shard"
+            self._records_paths = [job.records_path for job in jobs]
             items = []
             for job, (req, opts) in zip(jobs, shard_plan, strict=True):
                 k = job.slice.shard
@@ -585,6 +588,7 @@ class RayExecutor:
     ) -> tuple[list[ShardReport], list[dict[str, Any] | None]]:
         n = len(shards)
         reports: list[ShardReport | None] = [None] * n
+        self._last_stats: dict[int, Any] = {}
         pending = {shards[k].run.remote(t0_wall): k for k in range(n)}
         clock_refs = [s.clock_info.remote() for s in shards]  # answered as soon as each shard converted T0
         start = time.monotonic() + self.cfg.start_lead_s
@@ -598,48 +602,69 @@ class RayExecutor:
                     try:
                         reports[k] = ray.get(ref)
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
-                        reports[k] = ShardReport(
-                            shard=k,
-                            node=ready[k]["node"],
-                            status="failed",
-                            failure=f"shard {k} on node {ready[k]['node']} died ({type(exc).__name__}); its records are lost",
-                        )
+                        reports[k] = self._lost(k, ready[k]["node"], f"died ({type(exc).__name__})")
                         if not stopping:
                             stopping = True
                             for j in pending.values():
                                 shards[j].stop.remote(f"run stopped: shard {k} on node {ready[k]['node']} failed")
-                if progress is not None:
-                    self._poll(shards, pending, progress)
+                self._poll(shards, pending, progress)
                 if hard_end is not None and time.monotonic() > hard_end:
                     for ref, k in list(pending.items()):
                         ray.kill(shards[k])
-                        reports[k] = ShardReport(shard=k, node=ready[k]["node"], status="failed",
-                                                 failure=f"shard {k} on node {ready[k]['node']} did not report by the deadline")
+                        reports[k] = self._lost(k, ready[k]["node"], "did not report by the deadline")
                         pending.pop(ref)
             except KeyboardInterrupt as exc:
                 if stopping:
                     raise
                 stopping = True
-                why = ("interrupted by the user (Ctrl-C)" if signal_name(exc) == "Ctrl-C"
-                       else "terminated (SIGTERM)")
+                why = interrupt_reason(exc)
                 self._status(f"{why}: stopping the shards and writing what was measured (again to abandon)")
                 for k in pending.values():
                     shards[k].stop.remote(why)
                 hard_end = time.monotonic() + 30.0
-        out = [r if r is not None else ShardReport(shard=k, status="failed", failure="no report") for k, r in enumerate(reports)]
+        out = [r if r is not None else self._lost(k, "", "sent no report") for k, r in enumerate(reports)]
+        self._fetch_records(shards, out, self._records_paths)
         return out, _get_each(clock_refs, _STATS_TIMEOUT_S)
 
-    @staticmethod
-    def _poll(shards: list[Any], pending: dict[Any, int], progress: ProgressFn) -> None:
+    def _lost(self, k: int, node: str, what: str) -> ShardReport:
+        """The report of a shard that is gone: its last progress snapshot's statistics are kept."""
+        stats = self._last_stats.get(k)
+        kept = (f"kept its last progress snapshot ({stats.samples_issued} samples issued)" if stats is not None
+                else "no progress snapshot had arrived")
+        return ShardReport(shard=k, node=node, stats=stats if stats is not None else RunStats(), status="failed",
+                           failure=f"shard {k} on node {node} {what}; {kept}",
+                           queries_issued=stats.queries_issued if stats is not None else 0)
+
+    def _poll(self, shards: list[Any], pending: dict[Any, int], progress: ProgressFn | None) -> None:
+        """Progress snapshots since the last poll, and each shard's statistics so far."""
         alive = sorted(pending.values())
         refs = [shards[k].progress.remote() for k in alive]
         try:
-            snaps = ray.get(refs, timeout=2.0)
+            answers = ray.get(refs, timeout=2.0)
         except Exception:
             return
-        for k, items in zip(alive, snaps, strict=True):
-            for snap in items:
+        for k, (items, stats) in zip(alive, answers, strict=True):
+            if stats is not None:
+                self._last_stats[k] = stats
+            for snap in items if progress is not None else ():
                 progress(k, snap)
+
+    @staticmethod
+    def _fetch_records(shards: list[Any], reports: list[ShardReport], wanted: list[str | None]) -> None:
+        """``records: shard`` files a shard had to keep on its own host are copied here in chunks
+        (never whole in memory), next to the others in the run directory."""
+        for k, rep in enumerate(reports):
+            dest = wanted[k] if k < len(wanted) else None
+            if not rep.records_file or not dest or os.path.exists(dest):
+                continue
+            try:
+                size = ray.get(shards[k].file_size.remote(rep.records_file), timeout=30)
+                with open(dest, "wb") as f:
+                    for off in range(0, size, _CHUNK):
+                        f.write(ray.get(shards[k].read_file.remote(rep.records_file, off, _CHUNK), timeout=60))
+                rep.records_file = dest
+            except Exception as exc:  # the run's measurements are already safe; say where the file stayed
+                log.warning("shard %d: records stay on its host at %s (%s)", k, rep.records_file, type(exc).__name__)
 
 
 def _get_each(refs: list[Any], timeout_s: float) -> list[Any]:
@@ -671,7 +696,7 @@ def _wait_dead(handles: list[Any], timeout_s: float) -> None:
 
 
 def _verb(exc: BaseException) -> str:
-    return "terminated (SIGTERM)" if signal_name(exc) == "SIGTERM" else "interrupted"
+    return interrupt_reason(exc)
 
 
 def _cause(exc: BaseException) -> str:

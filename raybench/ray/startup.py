@@ -32,14 +32,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from raybench.ray.placement import ClusterError
+from raybench.signals import Interrupted, last_signal, note_signal, signum_of
 
 __all__ = [
     "RunInterrupted",
-    "Terminated",
     "deferred_signals",
-    "interrupt_handlers",
     "kill_descendants",
-    "last_signal",
     "probe_address",
     "ray_keeps_sigterm",
     "signal_name",
@@ -49,80 +47,25 @@ _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x
 _H2_SETTINGS = 0x4
 
 
-class RunInterrupted(KeyboardInterrupt):
+class RunInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during start-up (or a second one while stopping), after everything
     started was stopped.
 
     Attributes:
         message: one line: what was going on and what was stopped.
-        signum: ``signal.SIGINT`` or ``signal.SIGTERM`` (the CLI exits 130 / 143).
+        signum / reason / exit_code: as :class:`raybench.signals.Interrupted` (the CLI exits 130 / 143).
     """
 
     def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
+        super().__init__(signum)
         self.message = message
-        self.signum = signum
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (``signum`` tells them apart)."""
-
-    signum = signal.SIGTERM
-
-
-# The last SIGINT/SIGTERM this process received through our handlers. Needed because Ray's
-# ``ray.get``/``ray.wait`` turn whatever a Python signal handler raised into a plain
-# KeyboardInterrupt, so the exception alone cannot say which signal it was.
-_last: list[int] = []
-
-
-def note_signal(signum: int) -> None:
-    _last[:] = [int(signum)]
-
-
-def last_signal() -> int:
-    """The last signal our handlers saw (``SIGINT`` if none)."""
-    return _last[0] if _last else int(signal.SIGINT)
-
-
-def signum_of(exc: BaseException | None) -> int:
-    """The signal behind an interrupt exception (its ``signum``, else :func:`last_signal`)."""
-    num = getattr(exc, "signum", None)
-    return int(num) if num is not None else last_signal()
+        self.args = (message,)
 
 
 def signal_name(sig: int | BaseException | None) -> str:
     """``Ctrl-C`` or ``SIGTERM`` for a signal number or an interrupt exception."""
-    num = sig if isinstance(sig, int) else signum_of(sig)
+    num = sig if isinstance(sig, int) else signum_of(sig) if sig is not None else last_signal()
     return "SIGTERM" if num == signal.SIGTERM else "Ctrl-C"
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    note_signal(signum)
-    raise KeyboardInterrupt
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    note_signal(signum)
-    raise Terminated
-
-
-@contextlib.contextmanager
-def interrupt_handlers() -> Iterator[None]:
-    """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM raises :class:`Terminated`
-    (both noted for :func:`last_signal`), so one clean-up path serves both. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    if previous[signal.SIGINT] is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, _on_sigint)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Reports (HTML + PNG) of a run directory; filled in by the reports issue."""
+"""Reports of a run directory: a self-contained report.html with PNG plots (see ``raybench.report.html``)."""
 
 from __future__ import annotations
 

@@ -26,54 +26,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from raybench.core.cache import cache_root
 from raybench.core.protocols import Query, Response, SUTContext
-from reference_suts.diffusers_wan import resolve_params
+from reference_suts.diffusers_wan.params import resolve_params
+from workloads.wan22.payload import encode_mp4, to_uint8, video_filename, write_mp4
 
 __all__ = ["DiffusersWanSUT"]
 
 log = logging.getLogger(__name__)
-
-_DTYPES = ("bfloat16", "float16", "float32")
-_CHOICES = {
-    "save_videos": ("accuracy", "always", "never"),
-    "response_format": ("mp4", "path"),
-    "offload": ("none", "model"),
-}
-_POSITIVE_INTS = ("height", "width", "num_frames", "fps", "num_inference_steps", "max_sequence_length")
-
-
-def _validate(p: Mapping[str, Any]) -> None:
-    """One-line errors for bad params, before anything heavy is imported."""
-    if not p.get("model"):
-        raise ValueError("diffusers_wan param model must be a local path, a hub id or 'builtin:tiny'")
-    for key in _POSITIVE_INTS:
-        v = p.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"diffusers_wan param {key} must be a positive integer, got {v!r}")
-    if p["height"] % 16 or p["width"] % 16:
-        raise ValueError(
-            f"diffusers_wan params height/width must be multiples of 16, got {p['height']}x{p['width']}"
-        )
-    if (p["num_frames"] - 1) % 4:
-        raise ValueError(
-            f"diffusers_wan param num_frames must be 4k+1 (Wan's VAE groups 4 frames), got {p['num_frames']}"
-        )
-    for key in ("dtype", "vae_dtype"):
-        if p.get(key) not in _DTYPES:
-            raise ValueError(f"diffusers_wan param {key} must be one of {_DTYPES}, got {p.get(key)!r}")
-    for key, allowed in _CHOICES.items():
-        if p.get(key) not in allowed:
-            raise ValueError(f"diffusers_wan param {key} must be one of {allowed}, got {p.get(key)!r}")
-    br = p.get("boundary_ratio")
-    if not isinstance(br, int | float) or not 0.0 < float(br) < 1.0:
-        raise ValueError(f"diffusers_wan param boundary_ratio must be in (0, 1), got {br!r}")
 
 
 class DiffusersWanSUT:
     """The reference Wan2.2 T2V-A14B SUT on Diffusers.
 
     Params: ``preset`` (``"mlperf"`` or ``"tiny"``) and overrides of its values, see
-    ``reference_suts/diffusers_wan/__init__.py`` and the README.
+    :class:`~reference_suts.diffusers_wan.params.DiffusersWanParams` and the README.
 
     Example:
         >>> sut = DiffusersWanSUT({"preset": "tiny"})
@@ -87,7 +54,6 @@ class DiffusersWanSUT:
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params: dict[str, Any] = resolve_params(params)
-        _validate(self.params)
         self.pipe: Any = None
         self.latent: Any = None
         self.latent_path: Path | None = None
@@ -104,8 +70,6 @@ class DiffusersWanSUT:
         save = self.params["save_videos"]
         self._save = save == "always" or (save == "accuracy" and ctx.mode == "AccuracyOnly")
         if self._save or self.params["response_format"] == "path":
-            from reference_suts.diffusers_wan.tiny import cache_root
-
             raw = self.params.get("video_dir")
             self.video_dir = Path(str(raw)).expanduser() if raw else cache_root() / "wan22-videos"
             self.video_dir.mkdir(parents=True, exist_ok=True)
@@ -239,8 +203,6 @@ class DiffusersWanSUT:
             return Path(str(self.params["latent_path"])).expanduser()
         if workload_params.get("data_dir"):
             return Path(str(workload_params["data_dir"])).expanduser() / "fixed_latent.pt"
-        from reference_suts.diffusers_wan.tiny import cache_root
-
         shape = "x".join(str(s) for s in self.expected_latent_shape())
         return cache_root() / "wan22-latents" / f"fixed_latent_{shape}_seed{self.params['seed']}.pt"
 
@@ -279,8 +241,6 @@ class DiffusersWanSUT:
         """Run the pipeline for one prompt; returns ``uint8`` RGB frames ``(T, H, W, 3)``."""
         import torch
 
-        from workloads.wan22.video import to_uint8
-
         p = self.params
         result = self.pipe(
             prompt=prompt,
@@ -299,8 +259,6 @@ class DiffusersWanSUT:
         return to_uint8(result.frames[0])
 
     def _run_one(self, prompt: Any) -> bytes:
-        from workloads.wan22.video import encode_mp4, video_filename, write_mp4
-
         if not isinstance(prompt, str):
             raise TypeError(f"Wan2.2 sample must be a prompt string, got {type(prompt).__name__}")
         frames = self.generate(prompt)

@@ -18,10 +18,10 @@ from typing import Any
 
 from raybench.core.cache import build_once
 
-__all__ = ["TINY_MODEL", "build_tiny_pipeline", "cache_root", "ensure_tiny_pipeline"]
+__all__ = ["TINY_MODEL", "build_tiny_pipeline", "ensure_tiny_pipeline"]
 
 #: Value of the SUT's ``model`` param that selects this pipeline (``preset="tiny"`` sets it, with
-#: the sizes the toy model is meant for; see ``TINY_PRESET`` in ``__init__.py``).
+#: the sizes the toy model is meant for; see ``TINY_PRESET`` in ``params.py``).
 TINY_MODEL = "builtin:tiny"
 
 _VERSION = "v1"
@@ -34,11 +34,6 @@ _CORPUS = (
     "The bund Shanghai, pixel art",
     "lighthouse waterfall blurry static low quality",
 )
-
-
-def cache_root() -> Path:
-    """``$RAYBENCH_CACHE`` (default ``~/.cache/raybench``)."""
-    return Path(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")).expanduser()
 
 
 def _tokenizer() -> Any:
@@ -123,7 +118,7 @@ def ensure_tiny_pipeline(cache_dir: str | os.PathLike[str] | None = None) -> Pat
     """Return the directory of the saved tiny pipeline, building it on first use.
 
     Args:
-        cache_dir: parent directory (default :func:`cache_root`).
+        cache_dir: parent directory (default :func:`raybench.core.cache.cache_root`).
     """
     return build_once(f"wan22-tiny-pipeline-{_VERSION}", lambda d: build_tiny_pipeline().save_pretrained(d),
                       "model_index.json", cache_dir)

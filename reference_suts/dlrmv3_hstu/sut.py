@@ -7,7 +7,7 @@ may run, scores the request with the :class:`~reference_suts.dlrmv3_hstu.engine.
 in a worker thread (one batch at a time) and answers with the reference accuracy payload
 ``[ts_idx, query_idx, preds, labels, weights, n]``.
 
-Params (``SUT_SPEC.params`` defaults):
+Params (:class:`~reference_suts.dlrmv3_hstu.params.DLRMv3HSTUParams`):
     config: model config name (``tiny``, ``small``, ``reference``) for random init.
     checkpoint: ``.pt`` written by ``scripts/train_dlrmv3.py`` (overrides ``config``).
     n_shards: row-wise shards of the item table when they are local (in this process).
@@ -50,6 +50,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import validate_params
+from reference_suts.dlrmv3_hstu.params import DLRMv3HSTUParams
+from workloads.dlrmv3.payload import encode_payload
 
 __all__ = ["DLRMv3HSTUSUT", "build_engine", "resolve_device", "run_name"]
 
@@ -164,7 +167,7 @@ class DLRMv3HSTUSUT:
     name = "dlrmv3_hstu"
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.params = dict(params)
+        self.params = validate_params(DLRMv3HSTUParams, params, "sut.params")
         self.max_batch = int(self.params.get("max_batch", 8))
         self.max_inflight = int(self.params.get("max_inflight", 8))
         self.streaming = bool(self.params.get("streaming", True))
@@ -180,7 +183,7 @@ class DLRMv3HSTUSUT:
         self._client = f"{socket.gethostname()}:{os.getpid()}"     # names this SUT in order logs
 
     async def start(self, ctx: SUTContext) -> None:
-        await asyncio.to_thread(self._start_blocking, dict(ctx.workload_params))
+        await asyncio.to_thread(self._start_blocking, ctx.workload, dict(ctx.workload_params))
         self._lock = asyncio.Lock()
 
     def _placement(self) -> tuple[int, bool]:
@@ -196,14 +199,15 @@ class DLRMv3HSTUSUT:
                 order = inside
         return int(actors), bool(order)
 
-    def _start_blocking(self, workload_params: dict[str, Any]) -> None:
+    def _start_blocking(self, workload: str, workload_params: dict[str, Any]) -> None:
         import torch
 
+        from raybench.registry import get_workload, make_library
         from reference_suts.dlrmv3_hstu.scheduler import StreamingScheduler
-        from workloads.dlrmv3.dataset import load_library
 
         torch.set_num_threads(int(self.params.get("torch_threads", 1)))
-        self.library = load_library(workload_params)
+        # The SUT's own copy of the library, built through the registry (never the dataset module).
+        self.library = make_library(get_workload(workload), workload_params)
         n_actors, global_order = self._placement()
         emb_name = run_name("emb", workload_params, self.params) if n_actors > 0 else None
         self.cfg, self.embedding, self.engine = build_engine(
@@ -243,7 +247,6 @@ class DLRMv3HSTUSUT:
 
     def _predict(self, samples: Sequence[dict[str, Any]]) -> list[bytes]:
         from reference_suts.dlrmv3_hstu.model import make_request
-        from workloads.dlrmv3.accuracy import encode_payload
 
         preds = self.engine.predict([make_request(s, self.cfg) for s in samples])
         return [encode_payload(s["ts_idx"], s["query_idx"], p.numpy(), s["labels"])

@@ -6,7 +6,7 @@ token streaming emits a first token after ``ttft_ms`` and one token every ``tpot
 above ``capacity / mean latency`` saturates it the way a real server does. Fault knobs make it
 raise or never answer after a number of queries.
 
-Parameters (all optional):
+Parameters (all optional; the model is :class:`~reference_suts.fake.params.FakeParams`):
     latency: ``{"dist": "constant"|"uniform"|"lognormal"|"exponential", ...}`` with
         ``ms`` (constant), ``low_ms``/``high_ms`` (uniform), ``median_ms``/``sigma`` (lognormal),
         ``mean_ms`` (exponential). Default lognormal, median 2 ms, sigma 0.3.
@@ -32,40 +32,37 @@ from typing import Any
 import numpy as np
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import parse_params
+from reference_suts.fake.params import ConstantLatency, ExponentialLatency, FakeParams, UniformLatency
 
 __all__ = ["FakeSUT"]
 
-_DISTS = ("constant", "uniform", "lognormal", "exponential")
-
 
 class FakeSUT:
-    """See the module docstring for parameters."""
+    """See the module docstring for parameters.
+
+    Raises:
+        ParamsError: one line naming a bad parameter (``sut.params.error_rate: ...``).
+    """
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        p = dict(params or {})
-        self.params = p
-        self.name = str(p.get("name", "fake"))
-        lat = dict(p.get("latency") or {"dist": "lognormal", "median_ms": 2.0, "sigma": 0.3})
-        dist = lat.get("dist", "lognormal")
-        if dist not in _DISTS:
-            raise ValueError(f"sut.params.latency.dist: unknown distribution {dist!r} (use one of {', '.join(_DISTS)})")
-        self._lat = lat
-        self._dist = dist
-        self.per_sample_ms = float(p.get("per_sample_ms", 0.0))
-        self.error_rate = float(p.get("error_rate", 0.0))
-        if not 0.0 <= self.error_rate <= 1.0:
-            raise ValueError("sut.params.error_rate: must be between 0 and 1")
-        self.tokens = p.get("tokens")
+        p = parse_params(FakeParams, params, "sut.params")
+        self.params = p.model_dump()
+        self.name = p.name
+        self._lat = p.latency
+        self.per_sample_ms = p.per_sample_ms
+        self.error_rate = p.error_rate
+        self.tokens = p.tokens
         # Streaming SUTs report tokens as they arrive (through Ray: a streaming generator).
-        self.streaming = bool(p.get("streaming", bool(self.tokens)))
-        self.capacity = int(p.get("capacity", 0))
-        self.echo = bool(p.get("echo", False))
-        self.raise_after = p.get("raise_after")
-        self.hang_after = p.get("hang_after")
-        self.block_ms = float(p.get("block_ms", 0.0))
-        self.max_batch = int(p.get("max_batch", 64))
-        self.max_inflight = int(p.get("max_inflight", 8))
-        self._seed = int(p.get("seed", 0))
+        self.streaming = bool(self.tokens) if p.streaming is None else p.streaming
+        self.capacity = p.capacity
+        self.echo = p.echo
+        self.raise_after = p.raise_after
+        self.hang_after = p.hang_after
+        self.block_ms = p.block_ms
+        self.max_batch = p.max_batch
+        self.max_inflight = p.max_inflight
+        self._seed = p.seed
         self._rng = np.random.default_rng(self._seed)
         self._buf = np.zeros(0)
         self._pos = 0
@@ -89,13 +86,13 @@ class FakeSUT:
 
     def _sample(self, n: int) -> np.ndarray:
         lat, rng = self._lat, self._rng
-        if self._dist == "constant":
-            return np.full(n, float(lat.get("ms", 1.0)))
-        if self._dist == "uniform":
-            return rng.uniform(float(lat.get("low_ms", 0.5)), float(lat.get("high_ms", 1.5)), n)
-        if self._dist == "exponential":
-            return rng.exponential(float(lat.get("mean_ms", 1.0)), n)
-        return float(lat.get("median_ms", 2.0)) * np.exp(rng.normal(0.0, float(lat.get("sigma", 0.3)), n))
+        if isinstance(lat, ConstantLatency):
+            return np.full(n, lat.ms)
+        if isinstance(lat, UniformLatency):
+            return rng.uniform(lat.low_ms, lat.high_ms, n)
+        if isinstance(lat, ExponentialLatency):
+            return rng.exponential(lat.mean_ms, n)
+        return lat.median_ms * np.exp(rng.normal(0.0, lat.sigma, n))
 
     async def issue(self, query: Query) -> Sequence[Response]:
         self._count += 1
@@ -103,9 +100,9 @@ class FakeSUT:
             end = time.perf_counter() + self.block_ms / 1e3
             while time.perf_counter() < end:
                 pass
-        if self.raise_after is not None and self._count > int(self.raise_after):
+        if self.raise_after is not None and self._count > self.raise_after:
             raise RuntimeError(f"fake SUT failure injected after {self.raise_after} queries")
-        if self.hang_after is not None and self._count > int(self.hang_after):
+        if self.hang_after is not None and self._count > self.hang_after:
             await asyncio.Event().wait()  # never answers
         if self._sem is not None:
             async with self._sem:
@@ -117,10 +114,10 @@ class FakeSUT:
         n_tok = 0
         if self.tokens:
             tk = self.tokens
-            spec = tk.get("n", 16)
-            n_tok = int(self._rng.integers(spec[0], spec[1] + 1)) if isinstance(spec, (list, tuple)) else int(spec)
-            ttft = float(tk.get("ttft_ms", 20.0)) / 1e3
-            tpot = float(tk.get("tpot_ms", 5.0)) / 1e3
+            spec = tk.n
+            n_tok = int(self._rng.integers(spec[0], spec[1] + 1)) if isinstance(spec, list) else spec
+            ttft = tk.ttft_ms / 1e3
+            tpot = tk.tpot_ms / 1e3
             await asyncio.sleep(ttft)
             query.token()
             for _ in range(max(0, n_tok - 1)):

@@ -34,87 +34,17 @@ import io
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import parse_params
+from reference_suts.hf_transformers.params import HFTransformersParams
 
-__all__ = ["HFConfig", "HFTransformersSUT", "to_conversation"]
+__all__ = ["HFTransformersSUT", "to_conversation"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HFConfig:
-    """Parameters of :class:`HFTransformersSUT` (all optional except ``model``).
-
-    Attributes:
-        model: local checkpoint directory, a hub id (with ``allow_download``), or the name of
-            a tiny random model built locally (``tiny-qwen3``, ``tiny-qwen3-vl``; see tiny.py).
-        model_type: ``auto`` (image-text-to-text if the config is a VLM, else causal LM),
-            ``causal_lm`` or ``image_text_to_text``.
-        allow_download: let Transformers reach the hub (default off: ``HF_HUB_OFFLINE=1``).
-        dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
-        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``...; ignored when
-            ``device_map`` (e.g. ``auto`` to shard a large model over GPUs) is set.
-        max_batch: samples per ``generate`` call (also what the harness sends per Offline query).
-        max_inflight: cap on concurrent Offline queries (0 = none: the whole Offline query is
-            queued at once and the batcher works through it; only the batch in ``generate``
-            costs compute memory).
-        batch_wait_ms: how long the batcher waits for more samples after the first one.
-        max_new_tokens: generation limit per sample.
-        do_sample, temperature, top_p, top_k, min_p, repetition_penalty: decoding.
-        seed: torch seed set at start.
-        num_threads: ``torch.set_num_threads`` value (None: leave as is).
-        stream: report per-step token timestamps to the harness.
-        warmup: run a 2-token generation at start.
-    """
-
-    model: str
-    model_type: str = "auto"
-    revision: str | None = None
-    allow_download: bool = False
-    trust_remote_code: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    device_map: str | None = None
-    attn_implementation: str | None = None
-    max_batch: int = 8
-    max_inflight: int = 0
-    batch_wait_ms: float = 2.0
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    seed: int = 0
-    num_threads: int | None = None
-    stream: bool = True
-    warmup: bool = True
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> HFConfig:
-        """Validate ``params``; unknown keys and a missing model raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"hf_transformers: unknown parameter(s) {unknown}; known: {sorted(names)}")
-        if not params.get("model"):
-            raise ValueError(
-                "hf_transformers: params.model is required (a local checkpoint directory, a hub id with "
-                "allow_download=true, or tiny-qwen3 / tiny-qwen3-vl)"
-            )
-        cfg = cls(**params)
-        if cfg.model_type not in ("auto", "causal_lm", "image_text_to_text"):
-            raise ValueError(
-                f"hf_transformers: model_type must be auto|causal_lm|image_text_to_text, got {cfg.model_type!r}"
-            )
-        if cfg.max_batch < 1 or cfg.max_new_tokens < 1:
-            raise ValueError("hf_transformers: max_batch and max_new_tokens must be >= 1")
-        return cfg
 
 
 def _decode_image(url: str) -> Any:
@@ -253,7 +183,7 @@ class HFTransformersSUT:
     name = "hf_transformers"
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.cfg = HFConfig.from_params(dict(params))
+        self.cfg = parse_params(HFTransformersParams, params, "sut.params")
         self.max_batch = self.cfg.max_batch
         self.max_inflight = self.cfg.max_inflight
         self._model: Any = None

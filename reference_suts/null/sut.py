@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import parse_params
+from reference_suts.null.params import NullParams
 
 __all__ = ["NullSUT"]
 
@@ -14,17 +16,15 @@ class NullSUT:
     """Completes each query as soon as it is issued.
 
     Args:
-        params: ``max_batch`` (Offline samples per call), ``max_inflight``,
-            ``payload`` (bytes echoed into the accuracy log, default empty).
+        params: see :class:`~reference_suts.null.params.NullParams`.
     """
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        params = params or {}
+        p = parse_params(NullParams, params, "sut.params")
         self.name = "null"
-        self.max_batch = int(params.get("max_batch", 1024))
-        self.max_inflight = int(params.get("max_inflight", 4))
-        payload = params.get("payload", b"")
-        self._payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+        self.max_batch = p.max_batch
+        self.max_inflight = p.max_inflight
+        self._payload = p.payload.encode()
 
     async def start(self, ctx: SUTContext) -> None:
         return None

@@ -25,30 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import validate_params
+from reference_suts.openai_endpoint.params import OpenAIEndpointParams
 
 from .client import Completion, EndpointClient, dumps
 
 __all__ = ["OpenAIEndpointSUT"]
-
-DEFAULTS: dict[str, Any] = {
-    "urls": ["http://127.0.0.1:8000"],
-    "api": "completions",  # completions | chat
-    "model": None,  # None: first id of GET /v1/models
-    "stream": True,
-    "max_tokens": 128,
-    "temperature": 0.0,
-    "extra_body": {},  # merged into every request (e.g. {"return_token_ids": true} for vLLM)
-    "response_format": "text",  # text | token_ids (int32, as MLPerf LLM accuracy logs)
-    "token_count": "auto",  # auto | usage | tokenizer | chunks
-    "tokenizer": None,  # HF tokenizer name/path for client-side token counts / ids
-    "api_key_env": None,  # name of the env var holding the API key (never the key itself)
-    "timeout_s": 600.0,
-    "connect_timeout_s": 10.0,
-    "connections": 16,  # keep-alive sockets opened per URL in start()
-    "max_inflight": 1024,
-    "balance": "least_outstanding",  # least_outstanding | round_robin
-    "max_batch": 1,
-}
 
 _PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -57,10 +39,10 @@ class OpenAIEndpointSUT:
     """Streams every sample to an OpenAI-compatible endpoint; one request per sample.
 
     Args:
-        params: see ``DEFAULTS`` in this module (and the README); unknown keys are rejected.
+        params: see :class:`~reference_suts.openai_endpoint.params.OpenAIEndpointParams` (and the README).
 
     Raises:
-        ValueError: on an unknown or ill-typed parameter, or an API key passed in ``params``.
+        ParamsError: one line naming an unknown or ill-typed parameter, or an API key passed in ``params``.
 
     Example:
         >>> sut = OpenAIEndpointSUT({"urls": ["http://gpu-0:8000"], "model": "m"})
@@ -70,25 +52,7 @@ class OpenAIEndpointSUT:
     name = "openai_endpoint"
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        params = dict(params or {})
-        if "api_key" in params:
-            raise ValueError("api_key: do not put the key in params; name its env var in api_key_env")
-        if "url" in params and "urls" not in params:
-            params["urls"] = [params.pop("url")]
-        unknown = sorted(set(params) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"openai_endpoint: unknown params {unknown}; known: {sorted(DEFAULTS)}")
-        p = {**DEFAULTS, **params}
-        if isinstance(p["urls"], str):
-            p["urls"] = [p["urls"]]
-        _check_choice(p, "api", _PATHS)
-        _check_choice(p, "response_format", ("text", "token_ids"))
-        _check_choice(p, "token_count", ("auto", "usage", "tokenizer", "chunks"))
-        _check_choice(p, "balance", ("least_outstanding", "round_robin"))
-        if p["token_count"] == "tokenizer" and not p["tokenizer"]:
-            raise ValueError("token_count: 'tokenizer' needs the tokenizer param")
-        if not isinstance(p["extra_body"], dict):
-            raise ValueError("extra_body: expected a mapping of extra request fields")
+        p = validate_params(OpenAIEndpointParams, params, "sut.params")
         self.params: dict[str, Any] = p
         """Resolved parameters (safe to log: they never contain the API key)."""
         self.max_batch = int(p["max_batch"])
@@ -261,11 +225,6 @@ class OpenAIEndpointSUT:
                 )
             return Response(data=array("i", ids).tobytes(), n_tokens=n)
         return Response(data=c.text.encode("utf-8"), n_tokens=n)
-
-
-def _check_choice(p: dict[str, Any], key: str, allowed: Any) -> None:
-    if p[key] not in allowed:
-        raise ValueError(f"{key}: expected one of {sorted(allowed)}, got {p[key]!r}")
 
 
 def _load_tokenizer(name: str) -> Any:

@@ -40,26 +40,16 @@ from typing import Any
 
 import numpy as np
 
+from raybench.core.cache import cache_root
 from raybench.core.protocols import Query, Response, SUTContext
-from workloads.yolo11.accuracy import encode_detections
+from raybench.core.spec import parse_params
+from reference_suts.ultralytics_yolo.params import UltralyticsYoloParams
+from workloads.yolo11.payload import encode_detections
 
-__all__ = ["DEFAULT_PARAMS", "UltralyticsYoloSUT", "default_num_threads", "resolve_weights"]
+__all__ = ["UltralyticsYoloSUT", "default_num_threads", "resolve_weights"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "weights": "yolo11n.yaml",  # random init; real runs: a local yolo11l.pt
-    "imgsz": 640,
-    "conf": 0.001,  # MLPerf reference: low threshold so mAP sees the whole PR curve
-    "iou": 0.7,  # ultralytics default NMS IoU (the reference does not set it)
-    "max_det": 300,  # ultralytics default
-    "device": None,  # None = "cuda:0" if available else "cpu"
-    "half": False,
-    "num_threads": None,  # None = all cores available to the process
-    "max_batch": 8,
-    "max_inflight": 2,  # one batch running, one queued: the worker never idles between batches
-    "warmup_iters": 1,
-}
 _MODEL_FILE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -110,10 +100,9 @@ def default_num_threads() -> int:
 
 def _prepare_ultralytics_env() -> None:
     """Environment that keeps ultralytics offline and quiet; must run before its first import."""
-    cache = Path(os.path.expanduser(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")))
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_VERBOSE"] = "False"
-    config_dir = cache / "ultralytics"
+    config_dir = cache_root() / "ultralytics"
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
 
@@ -130,9 +119,9 @@ def _image_of(sample: Any) -> np.ndarray:
 class UltralyticsYoloSUT:
     """YOLO11 through ``ultralytics.YOLO.predict``; one model per SUT instance.
 
-    Params (see :data:`DEFAULT_PARAMS`): ``weights``, ``imgsz``, ``conf``, ``iou``, ``max_det``,
-    ``device``, ``half``, ``num_threads``, ``max_batch`` (Offline batch size), ``max_inflight``,
-    ``warmup_iters`` (at least 1 warm-up predict always runs).
+    Params (see :class:`~reference_suts.ultralytics_yolo.params.UltralyticsYoloParams`): ``weights``,
+    ``imgsz``, ``conf``, ``iou``, ``max_det``, ``device``, ``half``, ``num_threads``, ``max_batch``
+    (Offline batch size), ``max_inflight``, ``warmup_iters``.
 
     Example:
         >>> sut = UltralyticsYoloSUT({"weights": "/models/yolo11l.pt", "device": "cuda:0", "half": True})
@@ -144,24 +133,18 @@ class UltralyticsYoloSUT:
     name = "ultralytics_yolo"
 
     def __init__(self, params: Mapping[str, Any]) -> None:
-        unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-        if unknown:
-            raise ValueError(f"ultralytics_yolo: unknown params {unknown} (known: {sorted(DEFAULT_PARAMS)})")
-        p = {**DEFAULT_PARAMS, **{k: v for k, v in params.items() if v is not None}}
-        self.weights = str(p["weights"])
-        self.imgsz = int(p["imgsz"])
-        self.conf = float(p["conf"])
-        self.iou = float(p["iou"])
-        self.max_det = int(p["max_det"])
-        self.device: str | None = None if p["device"] in (None, "") else str(p["device"])
-        self.half = bool(p["half"])
-        self.num_threads = int(p["num_threads"] or default_num_threads())
-        self.max_batch = int(p["max_batch"])
-        self.max_inflight = int(p["max_inflight"])
-        self.warmup_iters = max(1, int(p["warmup_iters"]))
-        for field in ("imgsz", "max_batch", "num_threads", "max_det"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"ultralytics_yolo: {field} must be >= 1, got {getattr(self, field)}")
+        p = parse_params(UltralyticsYoloParams, params, "sut.params")
+        self.weights = p.weights
+        self.imgsz = p.imgsz
+        self.conf = p.conf
+        self.iou = p.iou
+        self.max_det = p.max_det
+        self.device: str | None = p.device or None
+        self.half = p.half
+        self.num_threads = p.num_threads or default_num_threads()
+        self.max_batch = p.max_batch
+        self.max_inflight = p.max_inflight
+        self.warmup_iters = p.warmup_iters
         self._model: Any = None
         self._executor: ThreadPoolExecutor | None = None
 

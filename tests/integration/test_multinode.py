@@ -36,7 +36,7 @@ def cluster3() -> Iterator[Any]:
 def test_shards_on_distinct_nodes_and_merged_histograms(cluster3, tmp_path: Path) -> None:
     from raybench.core.histogram import Histogram, merge_all
 
-    out, ex = ray_run(tmp_path, "scenario=Server", "sut.params.latency={dist: lognormal, median_ms: 3, sigma: 0.5}",
+    out, ex = ray_run(tmp_path, "records=all", "scenario=Server", "sut.params.latency={dist: lognormal, median_ms: 3, sigma: 0.5}",
                       "settings.server_target_qps=150", "settings.min_duration_ms=4000", "lateness_p99_ms=100",
                       "ray.shard_resources={loadgen: 1}")
     m = out.metrics

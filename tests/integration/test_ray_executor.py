@@ -50,7 +50,7 @@ def test_replicas_share_load_and_streaming_tokens_cross_actors(ray_local, tmp_pa
 
 
 def test_offline_splits_samples_over_shards(ray_local, tmp_path: Path) -> None:
-    out, _ = ray_run(tmp_path, "scenario=Offline", "sut.params.latency={dist: constant, ms: 2}",
+    out, _ = ray_run(tmp_path, "scenario=Offline", "sut.params.latency={dist: constant, ms: 2}", "records=all",
                      "settings.offline_expected_qps=2000", "settings.min_duration_ms=500", shards=2)
     m = out.metrics
     assert m.samples_completed == 1100

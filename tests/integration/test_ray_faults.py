@@ -25,7 +25,7 @@ def test_killed_shard_invalidates_and_survivors_are_kept(ray_local, tmp_path: Pa
             killed.append(time.monotonic())
 
     t = time.monotonic()
-    out, _ = ray_run(tmp_path, *BASE, "settings.min_duration_ms=20000", "settings.max_duration_ms=30000",
+    out, _ = ray_run(tmp_path, *BASE, "records=all", "settings.min_duration_ms=20000", "settings.max_duration_ms=30000",
                      progress=kill_shard_1, shards=3)
     elapsed = time.monotonic() - t
     m = out.metrics

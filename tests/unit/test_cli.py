@@ -30,7 +30,8 @@ def test_run_valid_exits_0(tmp_path: Path) -> None:
     # 2200 samples in batches of 100, one batch in flight, 10 ms each: >= 220 ms >= min duration.
     res = runner.invoke(app, ["run", "--workload", "synthetic", "--sut", "fake", "--scenario", "Offline", "--out", str(tmp_path),
                               "--set", "sut.params={latency: {dist: constant, ms: 10}, max_batch: 100, max_inflight: 1}",
-                              "--set", "settings.offline_expected_qps=10000", "--set", "settings.min_duration_ms=200", *FAST])
+                              "--set", "settings.offline_expected_qps=10000", "--set", "settings.min_duration_ms=200",
+                              "--set", "records=all", *FAST])
     assert res.exit_code == 0, res.output
     run_dir = next(tmp_path.iterdir())
     for f in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json", "result.json",

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import math
+import time
+from decimal import Context, Decimal, localcontext
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from raybench.core.early_stopping import (
     MinPassingQueriesFinder,
+    _criterion,
     _largest_passing_t,
+    _log_odds_dec,
+    _prec,
+    _series_dec,
+    _series_em,
+    _series_float,
     beta_regularized,
     find_min_passing,
     latency_early_stopping,
     odds,
+    odds_below,
     server_early_stopping,
 )
 from raybench.core.histogram import Histogram
@@ -175,13 +187,14 @@ _LOADGEN_RUN = r"""
 import sys, threading
 import mlperf_loadgen as lg
 n, scenario = int(sys.argv[1]), sys.argv[2]
+percentile, every = float(sys.argv[3]), int(sys.argv[4])
 issued = [0]
 def issue(samples):
     for s in samples:
         issued[0] += 1
         k = issued[0]
         if scenario == "Server":
-            delay = 0.02 if k % 3 == 0 else 0.0  # a third of queries over the 10 ms bound
+            delay = 0.02 if k % every == 0 else 0.0  # every k-th query over the 10 ms bound
         else:
             delay = {10: 0.05, 20: 0.04, 30: 0.03}.get(k, 0.0)
         done = lambda s=s: lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0)])
@@ -196,13 +209,16 @@ ts.min_query_count = ts.max_query_count = n
 ts.single_stream_expected_latency_ns = 1_000_000
 ts.server_target_qps = 2000
 ts.server_target_latency_ns = 10_000_000
+ts.server_target_latency_percentile = percentile
 lg.StartTest(sut, qsl, ts)
 lg.DestroyQSL(qsl)
 lg.DestroySUT(sut)
 """
 
 
-def _run_loadgen(tmp_path, n: int, scenario: str) -> tuple[list[str], dict[str, object]]:
+def _run_loadgen(
+    tmp_path, n: int, scenario: str, percentile: float = 0.99, every: int = 3
+) -> tuple[list[str], dict[str, object]]:
     import json
     import subprocess
     import sys
@@ -210,7 +226,7 @@ def _run_loadgen(tmp_path, n: int, scenario: str) -> tuple[list[str], dict[str, 
     script = tmp_path / "run.py"
     script.write_text(_LOADGEN_RUN)
     subprocess.run(
-        [sys.executable, str(script), str(n), scenario],
+        [sys.executable, str(script), str(n), scenario, str(percentile), str(every)],
         cwd=tmp_path,
         check=True,
         capture_output=True,
@@ -227,12 +243,16 @@ def _run_loadgen(tmp_path, n: int, scenario: str) -> tuple[list[str], dict[str, 
     return lines, detail
 
 
-def test_matches_real_loadgen_server(tmp_path):
+@pytest.mark.parametrize(
+    ("percentile", "every", "met"), [(0.99, 3, False), (0.90, 3, False), (0.90, 30, True)]
+)
+def test_matches_real_loadgen_server(tmp_path, percentile, every, met):
     pytest.importorskip("mlperf_loadgen")
-    lines, detail = _run_loadgen(tmp_path, 600, "Server")
+    lines, detail = _run_loadgen(tmp_path, 600, "Server", percentile, every)
     n, t = detail["result_query_count"], detail["result_overlatency_query_count"]
-    assert n == 600 and t >= 100  # ~200 by construction
-    assert server_early_stopping(n, t, 0.99).lines == tuple(lines)
+    assert n == 600 and t >= 600 // every // 2  # ~600 / every by construction
+    ours = server_early_stopping(n, t, percentile)
+    assert ours.met is met and ours.lines == tuple(lines)
 
 
 def test_matches_real_loadgen_single_stream(tmp_path):
@@ -243,3 +263,142 @@ def test_matches_real_loadgen_single_stream(tmp_path):
     assert 40_000_000 <= est < detail["result_max_latency_ns"]
     fake = ExactStats(np.array([est] * 89 + [detail["result_max_latency_ns"]]))
     assert latency_early_stopping(fake, 0.90, multistream_percentile=0.99).lines == tuple(lines)
+
+
+# ---------------------------------------------------------------- exactness at any count
+def _exact_odds_below(h: int, t: int, p: float, c: float = 0.99) -> bool:
+    """Independent exact reference: integer arithmetic on the doubles p and 1 - c.
+
+    P(Bin(h+t, 1-p) <= t) = sum_x C(n, x) Q^x P^(n-x) with P = a / 2^k, Q = (2^k - a) / 2^k, so the
+    test ``< A`` is ``sum_x C(n, x) (2^k - a)^x a^(n-x) * A.den < A.num * 2^(k n)``.
+    """
+    P, A = Fraction(p), Fraction(1.0 - c)
+    a, den = P.numerator, P.denominator
+    b, n = den - a, h + t
+    total, term = 0, a ** (n - t)  # x = t term without C(n, x) b^x ... built up from x = t down
+    for x in range(t, -1, -1):
+        total += math.comb(n, x) * b**x * term
+        term *= a
+    return total * A.denominator < A.numerator * den**n
+
+
+def _exact_min_passing(t: int, p: float) -> int:
+    lo, hi = 0, 1  # lo fails, hi passes
+    while not _exact_odds_below(hi, t, p):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _exact_odds_below(mid, t, p) else (mid, hi)
+    return hi
+
+
+@pytest.mark.parametrize(("p", "ts"), [(0.5, range(0, 60, 7)), (0.9, range(0, 40, 3)), (0.99, range(0, 9))])
+def test_find_min_passing_equals_exact_integer_reference(p, ts):
+    for t in ts:
+        h = _exact_min_passing(t, p)
+        assert find_min_passing(t, p) == h, (p, t)
+        assert MinPassingQueriesFinder()(t, p) == h, (p, t)  # LoadGen's bracket from a fresh cache
+        for hh in (h - 1, h, h + 1):
+            assert odds_below(hh, t, p) == _exact_odds_below(hh, t, p), (p, t, hh)
+
+
+def test_decimal_odds_equal_exact_rational():
+    """The high-precision path (used near the threshold and for huge counts) vs exact fractions."""
+    crit = _criterion(0.99, 0.0, 0.99)
+    for h, t in [(661, 1), (1000, 8), (2000, 10)]:
+        P, Q = Fraction(0.99), 1 - Fraction(0.99)
+        exact = sum(math.comb(h + t, x) * Q**x * P ** (h + t - x) for x in range(t + 1))
+        with localcontext(Context(prec=60)):
+            got = Fraction(_log_odds_dec(h, t, crit).exp())
+        assert abs(got / exact - 1) < Fraction(1, 10**30), (h, t)
+
+
+def test_euler_maclaurin_equals_the_direct_series():
+    crit = _criterion(0.99, 0.0, 0.99)
+    for t in (30_000, 1_000_000):
+        h = find_min_passing(t, 0.99)
+        prec = _prec(h + t)
+        em, direct = _series_em(h, t, crit, prec), _series_dec(h, t, crit, prec)
+        assert em is not None and abs(em / direct - 1) < Decimal("1e-25")
+        s_float, _ = _series_float(h, t, crit.rho)
+        assert abs(s_float / float(direct) - 1) < 1e-12
+
+
+def test_loadgen_brackets_contain_the_least_passing_h():
+    """LoadGen's call patterns never need our fallback: its bracket always holds the answer."""
+    for p in (0.9, 0.99):
+        fresh = MinPassingQueriesFinder()  # SingleStream/MultiStream: t = 1, 2, 3, ... on one cache
+        assert [fresh(t, p) for t in range(1, 300)] == [find_min_passing(t, p) for t in range(1, 300)]
+        assert fresh.bracket_misses == 0
+    for t in (10**3, 10**5, 10**7, 10**9):  # Server: one call on an empty cache
+        finder = MinPassingQueriesFinder()
+        assert finder(t, 0.99) == find_min_passing(t, 0.99) and finder.bracket_misses == 0
+
+
+def _scipy_confirms_least(h: int, t: int, p: float) -> None:
+    """scipy's betainc (Boost, ~1e-14 relative) independently confirms h is the least passing h."""
+    special = pytest.importorskip("scipy.special")
+    thr = 1.0 - 0.99
+    above, below = float(special.betainc(h - 1, t + 1, p)), float(special.betainc(h, t + 1, p))
+    assert below < thr <= above
+    assert min(above / thr - 1, 1 - below / thr) > 1e-10  # far beyond scipy's rounding: a clear verdict
+
+
+class _CountOnly:
+    """Latency stats of ``n`` queries whose i-th smallest latency is ``i`` ns."""
+
+    def __init__(self, n: int) -> None:
+        self.count = n
+
+    def value_at_index(self, i: int) -> int:
+        return i
+
+
+@pytest.mark.parametrize("n", [10**6, 10**8, 10**9])
+def test_server_exact_at_large_counts(n):
+    start = time.perf_counter()
+    for frac in (0.002, 0.009, 0.0099, 0.01):
+        t = int(n * frac)
+        r = server_early_stopping(n, t, 0.99)
+        h = r.min_queries_required - t
+        assert r.met == (n >= r.min_queries_required) and r.queries_needed == max(0, h + t - n)
+        assert h == find_min_passing(t, 0.99)
+        assert odds_below(h, t, 0.99) and not odds_below(h - 1, t, 0.99)
+        _scipy_confirms_least(h, t, 0.99)
+        # one more over-latency query needs more queries: at least p/(1-p) = 99 more passing ones
+        assert find_min_passing(t + 1, 0.99) - h >= 98
+    assert server_early_stopping(n, int(n * 0.002), 0.99).met is True
+    assert server_early_stopping(n, int(n * 0.01), 0.99).met is False
+    assert time.perf_counter() - start < 4.0  # < 1 s per server_early_stopping call
+
+
+@pytest.mark.parametrize("n", [10**6, 10**8, 10**9])
+def test_latency_estimates_exact_at_large_counts(n):
+    for p in (0.9, 0.99):
+        start = time.perf_counter()
+        r = latency_early_stopping(_CountOnly(n), p)
+        assert time.perf_counter() - start < 1.0
+        t = r.overlatency_count
+        # LoadGen's t: n >= h(t) + t and n < h(t+1) + t + 1
+        assert find_min_passing(t, p) + t <= n < find_min_passing(t + 1, p) + t + 1
+        _scipy_confirms_least(find_min_passing(t, p), t, p)
+        assert r.estimate_ns == n - t and r.lines[1] == f" * Would discard {t - 1} highest latency queries."
+        # monotone in n: one more query never lowers t, and raises it by at most one
+        assert t <= latency_early_stopping(_CountOnly(n + 1), p).overlatency_count <= t + 1
+    ss = latency_early_stopping(_CountOnly(n), 0.9, multistream_percentile=0.99)
+    assert ss.multistream_estimate_ns == latency_early_stopping(_CountOnly(n), 0.99).estimate_ns
+
+
+def test_no_overflow_up_to_2_to_64():
+    """Counts LoadGen can represent (uint64) work; the old code overflowed from cached brackets."""
+    cases = [(10**6, 0), (10**6, 5000), (10**8, 10**6), (10**9, 10**7), (2**64 - 1, 0), (2**64 - 1, 10**6)]
+    for n, t in cases:  # this sequence raised OverflowError before
+        r = server_early_stopping(n, t, 0.99)
+        assert r.min_queries_required == find_min_passing(t, 0.99) + t
+        assert r.met == (n >= r.min_queries_required)
+    assert server_early_stopping(2**64 - 1, 10**6, 0.99).met
+    n = 2**64 - 1
+    t = latency_early_stopping(_CountOnly(n), 0.99).overlatency_count
+    # n >= h(t) + t  <=>  odds(n - t, t) < 1 - c; and t + 1 must fail
+    assert odds_below(n - t, t, 0.99) and not odds_below(n - t - 1, t + 1, 0.99)
+    assert abs(t - n * 0.01) < 3 * math.sqrt(n * 0.01)  # ~2.33 sigma below the mean of Bin(n, 0.01)

@@ -119,7 +119,7 @@ def test_sut_exceptions_are_recorded_and_invalidate(vrun) -> None:
 
 
 def test_unresponsive_sut_ends_by_timeout_and_keeps_measurements(vrun) -> None:
-    out = vrun("scenario=Server", CONST5, "sut.params.hang_after=20", "settings.server_target_qps=100",
+    out = vrun("scenario=Server", "records=all", CONST5, "sut.params.hang_after=20", "settings.server_target_qps=100",
                "settings.min_duration_ms=60000", "query_timeout_s=2")
     m = out.metrics
     assert m.validity == "INVALID"

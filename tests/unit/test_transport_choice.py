@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from raybench.config import RayConfig
 
+from raybench.config import RayConfig
 from raybench.ray import executor as executor_mod
 from raybench.ray.executor import RayExecutor
 

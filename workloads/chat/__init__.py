@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raybench.core.spec import WorkloadSpec
+from workloads.chat.params import ChatParams
 
 WORKLOAD = WorkloadSpec(
     name="chat",
@@ -12,7 +13,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("Server", "Offline", "SingleStream", "Concurrency"),
     accuracy="workloads.chat.accuracy:score",
     mlperf_model=None,
-    params={"path": None, "count": None, "max_tokens": None},
+    params_model=ChatParams,
     token_latencies=True,
     sut_params={
         "openai_endpoint": {"api": "chat", "response_format": "text"},

@@ -1,7 +1,7 @@
 """Sample library over a JSONL file: one ``{"prompt": ...}`` or ``{"messages": [...]}`` per line.
 
 Optional per-line fields: ``expected`` (reference answer, for :mod:`workloads.chat.accuracy`),
-``max_tokens`` (per-request limit). Without ``path`` a small deterministic demo file is generated
+``max_tokens`` (per-request limit, a positive integer). Without ``path`` a small deterministic demo file is generated
 in ``$RAYBENCH_CACHE/chat-demo-<version>/prompts.jsonl``.
 """
 
@@ -40,6 +40,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{n}: needs a string 'prompt' or a list 'messages'")
             if "expected" in row and not isinstance(row["expected"], str):
                 raise ValueError(f"{path}:{n}: 'expected' must be a string")
+            mt = row.get("max_tokens")
+            if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
+                raise ValueError(f"{path}:{n}: 'max_tokens' must be a positive integer, got {mt!r}")
             rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no prompts")

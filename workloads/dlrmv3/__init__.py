@@ -7,6 +7,7 @@ scores the reference payload. See README.md.
 from __future__ import annotations
 
 from raybench.core.spec import WorkloadSpec
+from workloads.dlrmv3.params import DLRMv3Params
 
 __all__ = ["WORKLOAD"]
 
@@ -18,15 +19,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("Server", "Offline"),
     accuracy="workloads.dlrmv3.accuracy:score",
     mlperf_model="dlrm-v3",
-    params={
-        "data_dir": None,            # None = generate the `preset` into the cache
-        "preset": "tiny",
-        "seed": None,                # None = the preset's seed (1001)
-        "shards": None,              # e.g. [0] = the reference's sampled subset
-        "order_seed": 123,           # within-timestamp shuffle (reference numpy_rand_seed)
-        "max_requests_per_ts": None,
-        "reference_metrics": None,   # JSON from scripts/train_dlrmv3.py; None = MLPerf's
-    },
+    params_model=DLRMv3Params,
     settings={
         # 24 s at 25 QPS issues ~600 queries: enough for early stopping at p99 (459 with no
         # query over the 80 ms bound). Real runs bring a user.conf (600 s, the real QPS).

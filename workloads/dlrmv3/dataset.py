@@ -18,13 +18,13 @@ the execution order, exactly as in MLPerf.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from raybench.core.cache import cache_root
 from workloads.dlrmv3.generator import (
     KIND_EVAL,
     KIND_INFER,
@@ -196,7 +196,7 @@ class DLRMv3Library:
 
 def demo_dir(preset_name: str = "tiny", seed: int | None = None) -> Path:
     """Cache directory of the generated demo dataset for a preset."""
-    root = Path(os.path.expanduser(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")))
+    root = cache_root()
     suffix = "" if seed is None else f"-s{seed}"
     return root / f"dlrmv3-demo-{DEMO_VERSION}-{preset_name}{suffix}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raybench.core.spec import WorkloadSpec
+from workloads.llm.params import LLMParams
 
 LATENCY_BOUNDS_MS = {"Server": (2000, 100), "Interactive": (500, 30)}
 """p99 (TTFT, TPOT) bounds in ms: Server = ``llama3_1-8b``, Interactive = ``llama3_1-8b-interactive``."""
@@ -15,16 +16,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("Offline", "Server", "SingleStream", "Concurrency"),
     accuracy="workloads.llm.accuracy:score",
     mlperf_model="llama3_1-8b",
-    params={
-        "data_dir": None,  # holds cnn_eval.json; None = generated demo set
-        "dataset_file": None,  # e.g. sample_cnn_eval_5000.json (edge)
-        "count": None,
-        "performance_count": None,
-        "prompt": "tokens",  # tokens (tok_input ids, as the reference) | text (input)
-        "max_tokens": 128,
-        "response_format": "token_ids",  # how the SUT encodes responses (MLPerf: int32 ids)
-        "tokenizer": "meta-llama/Llama-3.1-8B-Instruct",  # to decode ids for ROUGE
-    },
+    params_model=LLMParams,
     # TTFT/TPOT bounds come from mlperf.conf for the model key: ``llama3_1-8b`` (Server) or,
     # with ``--set model=llama3_1-8b-interactive``, MLPerf's "Interactive" Server run. Setting
     # them here would override the interactive ones.

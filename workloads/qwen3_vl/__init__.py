@@ -12,7 +12,10 @@ answers are unparsable and score F1 = 0.
 
 from __future__ import annotations
 
-from raybench.core.spec import WorkloadSpec
+from raybench.core.spec import SUTSpec, WorkloadSpec
+from workloads.qwen3_vl.params import OracleQ3VLParams, Qwen3VLParams
+
+__all__ = ["ORACLE_SPEC", "SUTS", "WORKLOAD"]
 
 WORKLOAD = WorkloadSpec(
     name="qwen3_vl",
@@ -22,18 +25,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("Offline", "Server"),
     accuracy="workloads.qwen3_vl.accuracy:score",
     mlperf_model="qwen3-vl-235b-a22b",
-    params={
-        "data_dir": None,  # None -> generated demo catalogue
-        "splits": ["train", "test"],
-        "count": None,
-        "performance_count": None,
-        "demo_samples": 32,
-        "demo_seed": 0,
-        "guided_decoding": False,
-        "reencode_images": False,
-        "f1_target": 0.7824,
-        "random_seed": 12345,
-    },
+    params_model=Qwen3VLParams,
     # Demo-sized runs, applied only when no user.conf is given (real runs bring one, so the
     # mlperf.conf values hold: 10 min, 48,289 queries and performance samples). The override of
     # performance_sample_count_override (48,289 in mlperf.conf) lets the 32-sample demo load.
@@ -61,3 +53,13 @@ WORKLOAD = WorkloadSpec(
         "openai_endpoint": {"api": "chat", "temperature": None, "max_tokens": None},
     },
 )
+
+ORACLE_SPEC = SUTSpec(
+    name="oracle_q3vl",
+    description="Qwen3-VL test SUT: answers the ground-truth JSON (exact, fenced or parent category)",
+    entry="workloads.qwen3_vl.oracle:OracleQ3VLSUT",
+    extra=None,
+    params_model=OracleQ3VLParams,
+)
+
+SUTS = (ORACLE_SPEC,)

@@ -3,11 +3,14 @@
 Semantics follow the MLPerf reference (``mlperf_inf_mm_q3vl/evaluation.py``):
 
 * A response is the UTF-8 text the VLM returned. It is parsed with pydantic as a *bare* JSON
-  object of :class:`ProductMetadata` (``category: str``, ``brand: str``, ``is_secondhand:
-  bool``, no other keys). Anything else — a ```json fence, text before or after the object,
-  a missing field, an extra field — is *unparsable*.
+  object of :class:`~workloads.qwen3_vl.payload.ProductMetadata` (``category: str``, ``brand:
+  str``, ``is_secondhand: bool``, no other keys). Anything else — a ```json fence, text before or
+  after the object, a missing field, an extra field — is *unparsable* (the payload contract,
+  :mod:`workloads.qwen3_vl.payload`, whose names are re-exported here).
 * An unparsable response counts as a complete mismatch whose depth equals the ground truth's:
-  for ``A > B > C`` it is scored as ``|NA| > |NA| > |NA|`` (0 common levels, 3 predicted).
+  for ``A > B > C`` it is scored as ``PAD > PAD > PAD`` (0 common levels, 3 predicted), with the
+  reference's pad level ``<|__PRED_CATEGORY_PAD__|>``; its brand is the pad
+  ``<|__PRED_BRAND_PAD__|>``.
 * A category path is split on exactly ``" > "`` and every level is stripped. The overlap of a
   prediction with the truth is the length of their longest common prefix of levels.
 * Scores are *micro*-aggregated over all responses (Kiritchenko et al. 2006)::
@@ -20,7 +23,26 @@ Semantics follow the MLPerf reference (``mlperf_inf_mm_q3vl/evaluation.py``):
 
 Secondary numbers the reference prints (not gated): brand accuracy with a fuzzy match
 (normalised Indel similarity > 90 %, like ``rapidfuzz.fuzz.ratio``) and the binary F1 of
-``is_secondhand`` (unparsable responses get a seeded coin flip, as in the reference).
+``is_secondhand`` (positive class ``True``, as ``sklearn.metrics.f1_score``).
+
+An unparsable response's ``is_secondhand`` is a random value drawn exactly as the reference draws
+it (``run_evaluation`` / ``_process_chunk`` in ``evaluation.py``), so the ungated F1 matches too:
+
+1. ``master = numpy.random.default_rng(random_seed)`` (CLI default 12345);
+2. the log's entries, in file order, are cut into chunks of ``max(len // workers, 1)`` entries,
+   ``workers = min(os.cpu_count(), 4)`` (the reference's process pool; so the value depends on
+   the evaluating machine's CPU count below 4 — ``params["eval_workers"]`` pins it);
+3. ``master.integers(0, 2**32, size=number_of_chunks)`` gives one seed per chunk, and each chunk
+   gets its own ``numpy.random.default_rng(seed)``;
+4. per entry of a chunk, in order: an unparsable entry first draws its value with
+   ``rng.choice([True, False], size=1)``; then *every* entry draws the two random-baseline
+   values ``rng.choice(potential_product_categories)`` and ``rng.choice([True, False])``.
+
+The baseline draw over the candidate categories needs their number; it is taken from
+``ground_truth(i)["potential_product_categories"]`` when the library provides it. Without it a
+two-way draw stands in: it consumes the same 32 random bits, so the values are still exact unless
+numpy's bounded-integer sampler rejects a draw (probability below ``k / 2**32`` per entry for
+``k`` candidates).
 
 ``accuracy.txt`` has the reference's layout — ``Results``, the JSON ``{"f1": ...}`` and the
 SHA-256 of that JSON string — which the submission checker reads with the regex
@@ -31,66 +53,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
 
 from raybench.core.spec import AccuracyResult
+from workloads.qwen3_vl.payload import CATEGORY_SEPARATOR, ProductMetadata, parse_response
 
 __all__ = [
     "CATEGORY_SEPARATOR",
+    "DEFAULT_RANDOM_SEED",
     "F1_TARGET",
     "ProductMetadata",
     "accuracy_txt",
     "brand_similarity",
+    "eval_workers",
     "hierarchical_components",
     "hierarchical_f1",
     "parse_response",
     "score",
     "unparsable_category",
+    "unparsable_secondhand_draws",
 ]
 
-CATEGORY_SEPARATOR = " > "
 F1_TARGET = 0.7824
 """99 % of 0.7903037, the mean category hF1 of BF16 Qwen3-VL-235B-A22B-Instruct over 10 runs."""
 
-UNPARSABLE_LEVEL = "|NA|"
-"""Placeholder level of an unparsable prediction (never equal to a real category name)."""
+UNPARSABLE_LEVEL = "<|__PRED_CATEGORY_PAD__|>"
+"""Placeholder level of an unparsable prediction (the reference's pad; never a real category)."""
+UNPARSABLE_BRAND = "<|__PRED_BRAND_PAD__|>"
+"""Brand of an unparsable prediction (the reference's pad)."""
 
+DEFAULT_RANDOM_SEED = 12345
+"""``mlperf-inf-mm-q3vl evaluate --random-seed`` default."""
+_MAX_EVAL_WORKERS = 4
 _BRAND_THRESHOLD = 90.0
-
-
-class ProductMetadata(BaseModel):
-    """Json format for the expected responses from the VLM."""
-
-    # extra="forbid" makes the JSON schema say additionalProperties=false and makes extra keys
-    # in a response a validation error, both as in the reference.
-    model_config = ConfigDict(extra="forbid")
-
-    category: str = Field(
-        description='The complete category of the product, e.g.,\n"Clothing & Accessories > Clothing > '
-        'Shirts > Polo Shirts".\nEach categorical level is separated by " > ".'
-    )
-    brand: str = Field(description='The brand of the product, e.g., "giorgio armani".')
-    is_secondhand: bool = Field(description="True if the product is second-hand, False otherwise.")
-
-
-def parse_response(data: bytes | str) -> ProductMetadata | None:
-    """Parse one response; ``None`` when it is not a bare JSON :class:`ProductMetadata`.
-
-    Bytes that are not valid UTF-8 are unparsable too (the reference would crash on them).
-    """
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        return ProductMetadata.model_validate_json(data)
-    except ValidationError:
-        return None
 
 
 def _levels(path: str) -> list[str]:
@@ -98,7 +97,7 @@ def _levels(path: str) -> list[str]:
 
 
 def unparsable_category(true_path: str) -> str:
-    """The prediction an unparsable response stands for: ``|NA|`` repeated to the truth's depth."""
+    """The prediction an unparsable response stands for: the pad level repeated to the truth's depth."""
     return CATEGORY_SEPARATOR.join([UNPARSABLE_LEVEL] * len(_levels(true_path)))
 
 
@@ -154,6 +153,57 @@ def _binary_f1(pred: Sequence[bool], true: Sequence[bool]) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def eval_workers(params: dict[str, Any] | None = None) -> int:
+    """Process count the reference's evaluation would use: ``min(os.cpu_count(), 4)``.
+
+    ``params["eval_workers"]`` overrides it (to reproduce a score computed on another machine).
+    """
+    value = (params or {}).get("eval_workers")
+    if value is not None:
+        if int(value) < 1:
+            raise ValueError(f"qwen3_vl: eval_workers must be >= 1, got {value!r}")
+        return int(value)
+    return min(os.cpu_count() or 1, _MAX_EVAL_WORKERS)
+
+
+def unparsable_secondhand_draws(
+    unparsable: Sequence[bool],
+    candidates: Sequence[Sequence[Any] | None],
+    random_seed: int = DEFAULT_RANDOM_SEED,
+    workers: int = _MAX_EVAL_WORKERS,
+) -> list[bool | None]:
+    """The ``is_secondhand`` the reference assigns to each unparsable entry (``None`` elsewhere).
+
+    Consumes numpy's generators in the reference's order (see the module docstring).
+
+    Args:
+        unparsable: per log entry, in file order, whether its response failed to parse.
+        candidates: per entry, the ``potential_product_categories`` list of its sample,
+            or ``None`` when unknown (a two-way draw then stands in for the baseline draw).
+        random_seed: the evaluation seed (12345 by default, as the reference CLI).
+        workers: ``min(os.cpu_count(), 4)`` of the machine whose result is reproduced.
+    """
+    n = len(unparsable)
+    if len(candidates) != n:
+        raise ValueError("unparsable_secondhand_draws: one candidate list per entry is needed")
+    chunk = max(n // max(int(workers), 1), 1)
+    starts = range(0, n, chunk)
+    seeds = np.random.default_rng(seed=random_seed).integers(0, 2**32, size=len(starts))
+    out: list[bool | None] = [None] * n
+    for start, seed in zip(starts, seeds, strict=True):
+        rng = np.random.default_rng(seed)
+        for i in range(start, min(start + chunk, n)):
+            if unparsable[i]:
+                out[i] = bool(rng.choice([True, False], size=1).tolist()[0])
+            cands = candidates[i]
+            if cands:
+                rng.choice(list(cands))  # the reference's random-category baseline draw
+            else:
+                rng.integers(0, 2)  # same 32 random bits as a draw over k candidates
+            rng.choice([True, False])  # the reference's random is_secondhand baseline draw
+    return out
+
+
 def accuracy_txt(f1: float) -> str:
     """The ``accuracy.txt`` body in the reference's layout.
 
@@ -171,35 +221,42 @@ def score(entries: list[tuple[int, bytes]], library: Any, params: dict[str, Any]
     """Score accuracy-log entries against the library's ground truth.
 
     Args:
-        entries: ``(qsl_idx, response bytes)`` for every logged response (duplicates count
-            each time, as in the reference).
+        entries: ``(qsl_idx, response bytes)`` for every logged response, in log order
+            (duplicates count each time, as in the reference).
         library: the workload's :class:`~workloads.qwen3_vl.dataset.ProductCatalogueLibrary`
-            (anything with ``ground_truth(i) -> dict``).
-        params: workload params; ``f1_target`` (default 0.7824), ``random_seed`` (12345).
+            (anything with ``ground_truth(i) -> dict``; a ``potential_product_categories`` key
+            makes the random ``is_secondhand`` of unparsable answers exact in every case).
+        params: workload params; ``f1_target`` (default 0.7824), ``random_seed`` (12345),
+            ``eval_workers`` (default ``min(os.cpu_count(), 4)`` like the reference).
 
     Returns:
         metrics ``f1`` (the gated one), ``hierarchical_precision``, ``hierarchical_recall``,
         ``brand_accuracy``, ``is_secondhand_f1``, ``unparsable``, ``responses``.
     """
     target = float(params.get("f1_target", F1_TARGET))
-    rng = random.Random(int(params.get("random_seed", 12345)))
+    seed = int(params.get("random_seed", DEFAULT_RANDOM_SEED))
+    truths = [library.ground_truth(int(idx)) for idx, _ in entries]
+    preds = [parse_response(data) for _, data in entries]
+    unparsable_flags = [p is None for p in preds]
+    draws = unparsable_secondhand_draws(
+        unparsable_flags,
+        [t.get("potential_product_categories") for t in truths],
+        random_seed=seed,
+        workers=eval_workers(params),
+    )
     cats: list[tuple[str, str]] = []
     brand_hits = 0
     sh_pred: list[bool] = []
     sh_true: list[bool] = []
-    unparsable = 0
-    for idx, data in entries:
-        truth = library.ground_truth(int(idx))
-        pred = parse_response(data)
+    for truth, pred, drawn in zip(truths, preds, draws, strict=True):
         if pred is None:
-            unparsable += 1
-            cats.append((unparsable_category(truth["category"]), truth["category"]))
-            sh_pred.append(rng.random() < 0.5)
+            category, brand, secondhand = unparsable_category(truth["category"]), UNPARSABLE_BRAND, drawn
         else:
-            cats.append((pred.category, truth["category"]))
-            norm_p, norm_t = pred.brand.strip().lower(), truth["brand"].strip().lower()
-            brand_hits += brand_similarity(norm_p, norm_t) > _BRAND_THRESHOLD
-            sh_pred.append(pred.is_secondhand)
+            category, brand, secondhand = pred.category, pred.brand, pred.is_secondhand
+        cats.append((category, truth["category"]))
+        norm_p, norm_t = brand.strip().lower(), truth["brand"].strip().lower()
+        brand_hits += brand_similarity(norm_p, norm_t) > _BRAND_THRESHOLD
+        sh_pred.append(bool(secondhand))
         sh_true.append(bool(truth["is_secondhand"]))
     f1, hp, hr = hierarchical_f1(cats)
     n = len(entries)
@@ -209,7 +266,7 @@ def score(entries: list[tuple[int, bytes]], library: Any, params: dict[str, Any]
         "hierarchical_recall": hr,
         "brand_accuracy": brand_hits / n if n else 0.0,
         "is_secondhand_f1": _binary_f1(sh_pred, sh_true),
-        "unparsable": float(unparsable),
+        "unparsable": float(sum(unparsable_flags)),
         "responses": float(n),
     }
     return AccuracyResult(

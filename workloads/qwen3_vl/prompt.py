@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from .accuracy import ProductMetadata
+from workloads.qwen3_vl.payload import ProductMetadata
 
 __all__ = ["build_messages", "image_data_url", "response_format", "system_prompt", "user_text"]
 

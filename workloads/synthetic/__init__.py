@@ -1,6 +1,7 @@
 """Synthetic workload: N deterministic byte samples, for measuring the harness with any SUT."""
 
 from raybench.core.spec import WorkloadSpec
+from workloads.synthetic.params import SyntheticParams
 
 WORKLOAD = WorkloadSpec(
     name="synthetic",
@@ -10,7 +11,7 @@ WORKLOAD = WorkloadSpec(
     default_sut="fake",
     scenarios=("SingleStream", "MultiStream", "Server", "Offline", "Concurrency"),
     mlperf_model=None,
-    params={"count": 1024, "performance_count": 1024, "sample_bytes": 16},
+    params_model=SyntheticParams,
     settings={
         # Short runs for demos; real runs set min_duration through user.conf or --set.
         "Offline": {"min_duration_ms": 2000, "offline_expected_qps": 20000},

@@ -13,6 +13,7 @@ Nothing heavy is imported here.
 from __future__ import annotations
 
 from raybench.core.spec import WorkloadSpec
+from workloads.wan22.params import Wan22Params
 
 __all__ = ["WORKLOAD"]
 
@@ -24,23 +25,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("SingleStream", "Offline"),
     accuracy="workloads.wan22.accuracy:score",
     mlperf_model="wan-2.2-t2v-a14b",
-    params={
-        "prompts": None,  # path of vbench_prompts.txt (wins over data_dir)
-        "data_dir": None,  # dir with vbench_prompts.txt and fixed_latent.pt; None = built-in demo
-        "count": None,  # first N prompts only
-        "performance_count": None,  # None = all prompts (mlperf.conf: 248; checker minimum 50)
-        # expected video; None = 720x1280, 81 frames, 16 fps (demo: 32x32, 9 frames, 16 fps)
-        "height": None,
-        "width": None,
-        "num_frames": None,
-        "fps": None,
-        # accuracy
-        "video_dir": None,  # keep the videos scored here (default: a temporary directory)
-        "vbench": None,  # None = run VBench for a prompts file, skip it for the demo prompts
-        "target": 69.7752,
-        "vbench_cache_dir": None,  # None = $VBENCH_CACHE_DIR or ~/.cache/vbench
-        "vbench_device": None,
-    },
+    params_model=Wan22Params,
     # Demo-sized runs (a tiny video takes ~40 ms on one CPU core): 2 s and >= 64 queries (the
     # p90 early-stopping floor). A real run must pass a user.conf (10 min; Offline >= 248 samples).
     settings={

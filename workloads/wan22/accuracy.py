@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from raybench.core.spec import AccuracyResult
-from workloads.wan22.video import check_video, is_mp4, video_filename
+from workloads.wan22.payload import check_video, is_mp4, video_filename
 
 __all__ = [
     "DIMENSIONS",

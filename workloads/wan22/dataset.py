@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from workloads.wan22.video import DEMO_VIDEO, MLPERF_VIDEO, VideoSpec
+from workloads.wan22.payload import DEMO_VIDEO, MLPERF_VIDEO, VideoSpec
 
 __all__ = ["DEMO_PROMPTS", "PROMPTS_FILENAME", "PromptLibrary", "load_library", "read_prompts"]
 

@@ -5,14 +5,16 @@ Importing this package is cheap (no numpy decoding, no torch, no ultralytics): i
 the scorer (``accuracy.py``) decodes the MLPerf float32 payload and runs pycocotools.
 
 With ``data_dir`` unset the library uses the embedded demo: 64 generated images with exact boxes
-(``demo.py``), cached under ``$RAYBENCH_CACHE``.
+(``demo.py``), cached under ``$RAYBENCH_CACHE``. The package also registers the test-only
+``oracle_yolo`` SUT (``oracle.py``), which answers the ground-truth boxes.
 """
 
 from __future__ import annotations
 
-from raybench.core.spec import WorkloadSpec
+from raybench.core.spec import SUTSpec, WorkloadSpec
+from workloads.yolo11.params import OracleYoloParams, Yolo11Params
 
-__all__ = ["WORKLOAD"]
+__all__ = ["ORACLE_SPEC", "SUTS", "WORKLOAD"]
 
 WORKLOAD = WorkloadSpec(
     name="yolo11",
@@ -23,16 +25,7 @@ WORKLOAD = WorkloadSpec(
     scenarios=("SingleStream", "MultiStream", "Offline", "Server", "Concurrency"),
     accuracy="workloads.yolo11.accuracy:score",
     mlperf_model="yolo",  # mlperf.conf: yolo.*.performance_sample_count_override = 64
-    params={
-        "data_dir": None,  # None = embedded demo dataset
-        "annotations": "annotations/instances_val2017.json",
-        "images": None,  # None = first of val2017_safe, val2017, images
-        "count": None,
-        "performance_count": None,  # None = min(total, 500), as the reference QSL
-        "demo_images": 64,
-        "reference_map": 53.4,
-        "accuracy_target": "yolo-95",
-    },
+    params_model=Yolo11Params,
     # Short runs for the embedded demo on a CPU (yolo11n, ~0.1-0.2 s per image on 2 cores). The
     # runner applies these only when no user.conf is given; real runs bring a user.conf, so the
     # MLPerf rules (600 s minimum duration) apply there.
@@ -57,3 +50,13 @@ WORKLOAD = WorkloadSpec(
         },
     },
 )
+
+ORACLE_SPEC = SUTSpec(
+    name="oracle_yolo",
+    description="test-only: answers yolo11 queries with the ground-truth boxes (optionally shifted)",
+    entry="workloads.yolo11.oracle:OracleYoloSUT",
+    extra=None,
+    params_model=OracleYoloParams,
+)
+
+SUTS = (ORACLE_SPEC,)

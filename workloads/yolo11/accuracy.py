@@ -1,13 +1,7 @@
 """YOLO11 accuracy: the MLPerf COCO detection payload and mAP@[.5:.95] with pycocotools.
 
-Payload (what a SUT returns per image, written hex-encoded to ``mlperf_log_accuracy.json``):
-native float32 (little-endian on every supported platform), 7 values per detected box::
-
-    [qsl_idx, ymin, xmin, ymax, xmax, score, category_id]
-
-with ``ymin = y1 / H``, ``xmin = x1 / W``, ``ymax = y2 / H``, ``xmax = x2 / W`` for the pixel box
-``(x1, y1, x2, y2)`` of an image of original size ``H x W``, and ``category_id`` the COCO 91-set id
-``COCO_80_TO_91[class]``. An image with no box has an empty payload.
+Payload: 7 float32 per box ``[qsl_idx, ymin, xmin, ymax, xmax, score, category_id]``, defined
+(and encoded/decoded) in :mod:`workloads.yolo11.payload`; its helpers are re-exported here.
 
 Scoring reproduces ``vision/classification_and_detection/tools/accuracy-coco.py`` run without
 ``--use-inv-map`` (as the YOLO reference requires):
@@ -36,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from raybench.core.spec import AccuracyResult
-from workloads.yolo11.categories import COCO_80_TO_91
+from workloads.yolo11.payload import FLOATS_PER_BOX, decode_payload, encode_detections
 
 __all__ = [
     "FLOATS_PER_BOX",
@@ -48,75 +42,9 @@ __all__ = [
     "targets_for",
 ]
 
-FLOATS_PER_BOX = 7
 #: Ultralytics YOLO11l mAP@[.5:.95] on COCO val2017, the MLPerf reference accuracy.
 REFERENCE_MAP = 53.4
 _TIERS = {"yolo-95": 0.95, "yolo-99": 0.99}
-_MAP_80_TO_91 = np.asarray(COCO_80_TO_91, dtype=np.float32)
-
-
-def encode_detections(
-    qsl_idx: int,
-    boxes_xyxy: Any,
-    scores: Any,
-    classes80: Any,
-    orig_h: int,
-    orig_w: int,
-) -> bytes:
-    """Encode one image's detections as the MLPerf COCO payload.
-
-    Divisions are done in float32 like the reference (its boxes come from torch as float32), so the
-    bytes equal what ``yolo_loadgen.py`` packs with ``struct.pack("7f", ...)``.
-
-    Args:
-        qsl_idx: sample index (written as the first float of every box).
-        boxes_xyxy: ``(n, 4)`` pixel boxes ``x1, y1, x2, y2`` in the original image.
-        scores: ``(n,)`` confidences.
-        classes80: ``(n,)`` detector classes 0..79 (mapped to 91-set ids here).
-        orig_h: original image height in pixels.
-        orig_w: original image width in pixels.
-
-    Returns:
-        ``28 * n`` bytes (empty when ``n == 0``).
-
-    Raises:
-        ValueError: shapes disagree, a class is outside 0..79 or a size is not positive.
-    """
-    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-    conf = np.asarray(scores, dtype=np.float32).reshape(-1)
-    cls = np.asarray(classes80).reshape(-1).astype(np.int64)
-    n = boxes.shape[0]
-    if conf.shape[0] != n or cls.shape[0] != n:
-        raise ValueError(
-            f"encode_detections: {n} boxes but {conf.shape[0]} scores and {cls.shape[0]} classes"
-        )
-    if orig_h <= 0 or orig_w <= 0:
-        raise ValueError(f"encode_detections: bad original size h={orig_h} w={orig_w}")
-    if n == 0:
-        return b""
-    if cls.min() < 0 or cls.max() >= len(COCO_80_TO_91):
-        raise ValueError(f"encode_detections: class outside 0..79 (got {int(cls.min())}..{int(cls.max())})")
-    h, w = np.float32(orig_h), np.float32(orig_w)
-    out = np.empty((n, FLOATS_PER_BOX), dtype=np.float32)
-    out[:, 0] = np.float32(qsl_idx)
-    out[:, 1] = boxes[:, 1] / h
-    out[:, 2] = boxes[:, 0] / w
-    out[:, 3] = boxes[:, 3] / h
-    out[:, 4] = boxes[:, 2] / w
-    out[:, 5] = conf
-    out[:, 6] = _MAP_80_TO_91[cls]
-    return out.astype("<f4", copy=False).tobytes()
-
-
-def decode_payload(data: bytes) -> np.ndarray:
-    """Decode a payload into an ``(n, 7)`` float32 array (``n = 0`` for an empty payload).
-
-    Raises:
-        ValueError: the length is not a multiple of 28 bytes.
-    """
-    if len(data) % (4 * FLOATS_PER_BOX):
-        raise ValueError(f"yolo11 payload of {len(data)} bytes is not a multiple of 28 (7 float32 per box)")
-    return np.frombuffer(data, dtype="<f4").reshape(-1, FLOATS_PER_BOX)
 
 
 def targets_for(params: Mapping[str, Any] | None = None) -> dict[str, float]:

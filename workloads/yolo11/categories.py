@@ -4,24 +4,15 @@ Detectors trained with Ultralytics number the COCO classes 0..79. The COCO annot
 therefore pycocotools and the MLPerf accuracy script, run without ``--use-inv-map``) use the
 original 91-id numbering, which has 11 unused ids (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91).
 The MLPerf YOLO reference translates every detection with the official 80 -> 91 table below
-before it is written to the accuracy log; so do we.
+before it is written to the accuracy log; so do we. The tables live in
+:mod:`workloads.yolo11.payload` (they are part of the payload contract) and are re-exported here.
 """
 
 from __future__ import annotations
 
+from workloads.yolo11.payload import COCO_80_TO_91, COCO_91_TO_80
+
 __all__ = ["COCO_80_TO_91", "COCO_91_TO_80", "COCO_NAMES", "coco_categories"]
-
-#: ``COCO_80_TO_91[c]`` is the COCO category id of detector class ``c`` (same numbers as the
-#: MLPerf reference's table).
-COCO_80_TO_91: tuple[int, ...] = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-    22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44,
-    46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
-    67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
-)  # fmt: skip
-
-#: Inverse table: COCO category id -> detector class (only the 80 used ids).
-COCO_91_TO_80: dict[int, int] = {cat: cls for cls, cat in enumerate(COCO_80_TO_91)}
 
 #: Class names in detector order (index = class 0..79).
 COCO_NAMES: tuple[str, ...] = (

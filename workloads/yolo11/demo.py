@@ -19,6 +19,13 @@ Details chosen to catch bugs rather than to look pretty:
 * category ids are from the 91-id set (e.g. stop sign = 13, dog = 18), so a missing 80 -> 91
   translation fails.
 
+Every field MLPerf's ``vision/classification_and_detection/tools/accuracy-coco.py`` reads is
+present, so that script runs on the demo unchanged: ``images[*]`` have ``id``, ``file_name``,
+``height``, ``width`` and ``coco_url`` (printed by ``--verbose`` for an image without detections;
+here the image's path relative to the dataset root, since the pictures are synthetic), plus
+``flickr_url``/``date_captured``/``license`` like real COCO entries; annotations carry ``id``,
+``image_id``, ``category_id``, ``bbox``, ``area`` and ``iscrowd`` (what ``COCOeval`` reads).
+
 Randomness comes from :class:`random.Random` (its ``random()`` stream is stable across Python
 versions) and shapes are rasterised with numpy arithmetic, so the annotations do not depend on
 the OpenCV version.
@@ -34,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from raybench.core.cache import build_once
+from raybench.core.cache import build_once, cache_root
 from workloads.yolo11.categories import COCO_80_TO_91, COCO_NAMES, coco_categories
 
 __all__ = [
@@ -47,7 +54,7 @@ __all__ = [
     "generate_demo",
 ]
 
-DEMO_VERSION = "v1"
+DEMO_VERSION = "v2"  # v2: images carry coco_url / flickr_url / date_captured
 ANNOTATIONS_REL = "annotations/instances_val2017.json"
 IMAGES_REL = "val2017_safe"
 
@@ -65,6 +72,7 @@ _CLASSES: dict[int, tuple[int, int, int]] = {
 }
 _MIN_SIDE = 24
 _MARGIN = 4  # free pixels kept between objects, so no object hides part of another
+_DATE_CAPTURED = "2026-01-01 00:00:00"  # fixed, so the annotation bytes are reproducible
 
 
 def _image_id(index: int) -> int:
@@ -159,7 +167,18 @@ def build_demo(n_images: int = 64, seed: int = 0) -> tuple[dict[str, Any], list[
                 }
             )
         file_name = f"{image_id:012d}.png"
-        images_meta.append({"id": image_id, "file_name": file_name, "height": h, "width": w, "license": 4})
+        images_meta.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "height": h,
+                "width": w,
+                "license": 4,
+                "coco_url": f"{IMAGES_REL}/{file_name}",
+                "flickr_url": f"{IMAGES_REL}/{file_name}",
+                "date_captured": _DATE_CAPTURED,
+            }
+        )
         pixels.append(img)
     coco = {
         "info": {
@@ -199,7 +218,7 @@ def generate_demo(root: str | os.PathLike[str], n_images: int = 64, seed: int = 
 
 def demo_cache_dir(n_images: int = 64, seed: int = 0) -> Path:
     """``$RAYBENCH_CACHE/yolo11-demo-<version>[-n<N>][-s<seed>]`` (default cache ``~/.cache/raybench``)."""
-    cache = Path(os.path.expanduser(os.environ.get("RAYBENCH_CACHE", "~/.cache/raybench")))
+    cache = cache_root()
     suffix = ("" if n_images == 64 else f"-n{n_images}") + ("" if seed == 0 else f"-s{seed}")
     return cache / f"yolo11-demo-{DEMO_VERSION}{suffix}"
 

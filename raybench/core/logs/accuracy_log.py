@@ -17,15 +17,14 @@ from raybench.core.logs.atomic import atomic_write_text
 __all__ = ["read_accuracy_log", "write_accuracy_log"]
 
 
-def write_accuracy_log(
-    path: str | Path, entries: Iterable[tuple[int, int, bytes]], token_counts: dict[int, int] | None = None
-) -> Path:
-    """Write entries ``(seq_id, qsl_idx, data)`` sorted by ``seq_id``."""
+def write_accuracy_log(path: str | Path, entries: Iterable[tuple[int, int, bytes, int]],
+                       with_token_count: bool = False) -> Path:
+    """Write entries ``(seq_id, qsl_idx, data, n_tokens)`` sorted by ``seq_id``."""
     parts = []
-    for seq_id, qsl_idx, data in sorted(entries, key=lambda e: e[0]):
+    for seq_id, qsl_idx, data, n_tokens in sorted(entries, key=lambda e: e[0]):
         item = f'{{ "seq_id" : {int(seq_id)}, "qsl_idx" : {int(qsl_idx)}, "data" : "{bytes(data).hex().upper()}"'
-        if token_counts is not None and seq_id in token_counts:
-            item += f', "token_count" : {int(token_counts[seq_id])}'
+        if with_token_count:
+            item += f', "token_count" : {int(n_tokens)}'
         parts.append(item + " }")
     body = "[\n" + ",\n".join(parts) + ("\n" if parts else "") + "]\n"
     return atomic_write_text(path, body)

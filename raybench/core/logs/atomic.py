@@ -16,12 +16,28 @@ from typing import Any
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_lines", "atomic_write_text", "to_jsonable"]
 
 
+def _read_umask() -> int:
+    """The process umask (read by setting it and putting it back; there is no getter). Read once at
+    import: flipping it later could race with another thread creating a file."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` minus the
+    umask), not ``mkstemp``'s private ``0o600``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -284,7 +284,10 @@ def _summary_stats(plan: Plan, m: RunMetrics) -> list[str]:
                     f"Max Time to Output Token (ns)                : {m.tpot['max']}",
                     f"Mean Time to Output Token (ns)               : {m.tpot['mean']}"]
             out += _grid_lines("time to output token (ns)", m.tpot)
-    out += ["", f"Send lateness p50 / p99 / max (ns): {m.lateness['p50']} / {m.lateness['p99']} / {m.lateness['max']}"]
+    out += ["", f"Send lateness p50 / p99 / max (ns): {m.lateness['p50']} / {m.lateness['p99']} / {m.lateness['max']}",
+            f"Event-loop lag p50 / p99 / max (ns): {m.loop_lag['p50']} / {m.loop_lag['p99']} / {m.loop_lag['max']}",
+            f"Percentiles read from merged histograms: relative error <= {m.percentile_relative_error:.3%} "
+            "(min, max, mean exact)"]
     return out
 
 

@@ -208,6 +208,20 @@ class Scenario(BaseModel):
 
         return round_robin(plan, shards)
 
+    def bounds(self, plan: Plan) -> dict[str, int]:
+        """Latency bounds the verdict compares against, by metric: shards count the values above
+        each one exactly, so verdicts stay exact with histograms."""
+        return {}
+
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        """Estimated ``(samples in the plan, seconds to issue them)`` before the plan is built."""
+        n = max(float(eff.min_query_count), 2.0 * eff.target_duration_ms / 1000.0 * eff.target_qps)
+        return n * eff.samples_per_query, n / eff.target_qps
+
+    def rate_setting(self) -> str:
+        """The TestSettings field that sets this scenario's rate (named in plan-size errors)."""
+        return "min_query_count"
+
     def deadline_s(self, plan: Plan, query_timeout_s: float, grace_s: float) -> float | None:
         """The hard end of the run counted from T0 (``None``: bounded by per-query timeouts)."""
         if plan.effective.max_duration_ms:
@@ -222,6 +236,11 @@ class Scenario(BaseModel):
     # ------------------------------------------------------------------ verdict
     def final_query_by_schedule(self) -> bool:
         """Whether LoadGen's "final query" is the last scheduled one (Server) or the last issued."""
+        return False
+
+    def lateness_checked(self) -> bool:
+        """Whether send lateness (actual - intended send) is held to ``lateness_p99_ms``: scenarios
+        whose sends have a due time (Server, closed-loop streams); serial ones send when ready."""
         return False
 
     def queries_issued(self, st: RunStats, plan: Plan) -> int:

@@ -7,7 +7,9 @@
   ``(sample_index_rng_seed, stream)``), so a stream's sequence does not depend on the shard it runs
   on; accuracy mode issues every loaded sample once. Streams are dealt to shards round-robin.
 * Issuing: each stream sends its next query as soon as its previous one completes, until
-  ``min_duration`` and the stream's share of ``min_query_count`` are reached.
+  ``min_duration`` and the stream's share of ``min_query_count`` are reached. A query's intended
+  send time is its predecessor's completion, so lateness measures how long the harness took to
+  react; a harness too busy to keep its streams moving is flagged as in Server.
 * Throughput: samples/s = ``n / last completion``; scheduled samples/s as Server's.
 * Min duration: the last completion ``>= min_duration``.
 """
@@ -48,6 +50,10 @@ class Concurrency(Scenario):
         return {"target_qps": float(s.offline_expected_qps), "max_async_queries": c, "concurrency": c,
                 "target_latency_percentile": float(s.server_target_latency_percentile)}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        """Samples are drawn at run time; the plan holds only accuracy-mode samples."""
+        return float(eff.accuracy_sample_count if eff.accuracy else 0), eff.min_duration_ms / 1000.0
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         samples = loaded[sample_rng.permutation(loaded.shape[0])] if eff.accuracy else np.zeros(0, np.int64)
@@ -73,6 +79,9 @@ class Concurrency(Scenario):
             workers = [_stream(runner, phase_i, phase, int(s), min_queries) for s in streams]
         await asyncio.gather(*workers)
 
+    def lateness_checked(self) -> bool:
+        return True
+
     def throughput(self, st: RunStats) -> Throughput:
         n, done, sched = st.latency.count, st.final_done_ns / 1e9, st.final_scheduled_ns / 1e9
         return Throughput(
@@ -90,13 +99,16 @@ async def _stream(runner: ShardRunner, phase_i: int, phase: PhaseSlice, stream: 
     loaded, seed = phase.loaded_set, runner.slice.stream_seed
     pos = 0
     chunk = np.zeros(0, dtype=np.int64)
+    ready = runner.now()  # when this stream could send: T0, then each predecessor's completion
     while not runner.stopped:
         now = runner.now()
         if pos % _CHUNK == 0:
             chunk = stream_samples(loaded, seed, stream, _CHUNK, start=pos)
         sample = int(chunk[pos % _CHUNK])
         pos += 1
-        await asyncio.gather(runner.spawn_sample(phase_i, sample, stream, now), return_exceptions=True)
+        task, row = runner.spawn_sample(phase_i, sample, stream, min(ready, now))
+        await asyncio.gather(task, return_exceptions=True)
+        ready = runner.completed_at(row) or runner.now()
         if runner.issued_queries >= min_queries and now >= min_dur:
             runner.request_stop("min duration and min queries met")
         runner.check_limits(now)

@@ -61,6 +61,9 @@ class MultiStream(Scenario):
     def padding(self, eff: Effective) -> int:
         return eff.samples_per_query - 1
 
+    def rate_setting(self) -> str:
+        return "multi_stream_expected_latency_ns"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
@@ -77,6 +80,6 @@ class MultiStream(Scenario):
         return True
 
     def early_stopping(self, st: RunStats, plan: Plan) -> list[tuple[str, EarlyStoppingResult]]:
-        if st.query_latency is None:
+        if not st.samples_issued:
             return []
         return [("latency", latency_early_stopping(st.query_latency, plan.effective.target_latency_percentile))]

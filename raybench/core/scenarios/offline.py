@@ -54,6 +54,12 @@ class Offline(Scenario):
         return {"target_qps": qps, "samples_per_query": spq, "min_query_count": 1, "min_sample_count": spq,
                 "target_duration_ms": 0}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        return float(eff.samples_per_query), eff.samples_per_query / eff.target_qps
+
+    def rate_setting(self) -> str:
+        return "offline_expected_qps"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         if eff.accuracy:

@@ -93,6 +93,13 @@ class Server(Scenario):
                 "target_latency_percentile": float(s.server_target_latency_percentile),
                 "max_async_queries": int(s.server_max_async_queries)}
 
+    def plan_size(self, eff: Effective) -> tuple[float, float]:
+        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * eff.target_qps)
+        return n, n / eff.target_qps
+
+    def rate_setting(self) -> str:
+        return "server_target_qps"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         def schedule(gen: int, min_q: int) -> tuple[np.ndarray, int]:
@@ -100,6 +107,12 @@ class Server(Scenario):
 
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
                                      eff.target_duration_ms * 1_000_000, schedule)
+
+    def bounds(self, plan: Plan) -> dict[str, int]:
+        s = plan.settings
+        if s.use_token_latencies:
+            return {"ttft": int(s.server_ttft_latency), "tpot": int(s.server_tpot_latency)}
+        return {"latency": int(plan.effective.target_latency_ns)}
 
     def deadline_s(self, plan: Plan, query_timeout_s: float, grace_s: float) -> float | None:
         """max_duration + grace, else the last scheduled send + the query timeout + grace."""
@@ -137,6 +150,9 @@ class Server(Scenario):
     def final_query_by_schedule(self) -> bool:
         return True
 
+    def lateness_checked(self) -> bool:
+        return True
+
     def throughput(self, st: RunStats) -> Throughput:
         n, done, sched = st.latency.count, st.final_done_ns / 1e9, st.final_scheduled_ns / 1e9
         return Throughput(
@@ -157,12 +173,12 @@ class Server(Scenario):
                 v.fail(f"latency constraint not met: p{p * 100:g} latency {st.latency.percentile(p) / 1e6:.3f} ms "
                        f"> target {eff.target_latency_ns / 1e6:g} ms", "Reduce target QPS to improve latency.")
             return v
-        if st.ttft is None or not st.ttft.count:
+        if not st.ttft.count:
             v.fail("token latencies required but the SUT reported no first token")
             return v
         for metric, label, bound in (("ttft", "TTFT", s.server_ttft_latency), ("tpot", "TPOT", s.server_tpot_latency)):
             stats = getattr(st, metric)
-            if stats is not None and stats.count and st.percentile_over(metric, p, bound):
+            if stats.count and st.percentile_over(metric, p, bound):
                 v.fail(f"{label} constraint not met: p{p * 100:g} {label} {stats.percentile(p) / 1e6:.3f} ms "
                        f"> {bound / 1e6:g} ms", f"{label} constrain not met: Reduce target QPS to improve latency.")
         return v
@@ -175,8 +191,7 @@ class Server(Scenario):
 
     def early_stopping(self, st: RunStats, plan: Plan) -> list[tuple[str, EarlyStoppingResult]]:
         s, p, n = plan.settings, plan.effective.target_latency_percentile, st.queries_issued
-        if s.use_token_latencies and st.ttft is not None:
-            tpot_over = st.count_over("tpot", s.server_tpot_latency) if st.tpot is not None else 0
-            return [("tpot", server_early_stopping(n, tpot_over, p)),
+        if s.use_token_latencies and st.ttft.count:
+            return [("tpot", server_early_stopping(n, st.count_over("tpot", s.server_tpot_latency), p)),
                     ("ttft", server_early_stopping(n, st.count_over("ttft", s.server_ttft_latency), p))]
         return [("latency", server_early_stopping(n, self.overlatency_count(st, plan), p))]

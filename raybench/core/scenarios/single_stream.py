@@ -82,6 +82,9 @@ class SingleStream(Scenario):
         return {"target_qps": qps, "target_latency_percentile": float(s.single_stream_target_latency_percentile),
                 "min_query_count": mqc, "min_sample_count": mqc}
 
+    def rate_setting(self) -> str:
+        return "single_stream_expected_latency_ns"
+
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,

@@ -20,6 +20,8 @@ pytest.importorskip("cv2")
 import torch  # noqa: E402
 
 from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from raybench.core.spec import load_object  # noqa: E402
+from raybench.registry import get_workload, make_library  # noqa: E402
 from reference_suts.diffusers_wan import (  # noqa: E402
     MLPERF_PRESET,
     REFERENCE_NEGATIVE_PROMPT,
@@ -28,8 +30,9 @@ from reference_suts.diffusers_wan import (  # noqa: E402
     resolve_params,
 )
 from reference_suts.diffusers_wan.sut import DiffusersWanSUT  # noqa: E402
-from workloads.wan22 import WORKLOAD  # noqa: E402
-from workloads.wan22.video import DEMO_VIDEO, VideoInfo, is_mp4, probe_mp4, read_mp4  # noqa: E402
+from workloads.wan22.payload import DEMO_VIDEO, VideoInfo, is_mp4, probe_mp4, read_mp4  # noqa: E402
+
+WORKLOAD = get_workload("wan22")
 
 PROMPT = "a cat playing in park"
 
@@ -112,9 +115,9 @@ def test_mlperf_preset_is_the_reference_and_overrides_win():
         "vivid colors, overexposed, static, blurry details, subtitles, style,\nwork"
     )
     assert REFERENCE_NEGATIVE_PROMPT.endswith("many people in the background,\nwalking backwards")
-    with pytest.raises(ValueError, match="preset must be one of \\('mlperf', 'tiny'\\), got 'huge'"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.preset: Input should be 'mlperf' or 'tiny'$"):
         resolve_params({"preset": "huge"})
-    with pytest.raises(ValueError, match="unknown params \\['hieght'\\]"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.hieght: unknown field$"):
         resolve_params({"hieght": 720})
 
 
@@ -187,13 +190,13 @@ def test_non_string_sample_is_an_error_response(tmp_path):
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ({"height": 40}, "height/width must be multiples of 16, got 40x32"),
-        ({"num_frames": 10}, "num_frames must be 4k\\+1"),
-        ({"num_inference_steps": 0}, "num_inference_steps must be a positive integer"),
-        ({"dtype": "fp8"}, "param dtype must be one of"),
-        ({"save_videos": "sometimes"}, "param save_videos must be one of"),
-        ({"boundary_ratio": 1.0}, "boundary_ratio must be in \\(0, 1\\)"),
-        ({"model": ""}, "param model must be"),
+        ({"height": 40}, "^sut\\.params\\.height: must be a multiple of 16, got 40$"),
+        ({"num_frames": 10}, "^sut\\.params\\.num_frames: must be 4k\\+1"),
+        ({"num_inference_steps": 0}, "^sut\\.params\\.num_inference_steps: Input should be greater than 0$"),
+        ({"dtype": "fp8"}, "^sut\\.params\\.dtype: Input should be 'bfloat16', 'float16' or 'float32'$"),
+        ({"save_videos": "sometimes"}, "^sut\\.params\\.save_videos: Input should be 'accuracy', 'always' or 'never'$"),
+        ({"boundary_ratio": 1.0}, "^sut\\.params\\.boundary_ratio: Input should be less than 1$"),
+        ({"model": ""}, "^sut\\.params\\.model: String should have at least 1 character$"),
     ],
 )
 def test_bad_params(override, match):
@@ -223,10 +226,8 @@ def test_hub_id_not_downloaded_offline():
 
 def test_demo_through_library_sut_and_scorer(tmp_path):
     """The demo flow without the harness: library -> SUT (accuracy mode) -> scorer on the logged bytes."""
-    from workloads.wan22.accuracy import score
-    from workloads.wan22.dataset import load_library
-
-    lib = load_library({**WORKLOAD.params, "count": 3})
+    score = load_object(WORKLOAD.accuracy)
+    lib = make_library(WORKLOAD, {**WORKLOAD.params, "count": 3})
     lib.load(range(lib.total_count))
     sut = DiffusersWanSUT(params(video_dir=str(tmp_path / "sut")))
     responses, _ = run(sut, ctx(), [lib.get(i) for i in range(3)])

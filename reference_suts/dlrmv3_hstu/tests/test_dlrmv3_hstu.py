@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,24 +13,34 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from raybench.core.protocols import Query, SUTContext  # noqa: E402
+from raybench.core.spec import load_object  # noqa: E402
+from raybench.registry import get_workload, make_library, workload_params  # noqa: E402
 from reference_suts.dlrmv3_hstu.engine import InferenceEngine, UIHCache  # noqa: E402
 from reference_suts.dlrmv3_hstu.model import HSTURanker, config_for, make_request  # noqa: E402
 from reference_suts.dlrmv3_hstu.scheduler import StreamingScheduler  # noqa: E402
 from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding  # noqa: E402
 from reference_suts.dlrmv3_hstu.sut import DLRMv3HSTUSUT  # noqa: E402
-from workloads.dlrmv3.accuracy import decode_payload, score  # noqa: E402
-from workloads.dlrmv3.dataset import DLRMv3Data, DLRMv3Library  # noqa: E402
-from workloads.dlrmv3.generator import generate, preset  # noqa: E402
+from workloads.dlrmv3.payload import decode_payload  # noqa: E402
+
+DLRMv3Library = Any  # the workload's library, built through the registry (SUTs never import the dataset)
+score = load_object(get_workload("dlrmv3").accuracy)
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(preset("tiny"), tmp_path_factory.mktemp("dl") / "tiny")
+    """The workload's ``tiny`` demo dataset, generated into a temporary cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAYBENCH_CACHE", str(tmp_path_factory.mktemp("dl")))
+        wl = get_workload("dlrmv3")
+        return Path(make_library(wl, workload_params(wl, {})).data.data_dir)
 
 
 @pytest.fixture(scope="module")
 def lib(tiny_dir: Path) -> DLRMv3Library:
-    return DLRMv3Library(DLRMv3Data(tiny_dir))
+    wl = get_workload("dlrmv3")
+    return make_library(wl, workload_params(wl, {"data_dir": str(tiny_dir)}))
+
+
 
 
 @pytest.fixture(scope="module")
@@ -179,36 +190,60 @@ def test_sut_streaming_order_and_accuracy(tiny_dir: Path) -> None:
     assert "metric/lifetime_gauc/rating:" in res.accuracy_txt
 
 
-def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, tiny_dir: Path) -> None:
+def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, lib: DLRMv3Library) -> None:
     from reference_suts.dlrmv3_hstu.sut import build_engine
 
     r = HSTURanker(config_for("tiny", items_per_category=100))
     torch.save({"config": r.cfg.to_dict(), "dense": r.dense.state_dict(),
                 "item_table": r.item_emb.weight.detach()}, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="items_per_category"):
-        build_engine({"checkpoint": str(tmp_path / "m.pt")}, preset("tiny"))
-    np.testing.assert_equal(preset("tiny").items_per_category, 512)
+        build_engine({"checkpoint": str(tmp_path / "m.pt")}, lib.data.params)   # the tiny dataset's
+    np.testing.assert_equal(lib.data.params.items_per_category, 512)
 
 
-def test_device_param_resolves_and_rejects_missing_cuda() -> None:
+def test_device_param_resolves_and_rejects_missing_cuda(lib: DLRMv3Library) -> None:
+    """Resolution on any machine; the missing-CUDA rejection only where CUDA is absent, the
+    device-index check only where it is present."""
     from reference_suts.dlrmv3_hstu.sut import resolve_device
 
-    assert not torch.cuda.is_available()                  # this machine has no GPU
-    assert resolve_device("auto") == torch.device("cpu") == resolve_device(None)
+    has_cuda = torch.cuda.is_available()
+    auto = torch.device("cuda") if has_cuda else torch.device("cpu")
+    assert resolve_device("auto") == auto == resolve_device(None) == resolve_device(" AUTO ")
     assert resolve_device("cpu") == torch.device("cpu")
-    for bad, why in (("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
-                     ("tpu", "is not one of auto, cpu, cuda, cuda:N")):
+    rejected = [("tpu", "is not one of auto, cpu, cuda, cuda:N"), ("cuda:x", "is not one of auto, cpu, cuda, cuda:N")]
+    if has_cuda:
+        n = torch.cuda.device_count()
+        assert resolve_device("cuda") == torch.device("cuda")
+        assert resolve_device(f"cuda:{n - 1}") == torch.device("cuda", n - 1)
+        rejected.append((f"cuda:{n}", f"but only {n} CUDA device(s) are visible"))
+    else:
+        rejected += [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available")]
+    for bad, why in rejected:
         with pytest.raises(ValueError, match=r"sut\.params\.device=") as exc:
             resolve_device(bad)
         assert why in str(exc.value) and "\n" not in str(exc.value)
-    with pytest.raises(ValueError, match=r"sut\.params\.device='cuda'"):
-        build_engine_tiny({"device": "cuda"})
+    if not has_cuda:
+        with pytest.raises(ValueError, match=r"sut\.params\.device='cuda'"):
+            build_engine_tiny({"device": "cuda"}, lib)
 
 
-def build_engine_tiny(params: dict) -> tuple:
+def test_device_param_with_two_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA branch of ``resolve_device`` on any machine: two GPUs made visible by patching."""
+    from reference_suts.dlrmv3_hstu.sut import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda") == resolve_device(None) == resolve_device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1) and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^dlrmv3_hstu: sut\.params\.device='cuda:2' but only 2 CUDA device\(s\) "
+                                         r"are visible$"):
+        resolve_device("cuda:2")
+
+
+def build_engine_tiny(params: dict, lib: DLRMv3Library) -> tuple:
     from reference_suts.dlrmv3_hstu.sut import build_engine
 
-    return build_engine({"config": "tiny", **params}, preset("tiny"))
+    return build_engine({"config": "tiny", **params}, lib.data.params)
 
 
 @pytest.mark.gpu
@@ -218,8 +253,8 @@ def test_cuda_predictions_match_cpu(lib: DLRMv3Library) -> None:
     the M-FALCON + UIH-cache paths (the cache path is run twice: its second pass reuses K/V)."""
     reqs = _reqs(lib, list(range(8)))
     for extra in ({}, {"microbatch": 16, "uih_cache": True}):
-        _, _, cpu = build_engine_tiny({**extra, "device": "cpu"})
-        _, _, gpu = build_engine_tiny({**extra, "device": "cuda"})
+        _, _, cpu = build_engine_tiny({**extra, "device": "cpu"}, lib)
+        _, _, gpu = build_engine_tiny({**extra, "device": "cuda"}, lib)
         assert gpu.device.type == "cuda" and next(gpu.dense.parameters()).is_cuda
         for _ in range(2):
             a, b = cpu.predict(reqs), gpu.predict(reqs)

@@ -1,16 +1,21 @@
-"""OpenAIEndpointSUT against a scripted local server: timings, token counts, every error class."""
+"""OpenAIEndpointSUT against a scripted local server: timings, token counts, every error class.
+
+Server and client share one event loop driven by a :class:`VirtualClock`: loopback I/O is ready
+at once and the server's scripted delays are virtual timers, so TTFT, inter-token gaps and
+timeouts come out as exactly the scripted numbers, in no real time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import pickle
-import time
 from array import array
 from typing import Any
 
 import pytest
 
+from raybench.core.clock import VirtualClock
 from raybench.core.protocols import Query, SUTContext
 from reference_suts.openai_endpoint.sut import OpenAIEndpointSUT
 
@@ -20,17 +25,7 @@ CTX = SUTContext(workload="chat", scenario="Server", mode="PerformanceOnly")
 _ids = itertools.count()
 
 
-class WallClock:
-    """The real monotonic clock (what the harness uses outside virtual-time tests)."""
-
-    def now_ns(self) -> int:
-        return time.monotonic_ns()
-
-    async def sleep_until(self, t_ns: int) -> None:
-        await asyncio.sleep(max(0.0, (t_ns - time.monotonic_ns()) / 1e9))
-
-
-CLOCK = WallClock()
+CLOCK = VirtualClock()
 
 
 def q(sample: Any) -> Query:
@@ -62,12 +57,13 @@ def test_streaming_completions_ttft_tpot_and_tokens() -> None:
         assert resp.error is None
         assert resp.data == b"ABCDE" and resp.n_tokens == 5
         ttft = ms(query.first_token_ns - t0)
-        assert 50 <= ttft < 60, ttft
+        assert ttft == 50.0, ttft
         assert query.token_ns is not None and len(query.token_ns) == 5
         itl = [ms(b - a) for a, b in zip(query.token_ns, query.token_ns[1:], strict=False)]
-        assert all(10 <= x < 20 for x in itl), itl
+        assert itl == [10.0] * 4, itl
+        assert ms(t1 - t0) == 90.0  # the last chunk, then usage and [DONE] at once
         tpot = (ms(t1 - t0) - ttft) / (resp.n_tokens - 1)  # LoadGen's definition
-        assert 10 <= tpot < 13, tpot
+        assert tpot == 10.0, tpot
         assert query.extra["finish_reason"] == "length" and query.extra["prompt_tokens"] == 3
         assert req == {
             "model": "scripted-model",  # discovered from GET /v1/models
@@ -78,7 +74,7 @@ def test_streaming_completions_ttft_tpot_and_tokens() -> None:
             "prompt": "five",
         }
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_chat_ttft_starts_at_first_non_empty_delta() -> None:
@@ -94,11 +90,11 @@ def test_chat_ttft_starts_at_first_non_empty_delta() -> None:
         assert resp.error is None and resp.data == b"Hi!"
         assert resp.n_tokens == 2  # no usage: counted non-empty chunks
         ttft = ms(query.first_token_ns - t0)
-        assert 50 <= ttft < 60, ttft
-        assert query.token_ns is not None and len(query.token_ns) == 2
+        assert ttft == 50.0, ttft  # 30 ms to the empty delta, 20 ms more to "Hi"
+        assert query.token_ns is not None and [ms(t - t0) for t in query.token_ns] == [50.0, 70.0]
         assert req["messages"] == [{"role": "user", "content": "hi"}] and req["max_tokens"] == 7
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 ERRORS = {
@@ -122,8 +118,9 @@ def test_every_error_class_becomes_a_reason() -> None:
             await sut.start(CTX)
             out = {}
             for key in ERRORS:
-                resp, _, _, _ = await run_one(sut, key)
+                resp, _, t0, t1 = await run_one(sut, key)
                 assert resp.data == b"" and resp.n_tokens == 0
+                assert ms(t1 - t0) == (300.0 if key == "hang" else 0.0), key  # the timeout is the only wait
                 out[key] = resp.error
             # the pool still works after every failure
             ok, _, _, _ = await run_one(sut, "ok")
@@ -131,7 +128,7 @@ def test_every_error_class_becomes_a_reason() -> None:
             await sut.stop()
         return out
 
-    got = asyncio.run(main())
+    got = CLOCK.run(main())
     for key, (_, reason) in ERRORS.items():
         assert got[key] is not None and got[key].startswith(reason), (key, got[key])
     assert got["hang"] == "timeout after 0.3s"
@@ -150,7 +147,7 @@ def test_connect_failures() -> None:
         await sut.stop()
         assert resp.error is not None and resp.error.startswith("connect failed: "), resp.error
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_api_key_from_env_is_sent_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,12 +170,12 @@ def test_api_key_from_env_is_sent_but_never_shown(monkeypatch: pytest.MonkeyPatc
         assert key not in shown and "api_key='***'" in shown
         assert key.encode() not in before
 
-    asyncio.run(main())
+    CLOCK.run(main())
     with pytest.raises(ValueError, match="api_key_env"):
         OpenAIEndpointSUT({"api_key": key})
     monkeypatch.delenv("RAYBENCH_TEST_KEY")
     with pytest.raises(RuntimeError, match="RAYBENCH_TEST_KEY is not set"):
-        asyncio.run(OpenAIEndpointSUT({"api_key_env": "RAYBENCH_TEST_KEY"}).start(CTX))
+        CLOCK.run(OpenAIEndpointSUT({"api_key_env": "RAYBENCH_TEST_KEY"}).start(CTX))
 
 
 def test_token_ids_usage_and_fallback_counts() -> None:
@@ -201,7 +198,7 @@ def test_token_ids_usage_and_fallback_counts() -> None:
             assert srv.requests[0]["prompt"] == [101, 102]
         return r_ids, r_missing, r_text
 
-    r_ids, r_missing, r_text = asyncio.run(main())
+    r_ids, r_missing, r_text = CLOCK.run(main())
     assert array("i", r_ids.data).tolist() == [1, 2, 3, 4] and r_ids.n_tokens == 4
     assert r_missing.error is not None and r_missing.error.startswith("response_format token_ids: server sent no")
     assert r_text.data == b"abc" and r_text.n_tokens == 3
@@ -225,7 +222,7 @@ def test_non_streaming_and_bad_samples() -> None:
         assert bad.error == "bad sample: payload has neither 'prompt' nor 'messages'"
         assert bad2.error == "bad sample: token-id prompts need api: completions"
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_pool_is_prewarmed_and_reused_and_inflight_is_capped() -> None:
@@ -238,17 +235,17 @@ def test_pool_is_prewarmed_and_reused_and_inflight_is_capped() -> None:
             assert sut._client is not None
             pool = sut._client.pools[0]
             assert pool.opened == 4 and len(pool.idle) == 4  # four sockets opened in start()
-            t0 = time.monotonic()
+            t0 = CLOCK.now_ns()
             resps = await asyncio.gather(*(sut.issue(q("z")) for _ in range(6)))
-            elapsed = time.monotonic() - t0
+            elapsed = ms(CLOCK.now_ns() - t0)
             assert pool.opened == 4 and len(pool.idle) == 4  # ... and reused, none opened later
             await sut.stop()
         assert len(set(srv.peers)) == 2  # LIFO reuse: two sockets carried all six requests
         assert srv.max_active == 2
-        assert elapsed >= 0.12  # 6 requests, 2 at a time, 40 ms each
+        assert elapsed == 120.0  # 6 requests, 2 at a time, 40 ms each
         assert all(r[0].error is None for r in resps)
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_stale_pooled_socket_is_retried_on_a_fresh_one() -> None:
@@ -267,7 +264,7 @@ def test_stale_pooled_socket_is_retried_on_a_fresh_one() -> None:
         assert resp.error is None and resp.data == b"ok"
         assert pool.opened == 2 and srv.posts == 1  # dropped before the write: sent once, elsewhere
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_several_urls_round_robin_and_least_outstanding() -> None:
@@ -287,13 +284,13 @@ def test_several_urls_round_robin_and_least_outstanding() -> None:
                     assert picks == {1}
             assert len(s1.requests) == 4 and len(s2.requests) == 4
 
-    asyncio.run(main())
+    CLOCK.run(main())
 
 
 def test_bad_params_fail_with_the_field_name() -> None:
-    with pytest.raises(ValueError, match="unknown params \\['temprature'\\]"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.temprature: unknown field$"):
         OpenAIEndpointSUT({"temprature": 0})
-    with pytest.raises(ValueError, match="api: expected one of"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.api: Input should be 'completions' or 'chat'$"):
         OpenAIEndpointSUT({"api": "responses"})
     with pytest.raises(ValueError, match="urls: 'ftp://x' is not an http"):
         OpenAIEndpointSUT({"urls": ["ftp://x"]})

@@ -5,28 +5,25 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from raybench.core.protocols import Query, SUTContext
+from raybench.registry import get_sut, get_workload, make_library, sut_params, workload_params
 from reference_suts.ultralytics_yolo import SUT_SPEC
-from reference_suts.ultralytics_yolo.sut import DEFAULT_PARAMS, UltralyticsYoloSUT, resolve_weights
-from workloads.yolo11.accuracy import decode_payload
-from workloads.yolo11.categories import COCO_80_TO_91
-from workloads.yolo11.dataset import load_library
-from workloads.yolo11.demo import generate_demo
+from reference_suts.ultralytics_yolo.sut import UltralyticsYoloSUT, resolve_weights
+from workloads.yolo11.payload import COCO_80_TO_91, decode_payload
 
-REPO = Path(__file__).resolve().parents[3]
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
 
 
 def test_spec_matches_defaults():
     assert SUT_SPEC.entry == "reference_suts.ultralytics_yolo.sut:UltralyticsYoloSUT"
-    assert dict(SUT_SPEC.params) == DEFAULT_PARAMS
+    assert dict(SUT_SPEC.params) == {
+        "weights": "yolo11n.yaml", "imgsz": 640, "conf": 0.001, "iou": 0.7, "max_det": 300, "device": None,
+        "half": False, "num_threads": None, "max_batch": 8, "max_inflight": 2, "warmup_iters": 1,
+    }  # fmt: skip
     sut = UltralyticsYoloSUT(dict(SUT_SPEC.params))
     assert (sut.max_batch, sut.max_inflight, sut.imgsz, sut.conf) == (8, 2, 640, 0.001)
     assert sut.num_threads >= 1
@@ -55,10 +52,10 @@ def test_start_with_missing_weights_fails_clearly():
 
 
 def test_bad_params():
-    with pytest.raises(ValueError, match=r"unknown params \['max_batchs'\]"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.max_batchs: unknown field$"):
         UltralyticsYoloSUT({"max_batchs": 4})
-    with pytest.raises(ValueError, match="max_batch must be >= 1"):
-        UltralyticsYoloSUT({"max_batch": 0})
+    with pytest.raises(ValueError, match=r"^sut\.params\.max_batch: Input should be greater than or equal to 1"):
+        sut_params(get_sut("ultralytics_yolo"), None, {"max_batch": 0})
 
 
 @pytest.mark.skipif(not HAS_ULTRALYTICS, reason="ultralytics not installed")
@@ -73,7 +70,8 @@ def test_random_yolo11n_predicts_demo_images(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_VERBOSE", "False")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "cfg"))
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
-    lib = load_library({"data_dir": str(generate_demo(tmp_path / "demo", n_images=3))})
+    yolo11 = get_workload("yolo11")
+    lib = make_library(yolo11, workload_params(yolo11, {"demo_images": 3}))  # a 3-image demo in the cache
     lib.load(range(3))
     sut = UltralyticsYoloSUT(
         {"weights": "yolo11n.yaml", "imgsz": 256, "conf": 1e-5, "max_batch": 2, "num_threads": 2}
@@ -138,60 +136,3 @@ def test_random_yolo11n_predicts_demo_images(tmp_path, monkeypatch):
         assert np.all(rows[:, 0] == idx)
         assert np.all((rows[:, 1:5] >= 0) & (rows[:, 1:5] <= 1))
         assert np.all(rows[:, 5] >= 1e-5) and set(rows[:, 6].astype(int)) <= set(COCO_80_TO_91)
-
-
-def _prepare_module():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_coco_mlperf", REPO / "scripts" / "prepare_coco_mlperf.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_prepare_script_on_a_tiny_coco(tmp_path):
-    """The subset builder on a 4-image generated COCO (never run here on real data)."""
-    prep = _prepare_module()
-    coco_dir = generate_demo(tmp_path / "coco", n_images=4)
-    (coco_dir / "val2017_safe").rename(coco_dir / "val2017")
-    ids = tmp_path / "ids.txt"
-    ids.write_text("000000089979.jpg\n90000\n")  # listed out of order: output keeps annotation order
-    assert (
-        prep.main(
-            [
-                "--coco-dir",
-                str(coco_dir),
-                "--out",
-                str(tmp_path / "out"),
-                "--image-ids",
-                str(ids),
-                "--expect",
-                "2",
-            ]
-        )
-        == 0
-    )
-    lib = load_library({"data_dir": str(tmp_path / "out")})
-    assert [img["id"] for img in lib.images] == [90000, 89979]
-    assert {a["image_id"] for a in lib.coco_dataset["annotations"]} == {90000, 89979}
-    assert (tmp_path / "out" / "val2017_safe" / "000000090000.png").is_symlink()
-    # licence filter: the demo's CC BY licence is "safe"; a non-commercial one is not
-    coco = lib.coco_dataset
-    assert len(prep.select_images(coco)) == 2
-    nc = {**coco, "licenses": [{"id": 4, "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/"}]}
-    assert prep.select_images(nc) == []
-    with pytest.raises(SystemExit, match="selected 4 images, expected 1525"):
-        prep.main(["--coco-dir", str(coco_dir), "--out", str(tmp_path / "out2")])
-    with pytest.raises(ValueError, match="not in the annotations"):
-        prep.select_images(coco, [1])
-
-
-def test_prepare_script_help():
-    out = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "prepare_coco_mlperf.py"), "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert "--coco-dir" in out.stdout and "--image-ids" in out.stdout and "1525" in out.stdout

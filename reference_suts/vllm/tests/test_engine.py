@@ -6,7 +6,6 @@ The real ``AsyncLLM`` path runs only where vLLM is importable (``test_real_engin
 from __future__ import annotations
 
 import asyncio
-import itertools
 from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from raybench.core.clock import VirtualClock
 from raybench.core.protocols import Query, SUTContext
 from reference_suts.vllm import create_sut
 from reference_suts.vllm.engine import (
@@ -25,19 +25,6 @@ from reference_suts.vllm.engine import (
 )
 
 CTX = SUTContext(workload="llm", scenario="Server", mode="PerformanceOnly", shard=3)
-
-
-class StepClock:
-    """now_ns() advances 1 ms per reading (enough to order token marks)."""
-
-    def __init__(self) -> None:
-        self.t = itertools.count(1_000_000, 1_000_000)
-
-    def now_ns(self) -> int:
-        return next(self.t)
-
-    async def sleep_until(self, t_ns: int) -> None:
-        return None
 
 
 @dataclass
@@ -53,11 +40,17 @@ class ReqOut:
 
 
 class FakeEngine:
-    """Streams DELTA outputs: ``chunks`` lists the new token ids per step (empty = no token)."""
+    """Streams DELTA outputs: ``chunks`` lists the new token ids per step (empty = no token).
 
-    def __init__(self, chunks: list[list[int]], fail: Exception | None = None) -> None:
+    With a ``clock`` (a :class:`VirtualClock` driving the loop) every step takes ``step_ns``.
+    """
+
+    def __init__(self, chunks: list[list[int]], fail: Exception | None = None, clock: VirtualClock | None = None,
+                 step_ns: int = 0) -> None:
         self.chunks = chunks
         self.fail = fail
+        self.clock = clock
+        self.step_ns = step_ns
         self.errored = False
         self.calls: list[tuple[Any, Any, str]] = []
         self.tokenizer = self
@@ -72,6 +65,8 @@ class FakeEngine:
         for i, ids in enumerate(self.chunks):
             if self.fail is not None and i == 1:
                 raise self.fail
+            if self.clock is not None:
+                await self.clock.sleep_until(self.clock.now_ns() + self.step_ns)
             yield ReqOut([Out(ids, "".join(f"<{t}>" for t in ids))], finished=i == len(self.chunks) - 1)
             await asyncio.sleep(0)
 
@@ -115,25 +110,31 @@ def test_argument_mapping() -> None:
         prompt_input({"text": "x"}, chat=False)
     with pytest.raises(ValueError, match="model: required"):
         VllmEngineSUT({})
-    with pytest.raises(ValueError, match=r"unknown params \['urls'\]"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.urls: unknown field$"):
         VllmEngineSUT({"model": "m", "urls": []})
 
 
 def test_streams_tokens_and_encodes_responses() -> None:
-    eng = FakeEngine([[7], [], [8, 9], [10]])
+    clock = VirtualClock()
+    eng = FakeEngine([[7], [], [8, 9], [10]], clock=clock, step_ns=1_000_000)  # one engine step per ms
     sut = make(eng, response_format="token_ids", max_tokens=32)
+    # start() builds the engine in a worker thread, which a virtual-time loop cannot wait for (it
+    # would find itself idle with no timer): start on a real loop, stream on virtual time.
+    asyncio.run(sut.start(CTX))
 
-    async def main() -> tuple[Query, list[Any], list[Any]]:
-        await sut.start(CTX)
-        q = Query(id=0, indices=[0], samples=[{"prompt": [1, 2, 3]}], clock=StepClock())
+    async def main() -> tuple[int, Query, list[Any], list[Any]]:
+        t0 = clock.now_ns()
+        q = Query(id=0, indices=[0], samples=[{"prompt": [1, 2, 3]}], clock=clock)
         r1 = await sut.issue(q)
         r2 = await sut.issue(Query(id=1, indices=[4, 5], samples=["a", "b"]))
         await sut.stop()
-        return q, list(r1), list(r2)
+        return t0, q, list(r1), list(r2)
 
-    q, [r], batch = asyncio.run(main())
+    t0, q, [r], batch = clock.run(main())
     assert r.error is None and r.n_tokens == 4 and array("i", r.data).tolist() == [7, 8, 9, 10]
-    assert q.token_ns == [1_000_000, 2_000_000, 3_000_000] and q.first_token_ns == 1_000_000  # one mark per delta
+    # one mark per non-empty delta, at its step's time: steps 1, 3 and 4 (step 2 brought no token)
+    assert q.token_ns == [t0 + 1_000_000, t0 + 3_000_000, t0 + 4_000_000] and q.first_token_ns == t0 + 1_000_000
+    assert clock.now_ns() == t0 + 8_000_000  # then the two-sample query: 4 steps, its samples concurrently
     assert [b.n_tokens for b in batch] == [4, 4]
     prompts = [c[0] for c in eng.calls]
     assert prompts == [{"prompt_token_ids": [1, 2, 3]}, "a", "b"]
@@ -175,7 +176,8 @@ def test_real_engine() -> None:
     async def main() -> Any:
         await sut.start(CTX)
         try:
-            return await sut.issue(Query(id=0, indices=[0], samples=[{"prompt": [1, 2, 3]}], clock=StepClock()))
+            # a real engine needs a real loop: the virtual clock only stamps the tokens here
+            return await sut.issue(Query(id=0, indices=[0], samples=[{"prompt": [1, 2, 3]}], clock=VirtualClock()))
         finally:
             await sut.stop()
 

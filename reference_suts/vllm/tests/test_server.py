@@ -73,15 +73,15 @@ def test_command_line_is_exact() -> None:
 def test_bad_params_are_named() -> None:
     with pytest.raises(ValueError, match="model: required"):
         VllmServer({})
-    with pytest.raises(ValueError, match=r"unknown params \['gpus'\]"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.gpus: unknown field$"):
         VllmServer({"model": "m", "gpus": 2})
-    with pytest.raises(ValueError, match="extra_args: expected a list"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.extra_args: Input should be a valid list$"):
         VllmServer({"model": "m", "extra_args": "--foo"})
     with pytest.raises(ValueError, match="urls: set by the vllm SUT"):
         VllmServerSUT({"model": "m", "urls": ["http://x"]})
-    with pytest.raises(ValueError, match=r"vllm: unknown params \['nope'\]"):
+    with pytest.raises(ValueError, match=r"^sut\.params\.nope: unknown field$"):
         VllmServerSUT({"model": "m", "nope": 1})
-    with pytest.raises(ValueError, match="mode: expected 'server' or 'engine'"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.mode: Input should be 'server' or 'engine'$"):
         create_sut({"mode": "remote", "model": "m"})
     assert SUT_SPEC.entry == "reference_suts.vllm:create_sut"
     sut = create_sut({**SUT_SPEC.params, "model": "m", "api": "chat"})

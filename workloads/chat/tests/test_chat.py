@@ -25,6 +25,19 @@ def test_jsonl_prompts_and_messages(tmp_path: Path) -> None:
         load_library({"path": str(f)})
 
 
+def test_bad_max_tokens_names_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "p.jsonl"
+    for bad in ('"ten"', "2.5", "true", "0"):
+        f.write_text(f'{{"prompt": "ok"}}\n{{"prompt": "hi", "max_tokens": {bad}}}\n')
+        with pytest.raises(ValueError, match=r"p\.jsonl:2: 'max_tokens' must be a positive integer, got ") as err:
+            load_library({"path": str(f)})
+        assert "\n" not in str(err.value)
+    f.write_text('{"prompt": "hi", "max_tokens": null}\n')
+    lib = load_library({"path": str(f), "max_tokens": 7})
+    lib.load([0])
+    assert lib.get(0) == {"prompt": "hi"}
+
+
 def test_demo_and_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path))
     lib = load_library(dict(WORKLOAD.params))

@@ -15,6 +15,7 @@ from workloads.qwen3_vl.accuracy import (
     parse_response,
     score,
     unparsable_category,
+    unparsable_secondhand_draws,
 )
 
 CHECKER_RE = re.compile(r'\{.*"f1":\s*([\d\.]+).*\}')  # submission checker's F1_HIERARCHICAL pattern
@@ -52,8 +53,9 @@ def test_hierarchical_components(pred, true, expected):
 
 
 def test_unparsable_category_has_truth_depth():
+    pad = "<|__PRED_CATEGORY_PAD__|>"  # the reference's pad level
     assert unparsable_category("Cameras & Optics > Cameras > Video Cameras > Drone Video Cameras") == (
-        "|NA| > |NA| > |NA| > |NA|"
+        " > ".join([pad] * 4)
     )
     assert hierarchical_components(unparsable_category("A > B > C"), "A > B > C") == (0, 3, 3)
 
@@ -150,3 +152,83 @@ def test_accuracy_txt_layout_and_checker_regex():
     tiny = accuracy_txt(1.5e-05)  # json.dumps would print 1.5e-05 and the checker would read 1.5
     assert float(CHECKER_RE.search(tiny).group(1)) == 1.5e-05
     assert float(CHECKER_RE.search(accuracy_txt(0.0)).group(1)) == 0.0
+
+
+# ---------------------------------------------------------------- is_secondhand of unparsable answers
+SH_TRUTH = [True, True, False, True, False, False, True, False, True, True]
+UNPARSABLE_AT = (0, 1, 4, 7, 9)
+N_CANDIDATES = [3, 5, 8, 2, 4, 6, 8, 3, 5, 7]
+PARSED_SH = {2: True, 3: True, 5: False, 6: False, 8: True}
+BAD_ANSWERS = [
+    b'```json\n{"category": "A", "brand": "x", "is_secondhand": true}\n```',
+    b"I cannot tell.",
+    b'{"category": "A", "brand": "x"}',
+    b'{"category": "A", "brand": "x", "is_secondhand": "maybe"}',
+    b"",
+]
+
+
+def _secondhand_log(with_candidates=True):
+    truths, entries = [], []
+    for i, sh in enumerate(SH_TRUTH):
+        truth = {"category": "A > B", "brand": "x", "is_secondhand": sh}
+        if with_candidates:
+            truth["potential_product_categories"] = ["A > B"] + [f"Z{j}" for j in range(N_CANDIDATES[i] - 1)]
+        truths.append(truth)
+    bad = iter(BAD_ANSWERS)
+    for i in range(len(SH_TRUTH)):
+        entries.append((i, next(bad) if i in UNPARSABLE_AT else _json("A > B", "x", PARSED_SH[i])))
+    return FakeLibrary(truths), entries
+
+
+def test_unparsable_secondhand_uses_the_reference_rng():
+    """Derivation of the expected values from the reference's rule (evaluation.py, seed 12345).
+
+    master = default_rng(12345); 10 entries and min(cpu_count, 4) = 4 workers give chunks of
+    10 // 4 = 2 entries, so 5 chunk seeds: master.integers(0, 2**32, size=5) =
+    [3003105693, 976400781, 3387213022, 1360466709, 876933081]. In each chunk's default_rng(seed),
+    entry by entry: an unparsable entry draws choice([True, False], size=1), then every entry
+    draws choice(candidates) and choice([True, False]). That yields, at the unparsable entries
+    0, 1, 4, 7, 9: False, True, False, False, True.
+
+    Against the truths, with the parsed answers of entries 2, 3, 5, 6, 8:
+        TP = {1, 3, 8, 9} = 4, FP = {2} = 1, FN = {0, 6} = 2  ->  F1 = 2*4 / (2*4 + 1 + 2) = 8/11.
+    With one worker (a single chunk seeded 3003105693) entries 7 and 9 draw True and False instead:
+        TP = {1, 3, 8} = 3, FP = {2, 7} = 2, FN = {0, 6, 9} = 3  ->  F1 = 6 / (6 + 2 + 3) = 6/11.
+    """
+    import numpy as np
+
+    assert np.random.default_rng(12345).integers(0, 2**32, size=5).tolist() == [
+        3003105693, 976400781, 3387213022, 1360466709, 876933081,
+    ]  # fmt: skip
+    library, entries = _secondhand_log()
+    unparsable = [i in UNPARSABLE_AT for i in range(10)]
+    cands = [library.ground_truth(i)["potential_product_categories"] for i in range(10)]
+    draws = unparsable_secondhand_draws(unparsable, cands, random_seed=12345, workers=4)
+    assert draws == [False, True, None, None, False, None, None, False, None, True]
+
+    res = score(entries, library, {"eval_workers": 4})
+    assert res.metrics["unparsable"] == 5.0
+    assert res.metrics["is_secondhand_f1"] == 2 * 4 / (2 * 4 + 1 + 2)  # 8/11
+    assert res.metrics["f1"] == pytest.approx(0.5)  # 5 of 10 answers have both levels right
+    one = score(entries, library, {"eval_workers": 1})
+    assert one.metrics["is_secondhand_f1"] == 6 / (6 + 2 + 3)  # 6/11
+    # without the candidate lists a two-way draw stands in for the baseline draw: same bits here
+    bare_library, _ = _secondhand_log(with_candidates=False)
+    assert score(entries, bare_library, {"eval_workers": 4}).metrics["is_secondhand_f1"] == 8 / 11
+    # another seed gives other draws
+    other = unparsable_secondhand_draws(unparsable, cands, random_seed=1, workers=4)
+    assert other != draws and all((d is None) == (not u) for d, u in zip(other, unparsable, strict=True))
+
+
+def test_eval_workers_default_follows_the_reference(monkeypatch):
+    import workloads.qwen3_vl.accuracy as acc
+
+    monkeypatch.setattr(acc.os, "cpu_count", lambda: 64)
+    assert acc.eval_workers({}) == 4
+    monkeypatch.setattr(acc.os, "cpu_count", lambda: 2)
+    assert acc.eval_workers({}) == 2 and acc.eval_workers({"eval_workers": 4}) == 4
+    monkeypatch.setattr(acc.os, "cpu_count", lambda: None)
+    assert acc.eval_workers({}) == 1
+    with pytest.raises(ValueError, match="eval_workers"):
+        acc.eval_workers({"eval_workers": 0})

@@ -20,7 +20,7 @@ import pytest
 from workloads.wan22 import accuracy
 from workloads.wan22.accuracy import DIMENSIONS, VBENCH_WEIGHTS, VBenchUnavailable, score, vbench_score
 from workloads.wan22.dataset import PromptLibrary, load_library
-from workloads.wan22.video import DEMO_VIDEO, encode_mp4, write_mp4
+from workloads.wan22.payload import DEMO_VIDEO, encode_mp4, write_mp4
 
 CHECKER_REGEX = r".*'vbench_score':\s([\d.]+).*"  # submission checker ACC_PATTERN["vbench_score"]
 PROMPTS = (

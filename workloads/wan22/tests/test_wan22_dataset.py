@@ -9,7 +9,7 @@ import pytest
 
 from workloads.wan22 import WORKLOAD
 from workloads.wan22.dataset import DEMO_PROMPTS, PROMPTS_FILENAME, PromptLibrary, load_library, read_prompts
-from workloads.wan22.video import DEMO_VIDEO, MLPERF_VIDEO, VideoSpec
+from workloads.wan22.payload import DEMO_VIDEO, MLPERF_VIDEO, VideoSpec
 
 
 def test_workload_spec():

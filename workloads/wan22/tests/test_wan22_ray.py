@@ -15,7 +15,7 @@ import pytest
 
 from raybench.testing import ray_run
 from workloads.wan22.dataset import load_library
-from workloads.wan22.video import is_mp4, read_mp4, video_filename
+from workloads.wan22.payload import is_mp4, read_mp4, video_filename
 
 pytest.importorskip("diffusers")
 pytestmark = pytest.mark.ray

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from raybench.core.protocols import Query, SUTContext
-from reference_suts.oracle_yolo import SUT_SPEC as ORACLE_SPEC
-from reference_suts.oracle_yolo.sut import OracleYoloSUT
+from workloads.yolo11 import ORACLE_SPEC
 from workloads.yolo11.accuracy import decode_payload, encode_detections, score, targets_for
 from workloads.yolo11.categories import COCO_80_TO_91, COCO_91_TO_80, COCO_NAMES
 from workloads.yolo11.dataset import load_library
 from workloads.yolo11.demo import generate_demo
+from workloads.yolo11.oracle import OracleYoloSUT
 
 CHECKER_MAP_RE = re.compile(r".*(?:mAP=|'Total':)\s*([\d.]+)")  # submission checker ACC_PATTERN["mAP"]
 

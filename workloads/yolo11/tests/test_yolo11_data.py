@@ -21,7 +21,7 @@ from workloads.yolo11.demo import (
     generate_demo,
 )
 
-DEMO_SHA256 = "397af9d9e280c979de8c08fcf9d2921918fa2a59f3c634ff6ab73a2d2fa4d4db"
+DEMO_SHA256 = "3b1bac32fc28dd9ff3903b1d8d5a64d882159163091de3a494f1673095c04870"
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +86,11 @@ def test_demo_boxes_are_exact_pixel_extents(demo_root):
 def test_ensure_demo_dataset_generates_once(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path))
     root = ensure_demo_dataset(4)
-    assert root == tmp_path / "yolo11-demo-v1-n4"
+    assert root == tmp_path / "yolo11-demo-v2-n4"
     ann = root / ANNOTATIONS_REL
     stamp = ann.stat().st_mtime_ns
     assert ensure_demo_dataset(4) == root and ann.stat().st_mtime_ns == stamp
-    assert sorted(os.listdir(tmp_path)) == ["yolo11-demo-v1-n4"]  # no temp dir left behind
+    assert sorted(os.listdir(tmp_path)) == ["yolo11-demo-v2-n4"]  # no temp dir left behind
     lib = load_library({"data_dir": None, "demo_images": 4})
     assert lib.total_count == 4 and lib.images_dir == root / IMAGES_REL
 

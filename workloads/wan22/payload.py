@@ -1,9 +1,15 @@
-"""Write, read and check the mp4 videos of the Wan2.2 text-to-video benchmark.
+"""The wan22 response payload: mp4 videos (write, read and check them).
 
-The MLPerf reference saves every generated video as ``<prompt>-0.mp4`` at 16 fps (the file
-name VBench's standard mode looks for) and logs the mp4 bytes as the accuracy payload, so that
-``mlperf_log_accuracy.json`` holds encoded videos instead of raw frames (one 81x720x1280 RGB
-float video is ~900 MB raw, a few MB as mp4).
+A SUT answers each prompt with the mp4 bytes of its video, or the UTF-8 path of the mp4 it wrote
+(for runs whose accuracy log must stay small and whose scorer sees the same file system). The
+MLPerf reference saves every generated video as ``<prompt>-0.mp4`` at 16 fps (the file name
+VBench's standard mode looks for, :func:`video_filename`) and logs the mp4 bytes as the accuracy
+payload, so that ``mlperf_log_accuracy.json`` holds encoded videos instead of raw frames (one
+81x720x1280 RGB float video is ~900 MB raw, a few MB as mp4).
+
+This module is the contract between SUTs (``reference_suts/diffusers_wan``) and the workload's
+scorer: SUTs encode with :func:`to_uint8` / :func:`encode_mp4` / :func:`write_mp4` and import
+nothing else of ``workloads.wan22``.
 
 OpenCV (``cv2``) does the encoding with the ``mp4v`` codec, the same fallback diffusers'
 ``export_to_video`` uses when imageio is absent; it is imported lazily so that importing this

@@ -1,4 +1,4 @@
-"""An oracle SUT for ``workloads.qwen3_vl``: it answers what the accuracy scorer expects.
+"""The ``oracle_q3vl`` SUT of ``workloads.qwen3_vl``: it answers what the accuracy scorer expects.
 
 It checks the harness plumbing — request building, response bytes in the accuracy log, the
 scorer — independently of any model: with ``mode="exact"`` a run must score F1 = 1.0.
@@ -10,7 +10,8 @@ Modes:
             predicted length d-1, true length d (partial credit; depth-1 truths stay exact).
 
 The ground truth comes from the SUT's own copy of the sample library, built in ``start()``
-from ``ctx.workload_params`` (the payloads the harness sends carry no answers).
+from ``ctx.workload_params`` (the payloads the harness sends carry no answers). Registered by
+``workloads/qwen3_vl/__init__.py`` (``SUTS``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
+from raybench.core.spec import parse_params
+from workloads.qwen3_vl.params import OracleQ3VLParams
+from workloads.qwen3_vl.payload import CATEGORY_SEPARATOR, ProductMetadata
 
 __all__ = ["OracleQ3VLSUT", "answer"]
-
-_MODES = ("exact", "fenced", "parent")
 
 
 def answer(truth: dict[str, Any], mode: str = "exact") -> str:
     """The oracle's response text for one sample's ground truth."""
-    from workloads.qwen3_vl.accuracy import CATEGORY_SEPARATOR, ProductMetadata
-
     category = truth["category"]
     if mode == "parent":
         levels = category.split(CATEGORY_SEPARATOR)
@@ -46,14 +46,10 @@ class OracleQ3VLSUT:
     name = "oracle_q3vl"
 
     def __init__(self, params: dict[str, Any]) -> None:
-        unknown = sorted(set(params) - {"mode", "max_batch", "max_inflight"})
-        if unknown:
-            raise ValueError(f"oracle_q3vl: unknown parameter(s) {unknown}")
-        self.mode = str(params.get("mode", "exact"))
-        if self.mode not in _MODES:
-            raise ValueError(f"oracle_q3vl: mode must be one of {_MODES}, got {self.mode!r}")
-        self.max_batch = int(params.get("max_batch", 64))
-        self.max_inflight = int(params.get("max_inflight", 0))
+        p = parse_params(OracleQ3VLParams, params, "sut.params")
+        self.mode = p.mode
+        self.max_batch = p.max_batch
+        self.max_inflight = p.max_inflight
         self._library: Any = None
 
     async def start(self, ctx: SUTContext) -> None:

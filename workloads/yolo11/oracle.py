@@ -1,4 +1,9 @@
-"""Oracle SUT for yolo11: ground-truth boxes through the same payload encoder as the real SUT."""
+"""Oracle SUT for yolo11: ground-truth boxes through the same payload encoder as the real SUT.
+
+Test-only (registered as ``oracle_yolo`` by ``workloads/yolo11/__init__.py``): it needs no model
+and decodes no image. Unshifted it must score mAP = 100 %; ``shift_px`` moves every box to get a
+known lower score (on the embedded demo: 4 px -> 59.747 %, 8 px -> 26.685 %).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from raybench.core.protocols import Query, Response, SUTContext
-from workloads.yolo11.accuracy import encode_detections
-from workloads.yolo11.categories import COCO_91_TO_80
+from raybench.core.spec import parse_params
+from workloads.yolo11.params import OracleYoloParams
+from workloads.yolo11.payload import COCO_91_TO_80, encode_detections
 
 __all__ = ["OracleYoloSUT"]
 
@@ -17,17 +23,12 @@ __all__ = ["OracleYoloSUT"]
 class OracleYoloSUT:
     """Answers each sample with the annotation boxes of its image.
 
-    The boxes go through :func:`workloads.yolo11.accuracy.encode_detections` (normalised by the
+    The boxes go through :func:`workloads.yolo11.payload.encode_detections` (normalised by the
     annotation's height and width), so the oracle exercises exactly the payload path of
     ``ultralytics_yolo``. Crowd annotations and categories outside the 80 detector classes are
     skipped, as a detector would never output them.
 
-    Params:
-        shift_px: pixels added to x and y of every box (0 = exact boxes, mAP 100 %).
-        score: confidence written for every box.
-        workload_params: workload params used to build the sample library when the run context
-            does not carry them (tests); ``SUTContext.workload_params`` wins otherwise.
-        max_batch / max_inflight: Offline batching hints for the harness.
+    Params: see :class:`~workloads.yolo11.params.OracleYoloParams`.
 
     Example:
         >>> sut = OracleYoloSUT({"shift_px": 4})
@@ -37,11 +38,12 @@ class OracleYoloSUT:
     name = "oracle_yolo"
 
     def __init__(self, params: Mapping[str, Any]) -> None:
-        self.shift_px = float(params.get("shift_px") or 0.0)
-        self.score = float(params.get("score", 1.0))
-        self.max_batch = int(params.get("max_batch") or 64)
-        self.max_inflight = int(params.get("max_inflight") or 0)
-        self._workload_params = dict(params.get("workload_params") or {})
+        p = parse_params(OracleYoloParams, params, "sut.params")
+        self.shift_px = p.shift_px
+        self.score = p.score
+        self.max_batch = p.max_batch
+        self.max_inflight = p.max_inflight
+        self._workload_params = dict(p.workload_params or {})
         self._library: Any = None
 
     async def start(self, ctx: SUTContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workloads.wan22.video import (
+from workloads.wan22.payload import (
     DEMO_VIDEO,
     MLPERF_VIDEO,
     VideoInfo,
