@@ -75,8 +75,8 @@ def measure_skew(shards: list[Any], samples: int = 5, timeout_s: float = 5.0) ->
                 skew = int(remote_ns) - (t1 + t2) // 2
                 if best is None or rtt < best[0]:
                     best = (rtt, skew)
-        except Exception:  # a shard that cannot answer now will fail the run on its own
-            best = best if best is not None else None
+        except Exception:  # a shard that cannot answer now will fail the run on its own; keep what it said
+            pass
         out.append(None if best is None else {"skew_ns": best[1], "rtt_ns": best[0], "skew_bound_ns": best[0] // 2})
     return out
 

@@ -254,7 +254,7 @@ class PlacementWatcher:
 
         Raises:
             PlacementError: something stayed unplaced for ``timeout_s``.
-            TimeoutError: something placed did not get ready within ``ready_timeout_s``.
+            RuntimeError: something placed did not get ready within ``ready_timeout_s``.
             Whatever ``ray.get`` raises for a failed ref (the caller words it).
         """
         import ray
@@ -291,7 +291,7 @@ class PlacementWatcher:
                 raise PlacementError(self._timeout_message(late, unplaced))
             slow = [it for it in waiting if it.placed_at is not None and now - it.placed_at > self.ready_timeout_s]
             if slow:
-                raise TimeoutError(f"{slow[0].req.who} was placed but not ready within {self.ready_timeout_s:g} s "
+                raise RuntimeError(f"{slow[0].req.who} was placed but not ready within {self.ready_timeout_s:g} s "
                                    f"(RAYBENCH_READY_TIMEOUT_S)")
             if unplaced and now >= next_report:
                 for line in self._waiting_lines(unplaced, now - start):
