@@ -120,7 +120,7 @@ class Histogram:
         self._min: int | None = None
         self._max: int | None = None
         self._total = 0
-        self._cum: np.ndarray | None = None  # cached cumulative counts, reset on change
+        self._cum: tuple[np.ndarray, np.ndarray] | None = None  # cached cumulative counts, reset on change
 
     @property
     def _counts(self) -> np.ndarray:
@@ -222,9 +222,11 @@ class Histogram:
         return self._total / self._count if self._count else 0.0
 
     # ------------------------------------------------------------------ order statistics
-    def _cumulative(self) -> np.ndarray:
+    def _cumulative(self) -> tuple[np.ndarray, np.ndarray]:
+        """Non-empty bucket indices and the running count up to each (sparse: no dense array)."""
         if self._cum is None:
-            self._cum = np.cumsum(self._counts)
+            idx, counts = self._nonzero()
+            self._cum = (idx, np.cumsum(counts))
         return self._cum
 
     def value_at_index(self, i: int) -> int:
@@ -242,7 +244,8 @@ class Histogram:
             return self.min
         if i == self._count - 1:
             return self.max
-        bucket = int(np.searchsorted(self._cumulative(), i, side="right"))
+        idx, cum = self._cumulative()
+        bucket = int(idx[int(np.searchsorted(cum, i, side="right"))])
         return min(max(int(_REPRESENTATIVE[bucket]), self.min), self.max)
 
     def percentile(self, p: float) -> int:
@@ -273,7 +276,9 @@ class Histogram:
             return self._count
         # Here min <= threshold < max (so count >= 2). Values whose bucket midpoint is above:
         first = int(np.searchsorted(_REPRESENTATIVE, threshold, side="right"))
-        above = self._count - (int(self._cumulative()[first - 1]) if first > 0 else 0)
+        idx, cum = self._cumulative()
+        k = int(np.searchsorted(idx, first, side="left"))  # non-empty buckets below ``first``
+        above = self._count - (int(cum[k - 1]) if k > 0 else 0)
         # ...but the smallest value reports as min (<= threshold, not above) and the largest
         # as max (> threshold, above), whatever their buckets' midpoints say.
         above -= int(_REPRESENTATIVE[_index_of(self.min)] > threshold)

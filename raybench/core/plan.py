@@ -15,7 +15,8 @@ they share:
   accuracy mode visits every loaded sample once in a shuffled order, one phase per loadable set;
   equal issue (``sample_concatenate_permutation``) concatenates shuffled permutations.
 * **Fixed issue order**: a sample library may require its samples in one order (DLRMv3's
-  streaming timestamps); the plan then issues ``issue_order`` cyclically instead of drawing.
+  streaming timestamps, each repeated ``repeats`` times); the plan then issues ``issue_order``
+  cyclically instead of drawing (accuracy mode: every sample once, in first-appearance order).
 
 Random streams come from numpy's PCG64 seeded with LoadGen's seeds, not ``std::mt19937``: the
 sequences differ from LoadGen's bit for bit while following the same rules. The global sequence
@@ -255,8 +256,9 @@ def build_plan(scenario: Scenario, s: TestSettings, total_count: int, qsl_perfor
     """Build the global plan of a run (see the module docstring for the rules).
 
     Args:
-        issue_order: a sample order the library requires (a permutation of ``[0, total)``);
-            performance runs issue it cyclically, accuracy runs once.
+        issue_order: a sample order the library requires (covering every index of
+            ``[0, total)``, repeats allowed); performance runs issue it cyclically, accuracy runs
+            every sample once in the order of first appearance.
     """
     eff = scenario.effective(s, total_count, qsl_performance_count)
     sets = loadable_sets(total_count, eff.performance_sample_count, s.qsl_rng_seed, scenario.padding(eff))
@@ -276,15 +278,35 @@ def build_plan(scenario: Scenario, s: TestSettings, total_count: int, qsl_perfor
 
 
 def _apply_issue_order(plan: Plan, order: np.ndarray) -> None:
-    """Replace the drawn samples with the library's fixed order (k-th sample of the run = order[k])."""
-    if order.size == 0 or np.unique(order).size != plan.total_count or order.min() < 0 or order.max() >= plan.total_count:
-        raise ValueError(f"sample library: issue_order must be a permutation of [0, {plan.total_count})")
-    if len(plan.phases) > 1 or plan.effective.performance_sample_count < plan.total_count:
+    """Replace the drawn samples with the library's fixed order.
+
+    ``order`` (one epoch) must cover every index of ``[0, total)`` at least once; an index may
+    recur (DLRMv3's ``repeats``). Performance runs issue it cyclically (the k-th sample of the run
+    is ``order[k % len(order)]``); accuracy runs issue every sample exactly once, in the order of
+    its first appearance in ``order``.
+    """
+    total = plan.total_count
+    order = order.reshape(-1)
+    if order.size == 0 or order.min() < 0 or order.max() >= total or np.unique(order).size != total:
+        bad = int(np.count_nonzero((order < 0) | (order >= total)))
+        missing = total - int(np.unique(order[(order >= 0) & (order < total)]).size)
+        raise ValueError(f"sample library: issue_order must cover every index of [0, {total}) at least once "
+                         f"(got {order.size} entries: {missing} indices missing, {bad} out of range)")
+    if len(plan.phases) > 1 or plan.effective.performance_sample_count < total:
         raise ValueError("sample library: a fixed issue_order needs every sample loaded at once "
                          "(performance_count == total_count)")
-    for phase in plan.phases:
-        k = np.arange(phase.seq_base, phase.seq_base + phase.sample_count, dtype=np.int64)
-        phase.samples = order[k % order.size]
+    if plan.effective.accuracy:
+        _, first = np.unique(order, return_index=True)
+        once = order[np.sort(first)]
+        for phase in plan.phases:
+            if phase.sample_count != total:
+                raise ValueError(f"sample library: an accuracy run with a fixed issue_order must issue every "
+                                 f"sample once ({total}), the plan has {phase.sample_count}")
+            phase.samples = once.copy()
+    else:
+        for phase in plan.phases:
+            k = np.arange(phase.seq_base, phase.seq_base + phase.sample_count, dtype=np.int64)
+            phase.samples = order[k % order.size]
     plan.meta["issue_order"] = "fixed by the sample library"
 
 

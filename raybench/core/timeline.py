@@ -39,23 +39,26 @@ def merge_timeline(reports: list[ShardReport]) -> list[dict[str, Any]]:
     cumulative); ``p50_ns``, ``p99_ns`` and ``lateness_p99_ns`` are the largest of the shards'
     window values, an upper bound on the merged window's percentile.
     """
-    by_sec: dict[int, dict[str, Any]] = {}
-    for rep in reports:
-        snaps = rep.snapshots
-        if not snaps or not len(snaps["t_ns"]):
-            continue
-        secs = np.ceil(snaps["t_ns"] / 1e9).astype(np.int64)
-        last_of_sec = np.flatnonzero(np.append(secs[1:] != secs[:-1], True))
-        for i, sec in enumerate(secs.tolist()):
-            row = by_sec.setdefault(sec, {"t_s": sec, "issued": 0, "completed": 0, "errors": 0, "in_flight": 0,
-                                          "window_completed": 0})
-            row["window_completed"] += int(snaps["window_completed"][i])
-            for k in ("p50_ns", "p99_ns", "lateness_p99_ns"):
-                v = int(snaps[k][i])
-                if v >= 0:
-                    row[k] = max(row.get(k, 0), v)
-        for i in last_of_sec.tolist():  # cumulative counters: the last snapshot of each second
-            row = by_sec[int(secs[i])]
-            for k in ("issued", "completed", "errors", "in_flight"):
-                row[k] += int(snaps[k][i])
-    return [by_sec[sec] for sec in sorted(by_sec)]
+    parts = [rep.snapshots for rep in reports if rep.snapshots and len(rep.snapshots["t_ns"])]
+    if not parts:
+        return []
+    secs = [np.ceil(p["t_ns"] / 1e9).astype(np.int64) for p in parts]
+    # Cumulative counters: each shard's last snapshot of each second.
+    last = [np.append(s[1:] != s[:-1], True) for s in secs]
+    sec_all = np.concatenate(secs)
+    uniq, inv = np.unique(sec_all, return_inverse=True)
+    out: dict[str, np.ndarray] = {}
+    for k in ("issued", "completed", "errors", "in_flight"):
+        vals = np.concatenate([np.where(m, p[k], 0) for p, m in zip(parts, last, strict=True)])
+        out[k] = np.bincount(inv, weights=vals, minlength=uniq.size)
+    out["window_completed"] = np.bincount(inv, weights=np.concatenate([p["window_completed"] for p in parts]),
+                                          minlength=uniq.size)
+    rows = [{"t_s": int(sec), **{k: int(out[k][i]) for k in ("issued", "completed", "errors", "in_flight",
+                                                               "window_completed")}} for i, sec in enumerate(uniq)]
+    for k in ("p50_ns", "p99_ns", "lateness_p99_ns"):
+        top = np.full(uniq.size, -1, dtype=np.int64)
+        np.maximum.at(top, inv, np.concatenate([p[k] for p in parts]))
+        for row, v in zip(rows, top.tolist(), strict=True):
+            if v >= 0:
+                row[k] = v
+    return rows

@@ -29,11 +29,13 @@ class DLRMv3HSTUParams(Params):
     """Ray options of each shard actor (``num_cpus`` 0 by default), e.g. ``{"resources": {"emb_host": 1}}``
     to put the shards on CPU hosts."""
     global_order: bool | None = None
-    """One streaming scheduler actor shared by all replicas (``None`` = when inside Ray)."""
+    """One streaming scheduler actor shared by all replicas, strict rule (``None`` = when inside Ray);
+    else one local scheduler per SUT instance, local rule (see ``scheduler.py``)."""
     run_id: str | None = None
     """Overrides the Ray job id in shared-actor names."""
     order_log: str | None = None
-    """CSV the scheduler appends ``seq,phase,ts_idx,index,client,granted_ns,released_ns`` to."""
+    """CSV the scheduler appends ``seq,phase,ts_idx,index,client,granted_ns,released_ns`` to (``seq`` = plan
+    position)."""
     microbatch: int = Field(0, ge=0)
     """M-FALCON candidate microbatch (0 = off)."""
     uih_cache: bool = False
@@ -41,9 +43,9 @@ class DLRMv3HSTUParams(Params):
     uih_cache_max_bytes: int = Field(1 << 30, ge=0)
     """Bound of the UIH cache per replica."""
     streaming: bool = True
-    """Serve in streaming slot order (else the loadgen's samples as given)."""
-    repeats: int = Field(1, ge=1)
-    """Times each timestamp is served before the next (reference ``num_repeats``)."""
+    """Check each sample against the streaming order and gate it by timestamp (else serve the
+    samples as given, ungated). What is issued, ``repeats`` included, is the workload's
+    (``workload.params.repeats``)."""
     max_batch: int = Field(8, ge=1)
     """Samples per Offline call."""
     max_inflight: int = Field(8, ge=0)

@@ -1,11 +1,17 @@
 """Reference SUT for DLRMv3: HSTU ranker over a row-wise sharded item table, streaming order.
 
-``issue`` assigns each arriving sample an execution slot from the
-:class:`~reference_suts.dlrmv3_hstu.scheduler.StreamingScheduler` (the request served is the
-slot's, not the loadgen's ``qsl_idx``, as in the MLPerf reference), waits until its timestamp
-may run, scores the request with the :class:`~reference_suts.dlrmv3_hstu.engine.InferenceEngine`
-in a worker thread (one batch at a time) and answers with the reference accuracy payload
-``[ts_idx, query_idx, preds, labels, weights, n]``.
+The plan decides what is issued (the workload's ``issue_order``: timestamp by timestamp, with
+the workload's ``repeats``); ``issue`` serves the samples the query carries. The j-th sample
+of a query is at plan position ``query.id + j``; the
+:class:`~reference_suts.dlrmv3_hstu.scheduler.StreamingScheduler` maps it to its timestamp
+phase and the library index the streaming order puts there. A sample that is not that index
+is answered with an error naming both (the plan and the SUT must agree); the others wait until
+their timestamp may run (strict rule with the shared scheduler actor, local rule otherwise: see
+``scheduler.py``), are scored with the :class:`~reference_suts.dlrmv3_hstu.engine.InferenceEngine`
+in a worker thread (one batch at a time) and answered with the reference accuracy payload
+``[ts_idx, query_idx, preds, labels, weights, n]``. The SUT's own library (built from the
+workload params) is used only for metadata: dataset params, counts per timestamp, ``repeats``
+(1 in accuracy runs, which issue every request once).
 
 Params (:class:`~reference_suts.dlrmv3_hstu.params.DLRMv3HSTUParams`):
     config: model config name (``tiny``, ``small``, ``reference``) for random init.
@@ -17,15 +23,16 @@ Params (:class:`~reference_suts.dlrmv3_hstu.params.DLRMv3HSTUParams`):
         ``0`` = always local.
     embedding_actor_options: Ray options of each shard actor (``num_cpus``, ``memory``,
         ``resources``, e.g. ``{"resources": {"emb_host": 1}}`` to put them on CPU hosts).
-    global_order: one streaming scheduler actor shared by all replicas of the run (``None`` =
-        auto: inside a Ray actor). Without it each SUT instance orders only its own queries.
+    global_order: one streaming scheduler actor shared by all replicas of the run, strict rule
+        (``None`` = auto: inside a Ray actor). Without it each SUT instance gates only its own
+        queries (local rule).
     run_id: overrides the job id in the shared actors' names (see ``run_name``).
     order_log: CSV path the scheduler appends ``seq,phase,ts_idx,index,client,granted_ns,
-        released_ns`` to (one row per sample, the scheduler's clock) — to verify the order of a run.
+        released_ns`` to (one row per sample, ``seq`` = plan position, the scheduler's clock) — to
+        verify the order of a run.
     microbatch: M-FALCON candidate microbatch (0 = off).
     uih_cache: cross-request UIH KV cache on/off; ``uih_cache_max_bytes`` bounds it (per replica).
-    streaming: serve in streaming slot order (True) or the loadgen's samples as given.
-    repeats: times each timestamp is served before the next (reference ``num_repeats``).
+    streaming: check and gate the samples by timestamp (True) or serve them as given, ungated.
     max_batch, max_inflight: what the harness may send at once (Offline).
     torch_threads: intra-op threads of the worker.
     device: where the dense forward runs: ``auto`` (``cuda`` when ``torch.cuda.is_available()``,
@@ -177,13 +184,14 @@ class DLRMv3HSTUSUT:
         self.engine: Any = None
         self.embedding: Any = None
         self.cfg: Any = None
-        self.served: list[tuple[int, int]] = []      # (slot seq, library index), in run order
+        self.served: list[tuple[int, int]] = []      # (plan position, library index), in run order
         self._lock: asyncio.Lock | None = None
         self._info: dict[str, Any] = {}
         self._client = f"{socket.gethostname()}:{os.getpid()}"     # names this SUT in order logs
 
     async def start(self, ctx: SUTContext) -> None:
-        await asyncio.to_thread(self._start_blocking, ctx.workload, dict(ctx.workload_params))
+        await asyncio.to_thread(self._start_blocking, ctx.workload, dict(ctx.workload_params),
+                                ctx.mode == "AccuracyOnly")
         self._lock = asyncio.Lock()
 
     def _placement(self) -> tuple[int, bool]:
@@ -199,7 +207,7 @@ class DLRMv3HSTUSUT:
                 order = inside
         return int(actors), bool(order)
 
-    def _start_blocking(self, workload: str, workload_params: dict[str, Any]) -> None:
+    def _start_blocking(self, workload: str, workload_params: dict[str, Any], accuracy: bool = False) -> None:
         import torch
 
         from raybench.registry import get_workload, make_library
@@ -212,18 +220,19 @@ class DLRMv3HSTUSUT:
         emb_name = run_name("emb", workload_params, self.params) if n_actors > 0 else None
         self.cfg, self.embedding, self.engine = build_engine(
             self.params, self.library.data.params, embedding_actors=n_actors, actor_name=emb_name)
-        sched_args = (self.library.counts_per_ts, int(self.params.get("repeats", 1)),
-                      self.params.get("order_log"))
+        # Accuracy runs issue every request once, in streaming order: one repeat.
+        repeats = 1 if accuracy else int(getattr(self.library, "repeats", 1))
+        sched_args = (self.library.counts_per_ts, repeats, self.params.get("order_log"))
         sched_name = None
         if self.streaming and global_order:
             from raybench.ray.shared import named_actor
 
             sched_name = run_name("sched", workload_params, self.params)
-            self.scheduler = named_actor(sched_name, StreamingScheduler, *sched_args,
+            self.scheduler = named_actor(sched_name, StreamingScheduler, *sched_args, strict=True,
                                          options={"num_cpus": 0, "max_concurrency": 100_000})
             self.remote_scheduler = True
         else:
-            self.scheduler = StreamingScheduler(*sched_args)
+            self.scheduler = StreamingScheduler(*sched_args, strict=False)
         shards = [dict(s.info) if hasattr(s, "info") else
                   {"shard": k, "rows": s.rows, "memory_bytes": s.memory_bytes, "node": "local"}
                   for k, s in enumerate(self.embedding.shards)]
@@ -263,32 +272,46 @@ class DLRMv3HSTUSUT:
         return await (fn.remote(*args) if self.remote_scheduler else fn(*args))
 
     async def issue(self, query: Query) -> Sequence[Response]:
+        samples = list(query.samples)
         if not self.streaming:
             try:
-                return [Response(data=d) for d in await self._run(list(query.samples))]
+                return [Response(data=d) for d in await self._run(samples)]
             except Exception as exc:  # noqa: BLE001 - reported per sample
                 return [Response(error=f"{type(exc).__name__}: {exc}") for _ in query.indices]
-        # All slots at once (no self-deadlock); the first phase is granted in the same call.
-        slots = await self._sched("take", len(query.indices), self._client)
-        out: list[Response | None] = [None] * len(slots)
-        phases = sorted({s.phase for s in slots})
-        for phase in phases:
+        n = len(query.indices)
+        if int(query.id) < 0:
+            why = f"dlrmv3_hstu: query {query.id} has no plan position (streaming needs query ids)"
+            return [Response(error=why) for _ in range(n)]
+        # All positions at once (no self-deadlock); the lowest phase is granted in the same call.
+        slots = await self._sched("claim", [int(query.id) + j for j in range(n)], self._client)
+        out: list[Response | None] = [None] * n
+        for phase in sorted({s.phase for s in slots}):
             group = [i for i, s in enumerate(slots) if s.phase == phase]
             mine = [slots[i] for i in group]
             try:
-                if phase != slots[0].phase:
+                if phase != min(s.phase for s in slots):
                     await self._sched("wait_slots", mine)
-                samples = [self.library.get(s.index) for s in mine]
-                data = await self._run(samples)
-                for i, d in zip(group, data, strict=True):
-                    out[i] = Response(data=d)
-                    self.served.append((slots[i].seq, slots[i].index))
-            except Exception as exc:  # noqa: BLE001 - the slot still completes
+                run = []
                 for i in group:
-                    out[i] = Response(error=f"{type(exc).__name__}: {exc}")
+                    if int(query.indices[i]) == slots[i].index:
+                        run.append(i)
+                    else:
+                        out[i] = Response(error=(
+                            f"dlrmv3_hstu: plan position {slots[i].seq} carries sample {query.indices[i]} but "
+                            f"the streaming order serves sample {slots[i].index} there (workload and SUT "
+                            f"disagree on the issue order)"))
+                if run:
+                    data = await self._run([samples[i] for i in run])
+                    for i, d in zip(run, data, strict=True):
+                        out[i] = Response(data=d)
+                        self.served.append((slots[i].seq, slots[i].index))
+            except Exception as exc:  # noqa: BLE001 - the positions still complete
+                for i in group:
+                    if out[i] is None:
+                        out[i] = Response(error=f"{type(exc).__name__}: {exc}")
             finally:
                 await self._sched("release_many", mine)
-        return [r for r in out if r is not None]
+        return [r if r is not None else Response(error="dlrmv3_hstu: not served") for r in out]
 
     async def stop(self) -> None:
         if self.scheduler is not None and not self.remote_scheduler:

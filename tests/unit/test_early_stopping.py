@@ -252,7 +252,11 @@ def test_matches_real_loadgen_server(tmp_path, percentile, every, met):
     n, t = detail["result_query_count"], detail["result_overlatency_query_count"]
     assert n == 600 and t >= 600 // every // 2  # ~600 / every by construction
     ours = server_early_stopping(n, t, percentile)
-    assert ours.met is met and ours.lines == tuple(lines)
+    # The cross-check is against what LoadGen decided for the same counts; a loaded machine can push
+    # extra queries over the 10 ms bound, so the expected outcome holds only for the designed count.
+    assert ours.met is detail["early_stopping_met"] and ours.lines == tuple(lines)
+    if t == 600 // every:
+        assert ours.met is met
 
 
 def test_matches_real_loadgen_single_stream(tmp_path):

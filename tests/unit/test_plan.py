@@ -150,3 +150,51 @@ def test_serial_scenarios_refuse_multiple_shards() -> None:
     plan = build_plan(settings("SingleStream"), 64, 64)
     with pytest.raises(ValueError, match="serial by definition"):
         partition(plan, 2)
+
+
+def _streaming_order(counts: list[int], repeats: int) -> np.ndarray:
+    """A fake library's ``issue_order``: timestamp by timestamp, each ``repeats`` times
+    (slot j of timestamp t serves ``offset[t] + j % counts[t]``), as DLRMv3's library."""
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return np.concatenate([offsets[t] + np.arange(repeats * c) % c for t, c in enumerate(counts)])
+
+
+def test_fixed_issue_order_with_repeats_is_issued_cyclically() -> None:
+    order = _streaming_order([2, 3], repeats=2)
+    assert order.tolist() == [0, 1, 0, 1, 2, 3, 4, 2, 3, 4]
+    s = settings("Server", server_target_qps=1000.0, min_duration_ms=100, min_query_count=25)
+    plan = _build_plan(get_scenario("Server"), s, 5, 5, issue_order=order)
+    ph = plan.phases[0]
+    assert ph.query_count >= 25 and plan.meta["issue_order"] == "fixed by the sample library"
+    assert ph.samples.tolist() == [int(order[k % 10]) for k in range(ph.sample_count)]
+    # Shards keep the global position: query id k carries order[k % 10].
+    for sl in partition(plan, 2):
+        part = sl.phases[0]
+        assert part.samples.tolist() == [int(order[q % 10]) for q in part.query_ids.tolist()]
+    o = settings("Offline", offline_expected_qps=100.0, min_duration_ms=1000)
+    oph = _build_plan(get_scenario("Offline"), o, 5, 5, issue_order=order).phases[0]
+    assert oph.sample_count == 110 and oph.samples.tolist() == [int(order[k % 10]) for k in range(110)]
+
+
+@pytest.mark.parametrize("scenario", ["Server", "Offline"])
+def test_fixed_issue_order_accuracy_mode_issues_each_sample_once_in_first_appearance_order(scenario: str) -> None:
+    order = np.array([3, 4, 3, 4, 0, 2, 1, 0, 2, 1])          # 5 samples, repeats, not sorted
+    s = settings(scenario, server_target_qps=1000.0)
+    s.mode = "AccuracyOnly"
+    plan = _build_plan(get_scenario(scenario), s, 5, 5, issue_order=order)
+    assert len(plan.phases) == 1
+    assert plan.phases[0].samples.tolist() == [3, 4, 0, 2, 1]
+    dl = _build_plan(get_scenario(scenario), s, 5, 5, issue_order=_streaming_order([2, 3], 3)).phases[0]
+    assert dl.samples.tolist() == [0, 1, 2, 3, 4]                # streaming order, every sample once
+
+
+def test_fixed_issue_order_must_cover_every_sample() -> None:
+    s = settings("Server", server_target_qps=1000.0, min_duration_ms=100)
+    for bad, why in (([0, 1, 0, 1, 3], "2 indices missing, 0 out of range"),
+                     ([0, 1, 2, 3, 4, 5], "0 indices missing, 1 out of range"), ([], "5 indices missing")):
+        with pytest.raises(ValueError, match=r"^sample library: issue_order must cover every index of \[0, 5\) "
+                                             r"at least once") as exc:
+            _build_plan(get_scenario("Server"), s, 5, 5, issue_order=np.array(bad, dtype=np.int64))
+        assert why in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match="every sample loaded at once"):
+        _build_plan(get_scenario("Server"), s, 5, 4, issue_order=np.arange(5))

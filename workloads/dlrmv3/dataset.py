@@ -11,9 +11,13 @@ Streaming order: sample index ``i`` is the position in the execution order the r
 uses, timestamp-major (``train_ts .. num_timestamps-1``) and, within a timestamp, one seeded
 shuffle (``numpy.random.default_rng([order_seed, ts_idx]).permutation``). ``query_idx`` is
 the request's rank by user id within its timestamp; ``(ts_idx, query_idx)`` is what the SUT
-writes into the accuracy payload. Because the SUT serves the k-th request it receives from
-slot ``k`` of this order (see ``reference_suts/dlrmv3_hstu/scheduler.py``), ``qsl_idx`` is not
-the execution order, exactly as in MLPerf.
+writes into the accuracy payload.
+
+Issue order: the library decides what is issued (:meth:`DLRMv3Library.issue_order`, one epoch
+of the reference ``StreamingQuerySampler``: timestamp by timestamp, each timestamp's requests
+``repeats`` times). The plan issues it (performance runs cyclically, accuracy runs every
+request once in streaming order); the SUT serves the samples each query carries and only gates
+them by timestamp (``reference_suts/dlrmv3_hstu/scheduler.py``).
 """
 
 from __future__ import annotations
@@ -127,13 +131,18 @@ class DLRMv3Library:
     Attributes:
         counts_per_ts: requests per inference timestamp, in order (the scheduler's quotas).
         ts_offsets: index of the first request of each timestamp (length ``n_ts + 1``).
+        repeats: times each timestamp's requests are issued before the next (reference
+            ``num_repeats``), see :meth:`issue_order`.
     """
 
     name = "dlrmv3"
 
     def __init__(self, data: DLRMv3Data, *, order_seed: int = 123,
-                 max_requests_per_ts: int | None = None) -> None:
+                 max_requests_per_ts: int | None = None, repeats: int = 1) -> None:
+        if int(repeats) < 1:
+            raise ValueError(f"dlrmv3: repeats must be >= 1, got {repeats}")
         self.data = data
+        self.repeats = int(repeats)
         p = data.params
         self.train_ts = p.train_ts
         order: list[np.ndarray] = []
@@ -162,6 +171,18 @@ class DLRMv3Library:
     @property
     def performance_count(self) -> int:
         return self.total_count
+
+    def issue_order(self) -> np.ndarray:
+        """One epoch of the streaming order, as library indices (what the plan issues).
+
+        For each inference timestamp ``t`` in order, ``repeats * counts[t]`` slots whose
+        ``j``-th serves ``ts_offsets[t] + j % counts[t]`` (reference ``StreamingQuerySampler``
+        with ``num_repeats``). Every index appears ``repeats`` times; with ``repeats == 1`` it is
+        ``arange(total_count)``.
+        """
+        parts = [self.ts_offsets[t] + np.arange(self.repeats * c, dtype=np.int64) % c
+                 for t, c in enumerate(self.counts_per_ts) if c]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def load(self, indices: Sequence[int]) -> None:
         for i in indices:
@@ -211,6 +232,7 @@ def load_library(params: dict[str, Any]) -> DLRMv3Library:
         shards: load only these shards (e.g. ``[0]`` for the reference's sampled subset).
         order_seed: seed of the within-timestamp shuffle (reference default 123).
         max_requests_per_ts: keep only the first N requests of each timestamp's order.
+        repeats: times each timestamp is issued before the next (:meth:`DLRMv3Library.issue_order`).
     """
     data_dir = params.get("data_dir")
     if not data_dir:
@@ -227,4 +249,5 @@ def load_library(params: dict[str, Any]) -> DLRMv3Library:
     data = DLRMv3Data(data_dir, params.get("shards"))
     mr = params.get("max_requests_per_ts")
     return DLRMv3Library(data, order_seed=int(params.get("order_seed", 123)),
-                         max_requests_per_ts=None if mr is None else int(mr))
+                         max_requests_per_ts=None if mr is None else int(mr),
+                         repeats=int(params.get("repeats", 1)))

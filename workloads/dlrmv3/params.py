@@ -26,6 +26,10 @@ class DLRMv3Params(Params):
     """Seed of the within-timestamp shuffle (reference ``numpy_rand_seed``)."""
     max_requests_per_ts: int | None = Field(None, ge=1)
     """Keep only the first N requests of each timestamp."""
+    repeats: int = Field(1, ge=1)
+    """Times each timestamp's requests are issued before the next timestamp (reference
+    ``num_repeats``); shapes the library's ``issue_order`` (performance runs only: accuracy runs
+    issue every request once)."""
     reference_metrics: str | None = None
     """JSON written by ``scripts/train_dlrmv3.py`` (``None`` = MLPerf's reference metrics)."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -123,71 +125,266 @@ def test_uih_cache_equals_baseline_and_invalidates(lib: DLRMv3Library, ranker: H
 def test_scheduler_slots_and_epochs() -> None:
     s = StreamingScheduler([2, 0, 3], repeats=2)
     got = [s.slot(k) for k in range(12)]
+    assert [g.seq for g in got] == list(range(12))
     assert [g.ts_idx for g in got] == [0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 0, 0]
     assert [g.index for g in got] == [0, 1, 0, 1, 2, 3, 4, 2, 3, 4, 0, 1]
     assert [g.phase for g in got][-3:] == [2, 3, 3]
     with pytest.raises(ValueError, match="counts_per_ts"):
         StreamingScheduler([0, 0])
+    with pytest.raises(ValueError, match="plan position must be >= 0, got -1"):
+        s.slot(-1)
 
 
-def test_scheduler_gates_concurrent_random_issues() -> None:
-    counts = [5, 3, 7, 1, 4]
-    sched = StreamingScheduler(counts)
-    events: list[tuple[str, int]] = []
-    rnd = random.Random(0)
-    n = 2 * sum(counts) + 3                       # two epochs and a bit
+def _run_random_claims(sched: StreamingScheduler, positions: list[int], seed: int) -> list[tuple[str, int, int]]:
+    """Claim each position (one query each) after a random delay, serve it for a random time and
+    release it; returns the ``(event, phase, position)`` sequence (claim, start, end)."""
+    events: list[tuple[str, int, int]] = []
+    rnd = random.Random(seed)
+    delays = {p: rnd.random() * 0.01 for p in positions}
+    work = {p: rnd.random() * 0.005 for p in positions}
 
-    async def one() -> None:
-        await asyncio.sleep(rnd.random() * 0.01)
-        slot = await sched.acquire()
-        events.append(("start", slot.phase))
-        await asyncio.sleep(rnd.random() * 0.005)
-        events.append(("end", slot.phase))
-        await sched.release(slot)
+    async def one(pos: int) -> None:
+        await asyncio.sleep(delays[pos])
+        # claim registers the position before its first suspension and returns right after the
+        # grant check that let it through: both events are recorded in the step where they happen.
+        events.append(("claim", sched.slot(pos).phase, pos))
+        (slot,) = await sched.claim([pos], "test")
+        events.append(("start", slot.phase, pos))
+        await asyncio.sleep(work[pos])
+        events.append(("end", slot.phase, pos))
+        await sched.release_many([slot])
 
     async def main() -> None:
-        await asyncio.gather(*(one() for _ in range(n)))
+        await asyncio.gather(*(one(p) for p in positions))
 
     asyncio.run(main())
+    return events
+
+
+def test_strict_rule_gates_random_arrival_order() -> None:
+    """Shared-actor rule: positions arrive in any order; a phase starts only after every position of
+    every earlier phase (its full quota) was released."""
+    counts = [5, 3, 7, 1, 4]
+    sched = StreamingScheduler(counts)
+    n = 2 * sum(counts) + 3                       # two epochs and a bit
+    positions = list(range(n))
+    random.Random(1).shuffle(positions)
+    events = _run_random_claims(sched, positions, 0)
     ended: dict[int, int] = {}
-    quota = {p: counts[p % 5] for p in range(10)}
-    for kind, phase in events:
+    quota = {p: counts[p % 5] for p in range(11)}
+    for kind, phase, _ in events:
         if kind == "start":
             assert all(ended.get(q, 0) == quota[q] for q in range(phase)), (phase, ended)
-        else:
+        elif kind == "end":
             ended[phase] = ended.get(phase, 0) + 1
-    assert len(events) == 2 * n and sched.max_waiting > 0
+    assert len(events) == 3 * n and sched.max_waiting > 0
+    assert sched.stats()["claimed"] == sched.stats()["released"] == n and sched.frontier == 10
 
 
-def test_sut_streaming_order_and_accuracy(tiny_dir: Path) -> None:
-    wl = {"data_dir": str(tiny_dir), "max_requests_per_ts": 6}
+def test_local_rule_waits_only_for_claimed_earlier_phases() -> None:
+    """Local rule: a phase-p position starts only when no claimed, unreleased position of an earlier
+    phase is outstanding in this instance; positions it never sees (other shards') are not waited
+    for, so any subset of the plan completes."""
+    counts = [5, 3, 7, 1, 4]
+    sched = StreamingScheduler(counts, strict=False)
+    positions = [p for p in range(2 * sum(counts)) if p % 3]     # this shard's part of the plan
+    random.Random(2).shuffle(positions)
+    events = _run_random_claims(sched, positions, 3)
+    outstanding: dict[int, int] = {}                             # position -> phase
+    for kind, phase, pos in events:
+        if kind == "claim":
+            outstanding[pos] = phase
+        elif kind == "start":
+            assert all(q >= phase for q in outstanding.values()), (pos, phase, outstanding)
+        else:
+            del outstanding[pos]
+    assert len(events) == 3 * len(positions) and sched.max_waiting > 0
+    assert sched.stats()["released"] == len(positions)
+
+
+def test_local_rule_position_alone_runs_and_claimed_earlier_ones_gate_it() -> None:
+    async def main() -> None:
+        sched = StreamingScheduler([2, 2], strict=False)
+        (s3,) = await asyncio.wait_for(sched.claim([3]), 1)      # nothing earlier claimed: runs
+        await sched.release_many([s3])
+        s0, s1 = await sched.claim([0, 1])
+        late = asyncio.ensure_future(sched.claim([3]))
+        await asyncio.sleep(0.01)
+        assert not late.done()
+        await sched.release_many([s0])
+        await asyncio.sleep(0.01)
+        assert not late.done()
+        await sched.release_many([s1])
+        (again,) = await asyncio.wait_for(late, 1)
+        assert (again.seq, again.phase, again.index) == (3, 1, 3)
+        await sched.release_many([again])
+        # A claim cancelled while waiting (the run ends) releases its positions itself.
+        (s4,) = await sched.claim([4])                          # epoch 1, phase 2
+        stuck = asyncio.ensure_future(sched.claim([6, 7]))      # phase 3 waits for 4
+        await asyncio.sleep(0.01)
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert sched.stats()["claimed"] == 7 and sched.stats()["released"] == 6
+        await sched.release_many([s4])
+        assert sched.ready(sched.slot(8)) and sched.stats()["released"] == 7
+
+    asyncio.run(main())
+
+
+def _sut_ctx(tiny_dir: Path, mode: str = "AccuracyOnly", **wl: Any) -> SUTContext:
+    return SUTContext(workload="dlrmv3", scenario="Server", mode=mode,
+                      workload_params={"data_dir": str(tiny_dir), **wl})
+
+
+def _query(lib: DLRMv3Library, qid: int, indices: list[int]) -> Query:
+    """What the harness sends: the plan position of the first sample and the loaded samples."""
+    return Query(id=qid, indices=indices, samples=[lib.get(i) for i in indices])
+
+
+def _strict(sut: DLRMv3HSTUSUT, log: Path | None = None) -> StreamingScheduler:
+    """Give a started SUT the strict (shared-actor) rule, in-process: the object the actor hosts."""
+    sut.scheduler.close()
+    sut.scheduler = StreamingScheduler(sut.library.counts_per_ts, 1, str(log) if log else None, strict=True)
+    return sut.scheduler
+
+
+def _order_rows(path: Path) -> dict[int, dict[str, int]]:
+    with path.open() as f:
+        return {int(r["seq"]): {k: int(v) for k, v in r.items() if k != "client"} for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("rule", ["local", "strict"])
+def test_sut_streaming_order_and_accuracy(tiny_dir: Path, rule: str) -> None:
+    """60 positions in queries of 4 consecutive positions (some span two timestamps), all in
+    flight at once: the SUT serves what each query carries, timestamp by timestamp. Local rule:
+    queries arrive in plan order (one load shard); strict rule: in a shuffled order."""
     sut = DLRMv3HSTUSUT({"config": "tiny", "n_shards": 2, "microbatch": 32, "uih_cache": True,
                          "max_batch": 4})
-    ctx = SUTContext(workload="dlrmv3", scenario="Server", mode="AccuracyOnly", workload_params=wl)
     total = 60
-    order = list(range(total))
-    random.Random(1).shuffle(order)
+    order = list(range(0, total, 4))
+    if rule == "strict":
+        random.Random(1).shuffle(order)
 
     async def main() -> list:
-        await sut.start(ctx)
-        qs = [Query(id=k, indices=order[2 * k:2 * k + 2], samples=[None, None])
-              for k in range(total // 2)]
+        await sut.start(_sut_ctx(tiny_dir, max_requests_per_ts=6))
+        if rule == "strict":
+            _strict(sut)
+        qs = [_query(sut.library, k, list(range(k, k + 4))) for k in order]
         out = await asyncio.gather(*(sut.issue(q) for q in qs))
         await sut.stop()
         return [(q.indices, r) for q, r in zip(qs, out, strict=True)]
 
     results = asyncio.run(main())
+    assert all(r.error is None for _, rs in results for r in rs)
     served_ts = [sut.library.key(i)[0] for _, i in sut.served]
     assert served_ts == sorted(served_ts)                 # timestamp by timestamp
-    assert sorted(i for _, i in sut.served) == list(range(total))
+    assert sorted(sut.served) == [(k, k) for k in range(total)]   # position k serves index k
     entries = [(qi, r.data) for idx, rs in results for qi, r in zip(idx, rs, strict=True)]
-    assert all(r.error is None for _, rs in results for r in rs)
-    keys = {decode_payload(d)[:2] for _, d in entries}
-    assert len(keys) == total
+    assert all(decode_payload(d)[:2] == sut.library.key(qi) for qi, d in entries)
     res = score(entries, sut.library, {})
     assert res.metrics["num_requests"] == 60 and res.metrics["coverage"] == 1.0
     assert res.passed is False                            # random init vs MLPerf targets
     assert "metric/lifetime_gauc/rating:" in res.accuracy_txt
+
+
+def test_sut_out_of_order_position_waits_for_earlier_timestamp(tiny_dir: Path, tmp_path: Path) -> None:
+    """counts [2, 2] (strict rule): position 3 (timestamp 1) arrives first and waits until positions
+    0 and 1 (timestamp 0) are released; 2 (timestamp 1) does not hold it back."""
+    sut = DLRMv3HSTUSUT({"config": "tiny"})
+    log = tmp_path / "order.csv"
+
+    async def main() -> list:
+        await sut.start(_sut_ctx(tiny_dir, max_requests_per_ts=2))
+        sched = _strict(sut, log)
+        lib = sut.library
+        first = asyncio.ensure_future(sut.issue(_query(lib, 3, [3])))
+        await asyncio.sleep(0.2)
+        assert not first.done() and sched.stats()["claimed"] == 1 and sched.max_waiting == 1
+        rest = await asyncio.gather(*(sut.issue(_query(lib, k, [k])) for k in (0, 1, 2)))
+        out = [await first, *rest]
+        await sut.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert all(r.error is None for rs in out for r in rs)
+    pos = [p for p, _ in sut.served]
+    assert set(pos[:2]) == {0, 1} and set(pos[2:]) == {2, 3}
+    rows = _order_rows(log)
+    assert sorted(rows) == [0, 1, 2, 3] and [rows[k]["phase"] for k in range(4)] == [0, 0, 1, 1]
+    assert rows[3]["granted_ns"] >= max(rows[0]["released_ns"], rows[1]["released_ns"])
+
+
+@pytest.mark.parametrize("rule", ["local", "strict"])
+def test_sut_answers_a_sample_the_order_does_not_serve_with_an_error(tiny_dir: Path, rule: str) -> None:
+    """A query carrying a sample that is not the streaming order's at its position gets an error
+    naming both; the position is still released (the next timestamp is not blocked)."""
+    sut = DLRMv3HSTUSUT({"config": "tiny"})
+
+    async def main() -> list:
+        await sut.start(_sut_ctx(tiny_dir, max_requests_per_ts=2))
+        if rule == "strict":
+            _strict(sut)
+        lib = sut.library
+        qs = [_query(lib, 0, [1]), _query(lib, 1, [1]), _query(lib, 2, [2, 9]), _query(lib, 4, [4])]
+        out = await asyncio.wait_for(asyncio.gather(*(sut.issue(q) for q in qs)), 30)
+        await sut.stop()
+        return out
+
+    (bad,), (ok1,), (ok2, bad2), (ok4,) = asyncio.run(main())
+    assert bad.error == ("dlrmv3_hstu: plan position 0 carries sample 1 but the streaming order serves sample 0 "
+                         "there (workload and SUT disagree on the issue order)")
+    assert bad2.error is not None and "plan position 3 carries sample 9" in bad2.error
+    assert all(r.error is None and r.data for r in (ok1, ok2, ok4))
+    assert sorted(sut.served) == [(1, 1), (2, 2), (4, 4)]
+
+
+def test_sut_repeats_come_from_the_workload(tiny_dir: Path) -> None:
+    """Performance runs serve the workload's ``repeats``: position k carries ``issue_order[k % len]``
+    (every request of a timestamp twice); the SUT no longer has the param."""
+    sut = DLRMv3HSTUSUT({"config": "tiny"})
+
+    async def main() -> list:
+        await sut.start(_sut_ctx(tiny_dir, "PerformanceOnly", max_requests_per_ts=2, repeats=2))
+        order = sut.library.issue_order()
+        out = await asyncio.gather(*(sut.issue(_query(sut.library, k, [int(order[k % order.size])]))
+                                     for k in range(45)))
+        await sut.stop()
+        return [out, order]
+
+    out, order = asyncio.run(main())
+    assert all(r.error is None for rs in out for r in rs)
+    assert order[:8].tolist() == [0, 1, 0, 1, 2, 3, 2, 3] and order.size == 40
+    assert sut.served == [(k, int(order[k % 40])) for k in range(45)]
+    with pytest.raises(ValueError, match=r"sut\.params\.repeats: unknown field"):
+        DLRMv3HSTUSUT({"repeats": 2})
+
+
+def test_inprocess_server_accuracy_run_issues_the_streaming_order(tiny_dir: Path, tmp_path: Path) -> None:
+    """A real in-process Server run in accuracy mode (workload ``repeats=2``): the accuracy log,
+    sorted by seq_id, has every request once in streaming order (the library's issue order by
+    first appearance), and every payload is the request its qsl_idx names."""
+    from raybench.config import load_run_config
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
+
+    cfg = load_run_config(None, ["workload=dlrmv3", "sut=dlrmv3_hstu", "scenario=Server", "mode=AccuracyOnly",
+                                 f"out={tmp_path}", f"workload.params.data_dir={tiny_dir}",
+                                 "workload.params.max_requests_per_ts=3", "workload.params.repeats=2",
+                                 "settings.server_target_qps=200"])
+    out = run_benchmark(cfg, InProcessExecutor())
+    assert out.metrics.num_errors == 0
+    log = json.loads((out.run_dir / "mlperf_log_accuracy.json").read_text())
+    log.sort(key=lambda e: e["seq_id"])
+    wl = get_workload("dlrmv3")
+    lib = make_library(wl, workload_params(wl, {"data_dir": str(tiny_dir), "max_requests_per_ts": 3, "repeats": 2}))
+    order = lib.issue_order()
+    _, first = np.unique(order, return_index=True)
+    assert order.size == 60 and order[np.sort(first)].tolist() == list(range(30))
+    assert [e["seq_id"] for e in log] == list(range(30))
+    assert [e["qsl_idx"] for e in log] == order[np.sort(first)].tolist()
+    for e in log:
+        assert decode_payload(bytes.fromhex(e["data"]))[:2] == lib.key(e["qsl_idx"])
 
 
 def test_checkpoint_mismatch_is_a_clear_error(tmp_path: Path, lib: DLRMv3Library) -> None:
@@ -260,3 +457,18 @@ def test_cuda_predictions_match_cpu(lib: DLRMv3Library) -> None:
             a, b = cpu.predict(reqs), gpu.predict(reqs)
             assert all(p.device.type == "cpu" for p in b)
             assert max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True)) < 1e-4
+def test_inprocess_offline_two_shards_local_rule_completes(tiny_dir: Path, tmp_path: Path) -> None:
+    """Offline performance run on 2 in-process shards (one SUT instance each, local rule), workload
+    ``repeats=2``: shard 1 starts mid-order without waiting for shard 0's positions (the strict rule
+    would deadlock there), batches span timestamps, and every sample is served without error."""
+    from raybench.config import load_run_config
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
+
+    cfg = load_run_config(None, ["workload=dlrmv3", "sut=dlrmv3_hstu", "scenario=Offline", f"out={tmp_path}",
+                                 f"workload.params.data_dir={tiny_dir}", "workload.params.max_requests_per_ts=2",
+                                 "workload.params.repeats=2", "settings.offline_expected_qps=100",
+                                 "settings.min_duration_ms=500", "sut.params.max_batch=3"])
+    out = run_benchmark(cfg, InProcessExecutor(shards=2))
+    assert out.metrics.num_errors == 0
+    assert out.metrics.samples_issued == out.metrics.samples_completed == 55

@@ -113,7 +113,8 @@ def _order_rows(path: Path) -> list[dict[str, int | str]]:
 
 def test_server_two_replicas_global_timestamp_order(ray_local, tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     """Server on Ray, 2 replicas, 2 load shards, 2 embedding actors: from the scheduler actor's
-    own log, no request of a timestamp starts before every request of the previous one ended."""
+    own log (strict rule), no request of a timestamp starts before every request of the previous
+    one ended, and plan position k served the streaming order's request k."""
     log = tmp_path / "order.csv"
     out, _ = ray_run(tmp_path / "run", "workload=dlrmv3", "sut=dlrmv3_hstu", "scenario=Server",
                      f"workload.params.data_dir={tiny_dir}", "workload.params.max_requests_per_ts=4",
@@ -124,7 +125,8 @@ def test_server_two_replicas_global_timestamp_order(ray_local, tiny_dir: Path, t
     assert m.num_errors == 0 and m.samples_completed == m.samples_issued >= 60
     rows = _order_rows(log)
     assert len(rows) == m.samples_completed
-    assert sorted(r["seq"] for r in rows) == list(range(len(rows)))     # one slot per sample
+    assert sorted(r["seq"] for r in rows) == list(range(len(rows)))     # one row per plan position
+    assert all(r["index"] == r["seq"] % 40 for r in rows)                # issue order = streaming order
     assert len({r["client"] for r in rows}) == 2                         # both replicas, one order
     counts = 4                                                           # requests per phase
     phases = sorted({r["phase"] for r in rows})
@@ -158,15 +160,15 @@ def test_named_actor_dies_with_its_owner_and_is_recreated(ray_local) -> None:  #
         """Stands in for a SUT replica that creates a shared scheduler and uses it once."""
 
         def make(self, name: str) -> int:
-            h = named_actor(name, StreamingScheduler, [2, 3])
-            get(h.next_slot.remote())
-            return get(h.stats.remote())["assigned"]
+            h = named_actor(name, StreamingScheduler, [2, 3], strict=True)
+            get(h.claim_now.remote([0], "owner"))
+            return get(h.stats.remote())["claimed"]
 
     assert in_ray() is False                                   # the test driver is no actor
     owner = host(Owner, {"num_cpus": 0}).remote()
     assert get(owner.make.remote("dlrmv3-test-stale")) == 1
     kill(owner)                                                # the "previous run" ends
     fresh = named_actor("dlrmv3-test-stale", StreamingScheduler, [2, 3])
-    assert get(fresh.stats.remote())["assigned"] == 0          # not the old run's state
+    assert get(fresh.stats.remote())["claimed"] == 0           # not the old run's state
     assert get(fresh.slot.remote(4)).ts_idx == 1
     kill(fresh)

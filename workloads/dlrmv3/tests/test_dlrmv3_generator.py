@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from raybench.core.spec import ParamsError
+from raybench.registry import get_workload, make_library, workload_params
 from workloads.dlrmv3.dataset import DLRMv3Data, DLRMv3Library, load_library
 from workloads.dlrmv3.generator import (
     KIND_BASE,
@@ -161,3 +163,20 @@ def test_load_library_generates_demo_once(tmp_path: Path, monkeypatch: pytest.Mo
         load_library({"data_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match="preset"):
         load_library({"preset": "reference"})
+
+
+def test_issue_order_is_the_streaming_order_with_repeats(tiny_dir: Path) -> None:
+    """One epoch of the reference StreamingQuerySampler: timestamp by timestamp, each timestamp's
+    requests ``repeats`` times (slot j of t serves ``ts_offsets[t] + j % counts[t]``)."""
+    one = DLRMv3Library(DLRMv3Data(tiny_dir), max_requests_per_ts=3)
+    assert one.repeats == 1 and one.issue_order().tolist() == list(range(30))
+    wl = get_workload("dlrmv3")
+    lib = make_library(wl, workload_params(wl, {"data_dir": str(tiny_dir), "max_requests_per_ts": 3, "repeats": 2}))
+    order = lib.issue_order()
+    assert lib.repeats == 2 and order.size == 60
+    assert order[:12].tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5]
+    expected = [int(lib.ts_offsets[t]) + j % c for t, c in enumerate(lib.counts_per_ts) for j in range(2 * c)]
+    assert order.tolist() == expected
+    assert [lib.key(int(i))[0] for i in order] == sorted(lib.key(int(i))[0] for i in order)
+    with pytest.raises(ParamsError, match=r"workload\.params\.repeats"):
+        workload_params(wl, {"repeats": 0})
