@@ -197,7 +197,7 @@ class RayExecutor:
         if capped:
             os.environ[wait_var] = _GCS_CONNECT_ATTEMPTS
         try:
-            with deferred_signals(note), ray_keeps_sigterm():
+            with ray_keeps_sigterm(), deferred_signals(note):
                 try:
                     ray.init(**kwargs)
                     self._owns_ray = owns
@@ -421,6 +421,7 @@ class RayExecutor:
         infos: list[dict[str, Any]] = []
         shards: list[Any] = []
         started: set[int] = set()
+        self.live_replicas, self.live_shards, self._clock = [], [], None
         deadline = prepared.deadline_s
         direct_host = None if inline else self._direct_host()
         # A fresh key per run, only in this frame and in the actors' arguments: never on self, in
@@ -463,8 +464,9 @@ class RayExecutor:
             interrupted = exc
             raise
         finally:
-            stage = self._describe_stage()
-            actors, pgs = self._cleanup(replicas, started, fast=interrupted is not None)
+            stage = self._describe_stage() if interrupted is not None else ""
+            # live_replicas, not replicas: replicas that started before a later one failed get stop() too.
+            actors, pgs = self._cleanup(self.live_replicas, started, fast=interrupted is not None)
             if interrupted is not None and not isinstance(interrupted, RunInterrupted):
                 done = [f"stopped {actors} actor{'s' if actors != 1 else ''}",
                         f"removed {pgs} placement group{'s' if pgs != 1 else ''}"]
