@@ -4,9 +4,12 @@ Exit codes of ``raybench run`` (docs/USAGE.md has the full table):
 
 * 0: the run is VALID; 1: INVALID (also a run stopped by Ctrl-C or SIGTERM: what it measured is
   written and the reason is listed);
-* 2: a usage or config error, one line naming the bad field or file, before anything runs;
+* 2: a usage or config error, one line naming the bad field or file, before anything runs (also
+  a cluster that can never place the run, a placement that timed out, an unreachable
+  ``ray.address``);
 * 70: an internal error (a bug): one line, the traceback in ``crash.log`` (run directory, else cwd);
-* 130 / 143: Ctrl-C / SIGTERM before anything was measured.
+* 130 / 143: Ctrl-C / SIGTERM before anything was measured (one line: what was going on and what
+  was stopped).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ app = typer.Typer(
 )
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 70
+
+
+def _status_line(msg: str) -> None:
+    print(f"raybench: {msg}", file=sys.stderr, flush=True)
 
 
 def _fail(msg: str) -> typer.Exit:
@@ -111,10 +118,12 @@ def _guarded_run(cfg: Any, quiet: bool) -> int:
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
-        from raybench.signals import interrupt_exit_code, interrupt_reason
+        from raybench.signals import interrupt_reason, signum_of
 
-        typer.echo(f"raybench: {interrupt_reason(exc)} before anything was measured; nothing was written", err=True)
-        return interrupt_exit_code(exc)
+        # The Ray executor says what it was doing and what it stopped (RunInterrupted.message).
+        msg = getattr(exc, "message", None) or f"{interrupt_reason(exc)} before anything was measured; nothing was written"
+        typer.echo(f"raybench: {msg}", err=True)
+        return int(getattr(exc, "exit_code", 128 + signum_of(exc)))
     except Exception as exc:  # a bug: say so in one line, keep the traceback
         import traceback
 
@@ -160,6 +169,15 @@ def _run(cfg: Any, quiet: bool) -> int:
                   file=sys.stderr, flush=True)
         if live is not None:
             live.update(shard, snap)
+
+    def status(msg: str) -> None:  # start-up news (placement, interrupts): one plain line each
+        _status_line(msg)
+        if live is not None:
+            live.status(msg)
+
+    if hasattr(executor, "on_status"):
+        executor.on_status = status
+    close = getattr(executor, "close", None)
     try:
         if live:
             live.start()
@@ -172,7 +190,6 @@ def _run(cfg: Any, quiet: bool) -> int:
     finally:
         if live:
             live.stop()
-        close = getattr(executor, "close", None)
         if callable(close):
             close()
     if cfg.report:
@@ -197,7 +214,7 @@ def _make_executor(cfg: Any) -> Any:
         return InProcessExecutor(shards=cfg.shards or 1)
     from raybench.ray.executor import RayExecutor
 
-    return RayExecutor(cfg.ray)
+    return RayExecutor(cfg.ray, on_status=_status_line)
 
 
 @app.command("accuracy")

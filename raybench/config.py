@@ -66,6 +66,9 @@ class RayConfig(BaseModel):
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     init_kwargs: dict[str, Any] = Field(default_factory=dict)
     start_lead_s: float = 2.0
+    # Longest a shard, SUT replica or replica placement group may wait for cluster resources before
+    # the run fails (exit 2) naming what it waited for; requests no node could ever hold fail at once.
+    placement_timeout_s: float = Field(default=120.0, gt=0)
     sut_inline: bool | None = None
     # Per-query messages between shards and SUT replicas: "auto"/"direct" = the authenticated
     # direct TCP channel on every cluster shape (127.0.0.1 on one machine, the node IP otherwise;

@@ -31,6 +31,7 @@ class LiveProgress:
         self._lock = threading.Lock()
         self._live: Live | None = None
         self._t0 = time.monotonic()
+        self._status = ""
 
     def start(self) -> None:
         self._live = Live(self._render(), console=self.console, refresh_per_second=2, transient=True)
@@ -40,6 +41,13 @@ class LiveProgress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+    def status(self, msg: str) -> None:
+        """The latest start-up news (what waits for which resources), shown until the run starts."""
+        with self._lock:
+            self._status = msg
+        if self._live is not None:
+            self._live.update(self._render())
 
     def update(self, shard: int, snap: dict[str, Any]) -> None:
         with self._lock:
@@ -78,7 +86,8 @@ class LiveProgress:
         if len(rows) > 1:
             t.add_row("all", "", str(tot["issued"]), str(tot["completed"]), str(tot["errors"]), str(tot["in_flight"]), f"{tot['qps']:.1f}", "", "", "")
         if not rows:
-            return Group(Text(f"starting ({time.monotonic() - self._t0:.0f}s)..."))
+            starting = Text(f"starting ({time.monotonic() - self._t0:.0f}s)...")
+            return Group(starting, Text(self._status)) if self._status else Group(starting)
         return Group(t)
 
 

@@ -5,6 +5,11 @@ SIGINT (Ctrl-C). Inside :func:`interrupts`, SIGTERM raises :class:`Interrupted` 
 exactly where Ctrl-C would raise ``KeyboardInterrupt``, so every interrupt path (the executors
 stop their shards and write the run directory) handles both; the exception carries the reason
 to record and the exit code (128 + signal number) to use when nothing was measured yet.
+
+Ray's ``ray.get``/``ray.wait`` re-raise whatever a signal handler raised as a *plain*
+``KeyboardInterrupt``, so a SIGTERM that lands while the driver waits on Ray would read as
+Ctrl-C; the handlers therefore also note the signal, and :func:`signum_of` /
+:func:`interrupt_reason` fall back to it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "interrupt_exit_code", "interrupt_reason", "interrupts", "reclaim_sigterm"]
+__all__ = ["Interrupted", "interrupt_exit_code", "interrupt_reason", "interrupts", "last_signal", "note_signal",
+           "signum_of"]
 
 _REASONS = {signal.SIGINT: "interrupted by the user (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
@@ -29,50 +35,56 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + int(signum)
 
 
+_last: list[int] = []
+
+
+def note_signal(signum: int) -> None:
+    """Remember ``signum`` as the last interrupt signal this process received."""
+    _last[:] = [int(signum)]
+
+
+def last_signal() -> int:
+    """The last SIGINT/SIGTERM noted (SIGINT if none)."""
+    return _last[0] if _last else int(signal.SIGINT)
+
+
+def signum_of(exc: BaseException) -> int:
+    """The signal behind an interrupt: its own ``signum``, else the last one noted."""
+    num = getattr(exc, "signum", None)
+    return int(num) if num is not None else last_signal()
+
+
 def interrupt_reason(exc: BaseException) -> str:
-    """The reason to record for an interrupt.
-
-    Some libraries re-raise a plain ``KeyboardInterrupt`` for whatever interrupted them (Ray's
-    ``ray.wait`` does), so a SIGTERM received inside :func:`interrupts` is remembered too.
-    """
-    if hasattr(exc, "reason"):
-        return str(exc.reason)
-    return _REASONS[signal.SIGTERM] if _terminated[0] else _REASONS[signal.SIGINT]
-
-
-def interrupt_exit_code(exc: BaseException) -> int:
-    """128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM."""
-    if hasattr(exc, "exit_code"):
-        return int(exc.exit_code)
-    return 128 + (signal.SIGTERM if _terminated[0] else signal.SIGINT)
-
-
-def _on_term(signum: int, frame: FrameType | None) -> None:
-    _terminated[0] = True
-    raise Interrupted(signum)
-
-
-_active = [0]
-_terminated = [False]
+    """The reason to record for an interrupt (a plain ``KeyboardInterrupt``: the last signal noted)."""
+    num = signum_of(exc)
+    return getattr(exc, "reason", None) or _REASONS.get(signal.Signals(num), f"signal {num}")
 
 
 @contextmanager
 def interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Interrupted` like Ctrl-C raises KeyboardInterrupt."""
-    previous = signal.signal(signal.SIGTERM, _on_term)
-    _active[0] += 1
-    _terminated[0] = False
+    """Within the block, SIGTERM raises :class:`Interrupted` like Ctrl-C raises KeyboardInterrupt
+    (both are noted for :func:`last_signal`)."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        note_signal(signum)
+        raise Interrupted(signum)
+
+    def on_int(signum: int, frame: FrameType | None) -> None:
+        note_signal(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # not where SIGINT is ignored or handled already
+        signal.signal(signal.SIGINT, on_int)
     try:
         yield
     finally:
-        _active[0] -= 1
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
 
 
-def reclaim_sigterm() -> None:
-    """Put the SIGTERM handler back after a library replaced it (``ray.init`` installs one that
-    exits at once), when inside :func:`interrupts` and on the main thread."""
-    import threading
-
-    if _active[0] and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_term)
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + signum_of(exc)

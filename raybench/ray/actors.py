@@ -279,15 +279,19 @@ class LoadGenShard:
     """A load-generator shard: runs the core loadgen on one slice of the plan."""
 
     def __init__(self, job: ShardJob, replicas: list[Any], replica_infos: list[dict[str, Any]],
-                 direct_secret: bytes | None = None) -> None:
+                 direct_secret: bytes | None = None, wall_offset_ns: int = 0) -> None:
         _tighten_gil_switching()
         self.job = job
         self.replicas = replicas
         self.replica_infos = replica_infos
         self._direct_secret = direct_secret  # its own argument, never inside the replica infos
+        # Test only (RAYBENCH_TEST_WALL_OFFSET_NS): pretend this host's wall clock is off by this much.
+        self._wall_offset_ns = int(wall_offset_ns)
         self.node = _node_label()
         self.runner: ShardRunner | None = None
         self._snaps: list[dict[str, Any]] = []
+        self._clock: dict[str, Any] | None = None
+        self._clock_set: asyncio.Event | None = None
 
     async def prepare(self) -> dict[str, Any]:
         from raybench.core.clock import MonotonicClock
@@ -306,11 +310,34 @@ class LoadGenShard:
         await self.runner.prepare()
         return {"shard": job.slice.shard, "node": self.node, "node_id": ray.get_runtime_context().get_node_id()}
 
+    def _wall_ns(self) -> int:
+        return time.time_ns() + self._wall_offset_ns
+
+    def wall_clock_ns(self) -> int:
+        """This shard's wall clock now (the driver times the round trip to estimate skew)."""
+        return self._wall_ns()
+
+    async def clock_info(self, timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """How this shard converted T0 (waits for :meth:`run` to have done it; ``None`` if it never did)."""
+        if self._clock is None:
+            if self._clock_set is None:
+                self._clock_set = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._clock_set.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        return self._clock
+
     async def run(self, t0_wall_ns: int) -> ShardReport:
         assert self.runner is not None, "prepare() first"
         # Convert the broadcast wall-clock T0 to this process's monotonic clock once; from then
         # on every timestamp is monotonic and local.
-        t0 = time.monotonic_ns() + (t0_wall_ns - time.time_ns())
+        mono, wall = time.monotonic_ns(), self._wall_ns()
+        t0 = mono + (t0_wall_ns - wall)
+        self._clock = {"t0_seen_wall_ns": wall, "t0_lead_ns": t0_wall_ns - wall, "t0_mono_ns": t0,
+                       "mono_wall_offset_ns": wall - mono, "wall_offset_test_ns": self._wall_offset_ns}
+        if self._clock_set is not None:
+            self._clock_set.set()
         try:
             rep = await self.runner.run(t0)
         finally:

@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raybench.config import load_run_config
-from raybench.run import prepare_run
 from typer.testing import CliRunner
 
 import reference_suts
 import workloads
 from raybench import registry
 from raybench.cli import app
+from raybench.config import load_run_config
 from raybench.registry import (
     ParamsError,
     RegistryError,
@@ -24,6 +23,7 @@ from raybench.registry import (
     sut_params,
     workload_params,
 )
+from raybench.run import prepare_run
 
 
 def _clear() -> None:
