@@ -195,9 +195,10 @@ class RunStats:
 
     def _fold_final(self, cols: Mapping[str, np.ndarray], rows: np.ndarray, intended: np.ndarray,
                     issued: np.ndarray, done: np.ndarray) -> None:
-        if self.by_schedule:
+        if self.by_schedule:  # the latest scheduled; among equal times, the highest seq_id
             seq = cols["seq_id"][rows]
-            last = int(np.lexsort((seq, intended))[-1])
+            latest = np.flatnonzero(intended == intended.max())
+            last = int(latest[np.argmax(seq[latest])])
             key = (int(intended[last]), int(seq[last]))
         else:
             last = int(np.argmax(issued))
