@@ -134,7 +134,8 @@ class RunStats:
 
     # ------------------------------------------------------------------ folding records
     def fold(self, cols: Mapping[str, np.ndarray], first_rows: Sequence[int], sizes: Sequence[int],
-             error_names: Sequence[str], query_latency: bool = False) -> None:
+             error_names: Sequence[str], query_latency: bool = False,
+             window: tuple[Histogram, Histogram] | None = None) -> None:
         """Fold completed queries into the statistics.
 
         Args:
@@ -143,6 +144,7 @@ class RunStats:
                 query's rows are contiguous).
             error_names: ``error_names[code - 1]`` is the reason of error code ``code``.
             query_latency: also fold per-query latencies (MultiStream).
+            window: also record latency and lateness into these two histograms (a progress window).
         """
         if not len(first_rows):
             return
@@ -162,11 +164,16 @@ class RunStats:
         ok = (done > 0) & ~bad
         self.samples_ok += int(ok.sum())
         lat_raw = (done - intended)[ok]
-        self._record("latency", np.maximum(lat_raw, 0))
+        lat = np.maximum(lat_raw, 0)
+        self._record("latency", lat)
         sut = cols["sut_ns"][rows][ok]
         timed = sut > 0
         self.overhead.record_many(np.maximum(lat_raw[timed] - sut[timed], 0))
-        self.lateness.record_many(np.maximum((issued - intended)[ok], 0))
+        late = np.maximum((issued - intended)[ok], 0)
+        self.lateness.record_many(late)
+        if window is not None:
+            window[0].record_many(lat)
+            window[1].record_many(late)
         tokens = cols["n_tokens"][rows][ok].astype(np.int64)
         self.total_tokens += int(tokens.sum())
         ft = cols["first_token_ns"][rows][ok]

@@ -20,6 +20,7 @@ it. What was measured until then is returned.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import tempfile
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from raybench.core.aggregate import RunStats
+from raybench.core.histogram import Histogram
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
 from raybench.core.records import RecordBuffer, ShardReport, pack_snapshots, write_records_file
@@ -124,6 +126,7 @@ class ShardRunner:
         self._done_sizes: list[int] = []
         self._done_ptr = 0  # queries folded into the statistics
         self._snap_ptr = 0  # queries already counted in a progress snapshot
+        self._window = (Histogram(), Histogram())  # latency and lateness since the last snapshot
         self._token_gaps: list[np.ndarray] = []
         self._query_latency = slice_.scenario.query_latency_applies()
         self._loaded: np.ndarray | None = None
@@ -137,6 +140,13 @@ class ShardRunner:
         self._done_future.set_result(None)
         await self.sut.start(self.ctx)
         self._load(self.slice.phases[0].loaded_set)
+        for phase in self.slice.phases:  # the issuing loop's lookups, built now rather than at T0
+            phase.intended_list()
+        # A full collection now, and everything alive moved out of the collector's reach (until
+        # close()): no collection during the run walks the modules, the plan or the SUT's objects.
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
         self.report.sut_name = getattr(self.sut, "name", type(self.sut).__name__)
         self._prepared = True
 
@@ -149,6 +159,9 @@ class ShardRunner:
 
     async def close(self) -> None:
         """Stop the SUT and unload samples; safe to call twice."""
+        if getattr(self, "_frozen", False):
+            gc.unfreeze()
+            self._frozen = False
         try:
             await self.sut.stop()
         finally:
@@ -312,7 +325,7 @@ class ShardRunner:
         lo, hi = self._done_ptr, len(self._done_rows)
         if hi > lo:
             self.stats.fold(self.buf.cols, self._done_rows[lo:hi], self._done_sizes[lo:hi], list(self._error_codes),
-                            query_latency=self._query_latency)
+                            query_latency=self._query_latency, window=self._window)
             self._done_ptr = hi
         if self._token_gaps:
             self.stats.fold_gaps(self._token_gaps)
@@ -537,20 +550,18 @@ class ShardRunner:
             self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
 
     def _snapshot(self, final: bool = False) -> dict[str, Any]:
-        """Progress now: counters plus the p50/p99 latency and p99 lateness of the queries that
-        completed since the previous snapshot (their first samples; LoadGen's percentile rule)."""
+        """Progress now: counters plus the p50/p99 latency and p99 lateness of the samples that
+        completed since the previous snapshot (from histograms filled as the queries are folded, so
+        a snapshot costs the loop well under a millisecond at any rate)."""
         self._fold()
         lo, hi = self._snap_ptr, len(self._done_rows)
         self._snap_ptr = hi
         snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress(),
                                 "window_completed": hi - lo, "final": final}
-        if hi > lo:
-            cols, r = self.buf.cols, np.asarray(self._done_rows[lo:hi], dtype=np.int64)
-            ok = cols["error"][r] == 0
-            if ok.any():
-                lat = np.sort(np.maximum(cols["completed_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
-                late = np.sort(np.maximum(cols["issued_ns"][r][ok] - cols["intended_ns"][r][ok], 0))
-                snap.update(p50_ns=_pick(lat, 0.5), p99_ns=_pick(lat, 0.99), lateness_p99_ns=_pick(late, 0.99))
+        lat, late = self._window
+        if lat.count:
+            snap.update(p50_ns=lat.percentile(0.5), p99_ns=lat.percentile(0.99), lateness_p99_ns=late.percentile(0.99))
+            self._window = (Histogram(), Histogram())
         return snap
 
     async def _snapshots(self) -> None:
@@ -563,12 +574,6 @@ class ShardRunner:
             self._snaps.append(snap)
             if self.on_snapshot is not None:
                 self.on_snapshot(snap)
-
-
-def _pick(sorted_values: np.ndarray, p: float) -> int:
-    """LoadGen's percentile of sorted values: ``sorted[min(int(n * p), n - 1)]``."""
-    n = int(sorted_values.shape[0])
-    return int(sorted_values[min(int(n * p), n - 1)])
 
 
 class _NoTask:

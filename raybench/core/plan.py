@@ -141,6 +141,17 @@ class PhaseSlice:
     def query_count(self) -> int:
         return int(self.query_ids.shape[0])
 
+    def intended_list(self) -> list[int]:
+        """``intended_ns`` as a Python list (cached): the issuing loop reads one element per query,
+        and converting a whole run's worth at T0 would delay its first sends."""
+        cached = self.__dict__.get("_intended_list")
+        if cached is None:
+            cached = self.__dict__["_intended_list"] = self.intended_ns.tolist()
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_intended_list"}
+
 
 @dataclass
 class ShardSlice:

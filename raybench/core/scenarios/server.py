@@ -123,24 +123,24 @@ class Server(Scenario):
         return last / 1e9 + query_timeout_s + grace_s
 
     async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
-        clock, t0 = runner.clock, runner.t0
-        intended = (phase.intended_ns + start_ns).tolist()
+        clock, base = runner.clock, runner.t0 + start_ns  # offsets below are from the phase start
+        intended = phase.intended_list()
         max_async = runner.effective.max_async_queries
         spawn = runner.spawn
         n = len(intended)
         i = 0
         while i < n:
-            now = clock.now_ns() - t0
+            now = clock.now_ns() - base
             if now < intended[i]:
-                await clock.sleep_until(t0 + intended[i])
-                now = clock.now_ns() - t0
+                await clock.sleep_until(base + intended[i])
+                now = clock.now_ns() - base
             while i < n and intended[i] <= now:  # send what is due, catching up if behind
-                if runner.check_limits(now):
+                if runner.check_limits(now + start_ns):
                     return
                 if max_async and runner.in_flight > max_async:
                     runner.request_stop("server_max_async_queries exceeded")
                     return
-                spawn(phase_i, phase, i, intended[i])
+                spawn(phase_i, phase, i, intended[i] + start_ns)
                 i += 1
             if i < n:
                 await asyncio.sleep(0)  # let completions run between bursts
