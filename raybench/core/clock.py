@@ -45,8 +45,8 @@ class MonotonicClock:
 
     __slots__ = ()
 
-    def now_ns(self) -> int:
-        return time.monotonic_ns()
+    #: ``time.monotonic_ns`` itself (no Python frame: it is read several times per query).
+    now_ns = staticmethod(time.monotonic_ns)
 
     async def sleep_until(self, t_ns: int) -> None:
         delta = t_ns - time.monotonic_ns()

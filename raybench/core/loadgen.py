@@ -142,6 +142,8 @@ class ShardRunner:
         self._load(self.slice.phases[0].loaded_set)
         for phase in self.slice.phases:  # the issuing loop's lookups, built now rather than at T0
             phase.intended_list()
+            phase.query_ids_list()
+            phase.samples_list()
         # A full collection now, and everything alive moved out of the collector's reach (until
         # close()): no collection during the run walks the modules, the plan or the SUT's objects.
         gc.collect()
@@ -336,20 +338,17 @@ class ShardRunner:
     def spawn(self, phase_i: int, phase: PhaseSlice, q: int, intended_rel: int) -> asyncio.Task[None]:
         """Issue query ``q`` of ``phase`` (its samples and ``seq_id``s come from the plan)."""
         spq = phase.samples_per_query
-        qid = int(phase.query_ids[q])
+        qid = phase.query_ids_list()[q]
         a = q * spq
         mask = phase.log_accuracy[a : a + spq] if phase.log_accuracy is not None else None
-        if spq == 1:
-            indices = [int(phase.samples[a])]
-        else:
-            indices = phase.samples[a : a + spq].tolist()
+        indices = phase.samples_list()[a : a + spq]
         return self._spawn(phase_i, qid, phase.seq_base + qid * spq, indices, intended_rel, mask)
 
     def spawn_batch(self, phase_i: int, phase: PhaseSlice, b0: int, n: int, intended_rel: int) -> asyncio.Task[None]:
         """Offline: issue samples ``[b0, b0 + n)`` of the shard's part of the single query."""
-        first = int(phase.query_ids[0]) + b0
+        first = phase.query_ids_list()[0] + b0
         mask = phase.log_accuracy[b0 : b0 + n] if phase.log_accuracy is not None else None
-        return self._spawn(phase_i, first, phase.seq_base + first, phase.samples[b0 : b0 + n].tolist(),
+        return self._spawn(phase_i, first, phase.seq_base + first, phase.samples_list()[b0 : b0 + n],
                            intended_rel, mask)
 
     def spawn_sample(self, phase_i: int, sample: int, stream: int, intended_rel: int) -> tuple[asyncio.Task[None], int]:
@@ -408,7 +407,8 @@ class ShardRunner:
     async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None) -> None:
         clock = self.clock
         get = self.library.get
-        q = Query(id=qid, indices=indices, samples=[get(i) for i in indices], clock=clock)
+        samples = [get(indices[0])] if n == 1 else [get(i) for i in indices]
+        q = Query(id=qid, indices=indices, samples=samples, clock=clock)
         issued = clock.now_ns() - self.t0
         if n == 1:
             self.buf.cols["issued_ns"][row] = issued
@@ -475,6 +475,20 @@ class ShardRunner:
                       seq0: int, indices: list[int], log_mask: np.ndarray | None, issued: int) -> None:
         cols = self.buf.cols
         t0 = self.t0
+        if n == 1 and err is None and not q.first_token_ns and not self._log_all and log_mask is None:
+            # The common case (one sample, answered, no tokens, not logged): scalar writes only.
+            r = resps[0]
+            cols["completed_ns"][row] = done - t0
+            cols["sut_ns"][row] = r.sut_ns or (done - t0 - issued)
+            if r.error:
+                cols["error"][row] = self._code(r.error)
+                self._error_samples += 1
+            elif r.n_tokens:
+                cols["n_tokens"][row] = r.n_tokens
+            self._completed_samples += 1
+            self._done_rows.append(row)
+            self._done_sizes.append(1)
+            return
         rows: slice | int = row if n == 1 else slice(row, row + n)
         cols["completed_ns"][rows] = done - t0
         if resps:  # time inside the SUT: as the replica measured it, else the whole SUT call

@@ -144,13 +144,25 @@ class PhaseSlice:
     def intended_list(self) -> list[int]:
         """``intended_ns`` as a Python list (cached): the issuing loop reads one element per query,
         and converting a whole run's worth at T0 would delay its first sends."""
-        cached = self.__dict__.get("_intended_list")
+        return self._listed("intended_ns")
+
+    def query_ids_list(self) -> list[int]:
+        """``query_ids`` as a Python list (cached)."""
+        return self._listed("query_ids")
+
+    def samples_list(self) -> list[int]:
+        """``samples`` as a Python list (cached)."""
+        return self._listed("samples")
+
+    def _listed(self, name: str) -> list[int]:
+        key = "_list_" + name
+        cached = self.__dict__.get(key)
         if cached is None:
-            cached = self.__dict__["_intended_list"] = self.intended_ns.tolist()
+            cached = self.__dict__[key] = getattr(self, name).tolist()
         return cached
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_intended_list"}
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_list_")}
 
 
 @dataclass
