@@ -25,13 +25,13 @@ import os
 import socket
 import tempfile
 import time
-import types
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import numpy as np
 
 from raybench.core.aggregate import RunStats
+from raybench.core.eager import start_eagerly
 from raybench.core.histogram import Histogram
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
@@ -394,11 +394,9 @@ class ShardRunner:
         query that suspends continues in a Task that resumes the same coroutine.
         """
         self._outstanding[row] = (self.clock.now_ns(), _NO_TASK, n)
-        try:
-            pending = coro.send(None)
-        except StopIteration:
+        task = start_eagerly(coro, self._loop)
+        if task is None:
             return self._done_future
-        task = self._loop.create_task(_resume(coro, pending))
         if row in self._outstanding:
             self._outstanding[row] = (self._outstanding[row][0], task, n)
             self._started[row] = coro
@@ -604,27 +602,3 @@ class _NoTask:
 
 _NO_TASK: Any = _NoTask()
 
-
-@types.coroutine
-def _continue(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any, None]:
-    """Drive ``coro``, which has already yielded ``pending``, to its end under the current task."""
-    while True:
-        try:
-            sent = yield pending
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - thrown into the coroutine, as a Task would
-            try:
-                pending = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                pending = coro.send(sent)
-            except StopIteration:
-                return
-
-
-async def _resume(coro: Coroutine[Any, Any, None], pending: Any) -> None:
-    await _continue(coro, pending)

@@ -13,6 +13,7 @@ on the shard's own clock.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -92,6 +93,10 @@ class SUTReplica:
             The replica's info for the shards and ``system.json`` (``direct`` is ``(host, port)``).
         """
         await self.sut.start(ctx)
+        # What the SUT loaded (a model, its tables) stays out of every later garbage collection:
+        # a full collection walking it would pause the replica's loop for milliseconds mid-run.
+        gc.collect()
+        gc.freeze()
         direct = None
         if direct_host:
             from raybench.ray.direct import serve_direct
@@ -346,11 +351,13 @@ class LoadGenShard:
         rep.node = self.node
         return rep
 
-    def progress(self) -> tuple[list[dict[str, Any]], Any]:
-        """Snapshots since the last call (live progress) and the statistics so far (kept by the
-        driver, so that a shard that dies later does not take what it measured with it)."""
+    async def progress(self, with_stats: bool = True) -> tuple[list[dict[str, Any]], Any]:
+        """Snapshots since the last call (live progress) and, with ``with_stats``, the statistics so
+        far (kept by the driver, so that a shard that dies later does not take what it measured
+        with it). A coroutine, so it runs on the shard's event loop, never beside it in a thread."""
         out, self._snaps[:] = list(self._snaps), []
-        return out, (self.runner.current_stats() if self.runner is not None else None)
+        stats = self.runner.current_stats() if with_stats and self.runner is not None else None
+        return out, stats
 
     def file_size(self, path: str) -> int:
         """Size of a file this shard wrote (its records file)."""
@@ -362,6 +369,7 @@ class LoadGenShard:
             f.seek(offset)
             return f.read(n)
 
-    def stop(self, reason: str) -> None:
+    async def stop(self, reason: str) -> None:
+        """Abort the run (on the shard's event loop, like everything that touches the runner)."""
         if self.runner is not None:
             self.runner.abort(reason)

@@ -42,6 +42,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from raybench.core.eager import start_eagerly
 from raybench.core.protocols import Response
 
 __all__ = [
@@ -102,6 +103,62 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return str(peer)
 
 
+class _Frames(asyncio.Protocol):
+    """The framing after the handshake, parsed as bytes arrive (no reader task, no loop turn per frame).
+
+    Installed on the authenticated connection's transport in place of the stream reader; bytes the
+    reader had already buffered are parsed first.
+    """
+
+    def __init__(self, on_frame: Callable[[int, int, Any], None], on_lost: Callable[[BaseException | None], None],
+                 max_frame: int) -> None:
+        self._buf = bytearray()
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+        self._max = max_frame
+        self.transport: asyncio.Transport | None = None
+
+    def attach(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> asyncio.Transport:
+        transport = writer.transport
+        leftover = bytes(reader._buffer)  # noqa: SLF001 - what the stream reader already holds
+        reader._buffer.clear()  # noqa: SLF001
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_protocol(self)
+        if leftover:
+            self.data_received(leftover)
+        return transport  # type: ignore[return-value]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos, size, hdr = 0, len(buf), _HDR.size
+        while size - pos >= hdr:
+            n, rid, kind = _HDR.unpack_from(buf, pos)
+            if n > self._max:
+                self._buf = bytearray()
+                if self.transport is not None:
+                    self.transport.close()
+                self._on_lost(ConnectionError(f"a {n}-byte frame (limit {self._max})"))
+                return
+            end = pos + hdr + n
+            if end > size:
+                break
+            payload = pickle.loads(buf[pos + hdr : end]) if n else None
+            pos = end
+            self._on_frame(rid, kind, payload)
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(exc)
+
+
+def _nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class DirectServer:
     """The replica side: authenticates each connection, then runs every request frame as a task.
 
@@ -136,6 +193,7 @@ class DirectServer:
         self.host = ""
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
+        self._conns: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
     def __repr__(self) -> str:  # never show the secret
         return f"DirectServer({self.host}:{self.port}, rejected={self.rejected_connections})"
@@ -191,43 +249,49 @@ class DirectServer:
             writer.close()
             return
         self.accepted_connections += 1
-        await self._serve(reader, writer, peer)
+        _nodelay(writer)
+        self._serve(reader, writer, peer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        """Answer request frames: each one's handler starts at once; it becomes a task only if it waits."""
         tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        transport: asyncio.Transport | None = None
 
         async def one(rid: int, payload: tuple[int, list[int], list[Any], bool]) -> None:
             qid, indices, samples, stream = payload
 
             def on_token() -> None:
-                writer.write(_HDR.pack(0, rid, TOK))
+                transport.write(_HDR.pack(0, rid, TOK))  # type: ignore[union-attr]
 
             try:
                 resps = await self._issue(qid, indices, samples, on_token if stream else None)
                 # Plain tuples pickle several times faster than dataclass instances.
-                writer.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps]))
+                transport.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps]))  # type: ignore[union-attr]
             except Exception as exc:  # reported to the shard as this query's error
                 fatal = bool(getattr(exc, "fatal", False))
-                writer.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", fatal)))
+                transport.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", fatal)))  # type: ignore[union-attr]
 
-        try:
-            while True:
-                n, rid, kind = _HDR.unpack(await reader.readexactly(_HDR.size))
-                if n > self.max_frame:
-                    log.warning("direct channel on port %d: %s sent a %d-byte frame (limit %d); dropping it",
-                                self.port, peer, n, self.max_frame)
-                    break
-                payload = pickle.loads(await reader.readexactly(n)) if n else None
-                if kind == REQ:
-                    t = asyncio.ensure_future(one(rid, payload))
-                    tasks.add(t)
-                    t.add_done_callback(tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            for t in tasks:
+        def on_frame(rid: int, kind: int, payload: Any) -> None:
+            if kind == REQ:
+                task = start_eagerly(one(rid, payload), loop)
+                if task is not None:
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+
+        def on_lost(exc: BaseException | None) -> None:
+            if isinstance(exc, ConnectionError) and "limit" in str(exc):
+                log.warning("direct channel on port %d: %s sent %s; dropping it", self.port, peer, exc)
+            for t in list(tasks):
                 t.cancel()
-            writer.close()
+            if transport is not None:
+                transport.close()
+            self._conns.pop(key, None)
+
+        # The stream objects must outlive this call: a collected StreamWriter closes its transport.
+        key = id(writer)
+        self._conns[key] = (reader, writer)
+        transport = _Frames(on_frame, on_lost, self.max_frame).attach(writer, reader)
 
 
 async def serve_direct(
@@ -267,9 +331,9 @@ class DirectClient:
         self.handshake_timeout_s = handshake_timeout_s
         self.max_frame = max_frame
         self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
         self._rid = 0
-        self._reader_task: asyncio.Task[None] | None = None
         self.closed_reason: str | None = None
 
     def __repr__(self) -> str:  # never show the secret
@@ -305,9 +369,7 @@ class DirectClient:
             # Across machines the replica's ephemeral port must be reachable from the shard's node.
             hint = "if a firewall blocks ports between nodes, ray.transport=ray uses Ray's channels"
             raise ConnectionError(f"{where}: cannot connect ({type(exc).__name__}: {exc}); {hint}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _nodelay(writer)
         try:
             await asyncio.wait_for(self._handshake(reader, writer), self.handshake_timeout_s)
         except BaseException as exc:
@@ -318,35 +380,33 @@ class DirectClient:
             if isinstance(exc, ConnectionError | asyncio.IncompleteReadError | OSError):
                 raise ConnectionError(f"{where}: {exc}") from None
             raise
-        self._writer = writer
-        self._reader_task = asyncio.ensure_future(self._read(reader))
+        self._writer, self._reader = writer, reader  # kept: a collected StreamWriter closes its transport
+        self._transport = _Frames(self._on_frame, self._on_lost, self.max_frame).attach(writer, reader)
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                n, rid, kind = _HDR.unpack(await reader.readexactly(_HDR.size))
-                if n > self.max_frame:
-                    raise ConnectionError(f"a {n}-byte frame (limit {self.max_frame})")
-                payload = pickle.loads(await reader.readexactly(n)) if n else None
-                entry = self._pending.get(rid)
-                if entry is None:
-                    continue
-                fut, query = entry
-                if kind == TOK:
-                    if query is not None:
-                        query.token()
-                    continue
-                self._pending.pop(rid, None)
-                if fut.done():
-                    continue
-                if kind == DONE:
-                    fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
-                else:
-                    msg, fatal = payload
-                    fut.set_exception(RemoteSUTError(msg, fatal))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-            detail = f": {exc}" if isinstance(exc, ConnectionError) and str(exc) else ""
-            self._fail(f"connection to {self.label} lost ({type(exc).__name__}{detail})")
+    def _on_frame(self, rid: int, kind: int, payload: Any) -> None:
+        entry = self._pending.get(rid)
+        if entry is None:
+            return
+        fut, query = entry
+        if kind == TOK:
+            if query is not None:
+                query.token()
+            return
+        self._pending.pop(rid, None)
+        if fut.done():
+            return
+        if kind == DONE:
+            fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
+        else:
+            msg, fatal = payload
+            fut.set_exception(RemoteSUTError(msg, fatal))
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        if self.closed_reason is not None:
+            return
+        name = type(exc).__name__ if exc is not None else "ConnectionResetError"
+        detail = f": {exc}" if isinstance(exc, ConnectionError) and str(exc) else ""
+        self._fail(f"connection to {self.label} lost ({name}{detail})")
 
     def _fail(self, reason: str) -> None:
         self.closed_reason = reason
@@ -364,14 +424,14 @@ class DirectClient:
         rid = self._rid
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = (fut, query)
-        self._writer.write(_frame(rid, REQ, (qid, indices, samples, query is not None)))
+        self._transport.write(_frame(rid, REQ, (qid, indices, samples, query is not None)))
         try:
             return await fut
         finally:
             self._pending.pop(rid, None)
 
     async def close(self) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = f"connection to {self.label} closed"
         if self._writer is not None:
             self._writer.close()
-        if self._reader_task is not None:
-            self._reader_task.cancel()

@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 _READY_TIMEOUT_S = float(os.environ.get("RAYBENCH_READY_TIMEOUT_S", "3600"))
 _REPORT_GRACE_S = 60.0
 _CHUNK = 8 * 2**20
+_STATS_EVERY = 3
 _STATS_TIMEOUT_S = 5.0  # end-of-run transport counters: a nicety, never worth holding a run up
 _GCS_CONNECT_ATTEMPTS = "5"  # RAY_gcs_server_port_wait_time_s while connecting to an address (Ray: 20)
 _SKEW_WARN_NS = 5_000_000  # a status line when the shards' clocks disagree by more than this
@@ -640,7 +641,11 @@ class RayExecutor:
     def _poll(self, shards: list[Any], pending: dict[Any, int], progress: ProgressFn | None) -> None:
         """Progress snapshots since the last poll, and each shard's statistics so far."""
         alive = sorted(pending.values())
-        refs = [shards[k].progress.remote() for k in alive]
+        self._polls = getattr(self, "_polls", 0) + 1
+        # Statistics every few polls (a shard that dies loses at most that many seconds); snapshots
+        # every poll: serialising histograms each second costs the shard's loop for nothing.
+        with_stats = self._polls % _STATS_EVERY == 0
+        refs = [shards[k].progress.remote(with_stats) for k in alive]
         try:
             answers = ray.get(refs, timeout=2.0)
         except Exception:
