@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--qps", default="1000,5000,10000,20000,40000,60000")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
     print(f"# ray scaling, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     try:
         c1 = capacity(1, 300_000)
