@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -32,20 +30,16 @@ import numpy as np
 
 from raybench.core.aggregate import RunStats
 from raybench.core.eager import start_eagerly
-from raybench.core.histogram import Histogram
 from raybench.core.plan import PhaseSlice, ShardSlice
 from raybench.core.protocols import SUT, Clock, Query, Response, SampleLibrary, SUTContext
-from raybench.core.records import RecordBuffer, ShardReport, pack_snapshots, write_records_file
+from raybench.core.recorder import FOLD_ROWS, ShardRecorder
+from raybench.core.records import ShardReport, pack_snapshots
 
 __all__ = ["DEFAULT_QUERY_TIMEOUT_S", "ShardRunner"]
 
 DEFAULT_QUERY_TIMEOUT_S = 600.0
-_MAX_ERROR_KINDS = 64
 LAG_PERIOD_NS = 10_000_000
 """Period of the event-loop lag probe (which also folds completed queries into the statistics)."""
-FOLD_ROWS = 2048
-"""Fold completed queries into the statistics once this many are waiting: a fold of a whole
-second at 50k QPS takes ~15 ms of the loop's time in one piece, a fold of 2048 well under 1 ms."""
 
 
 class ShardRunner:
@@ -104,14 +98,10 @@ class ShardRunner:
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
         self._snaps: list[dict[str, Any]] = []
-        self.buf = RecordBuffer(slice_.sample_capacity or 4096)
-        self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule())
-        self.keep_records = keep_records
-        self.records_path = records_path
+        self.rec = ShardRecorder(slice_, keep_records=keep_records, records_path=records_path)
+        self.buf = self.rec.buf
         self.t0 = 0
         self.issued_queries = 0
-        self._log_all = slice_.accuracy_log_all
-        self._error_codes: dict[str, int] = {}
         self._outstanding: dict[int, tuple[int, asyncio.Future[None], int]] = {}
         self._started: dict[int, Coroutine[Any, Any, None]] = {}  # row -> its (suspended) query coroutine
         self._cancel_reason: dict[int, str] = {}
@@ -120,15 +110,6 @@ class ShardRunner:
         self._abort_reason: str | None = None
         self._issuer: asyncio.Task[None] | None = None
         self._issued_samples = 0
-        self._completed_samples = 0
-        self._error_samples = 0
-        self._done_rows: list[int] = []  # first row of each completed query, in completion order
-        self._done_sizes: list[int] = []
-        self._done_ptr = 0  # queries folded into the statistics
-        self._snap_ptr = 0  # queries already counted in a progress snapshot
-        self._window = (Histogram(), Histogram())  # latency and lateness since the last snapshot
-        self._token_gaps: list[np.ndarray] = []
-        self._query_latency = slice_.scenario.query_latency_applies()
         self._loaded: np.ndarray | None = None
         self._prepared = False
 
@@ -206,8 +187,8 @@ class ShardRunner:
         return {
             "shard": self.slice.shard,
             "issued": self._issued_samples,
-            "completed": self._completed_samples,
-            "errors": self._error_samples,
+            "completed": self.rec.completed_samples,
+            "errors": self.rec.error_samples,
             "in_flight": len(self._outstanding),
         }
 
@@ -289,11 +270,7 @@ class ShardRunner:
         self._snaps.append(self._snapshot(final=True))
         rep.snapshots = pack_snapshots(self._snaps)
         rep.stats = self.current_stats()
-        rep.errors = list(self._error_codes)
-        if self.keep_records:
-            rep.records = self.buf.freeze()
-        if self.records_path:
-            rep.records_file = self._write_records(self.records_path)
+        self.rec.fill(rep)
         rep.queries_issued = self.issued_queries
         if self._abort_reason:
             rep.status = "deadline" if self._abort_reason.startswith("deadline") else "aborted"
@@ -304,35 +281,11 @@ class ShardRunner:
 
     def current_stats(self) -> RunStats:
         """The shard's statistics so far (every completed query folded in)."""
-        self._fold()
-        self.stats.samples_issued = self._issued_samples
-        self.stats.queries_issued = self.issued_queries
-        return self.stats
+        return self.rec.stats_now(self._issued_samples, self.issued_queries)
 
     def records(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """The shard's per-sample records so far and the error reasons their codes refer to."""
-        return self.buf.freeze(), list(self._error_codes)
-
-    def _write_records(self, path: str) -> str:
-        cols, errors = self.records()
-        try:
-            return str(write_records_file(path, cols, errors))
-        except OSError:  # the run directory is not on this host: keep the file locally
-            local = os.path.join(tempfile.gettempdir(), "raybench-records", os.path.basename(os.path.dirname(path)),
-                                 os.path.basename(path))
-            return str(write_records_file(local, cols, errors))
-
-    def _fold(self) -> tuple[int, int]:
-        """Fold queries completed since the last fold into :attr:`stats`; returns the row window."""
-        lo, hi = self._done_ptr, len(self._done_rows)
-        if hi > lo:
-            self.stats.fold(self.buf.cols, self._done_rows[lo:hi], self._done_sizes[lo:hi], list(self._error_codes),
-                            query_latency=self._query_latency, window=self._window)
-            self._done_ptr = hi
-        if self._token_gaps:
-            self.stats.fold_gaps(self._token_gaps)
-            self._token_gaps = []
-        return lo, hi
+        return self.rec.records()
 
     # ------------------------------------------------------------------ spawning queries
     def spawn(self, phase_i: int, phase: PhaseSlice, q: int, intended_rel: int) -> asyncio.Task[None]:
@@ -424,7 +377,7 @@ class ShardRunner:
             err = f"{type(exc).__name__}: {exc}"[:300]
             if getattr(exc, "fatal", False):  # e.g. every SUT replica is gone: stop the run
                 self.abort(err)
-        self._finish_query(row, n, q, clock.now_ns(), resps, err, seq0, indices, log_mask, issued)
+        self.rec.finish(row, n, q, self.t0, clock.now_ns(), resps, err, seq0, indices, log_mask, issued)
         self._release(row)
 
     def _on_done(self, row: int, n: int) -> None:
@@ -441,14 +394,7 @@ class ShardRunner:
         if row not in self._outstanding:
             return
         reason = self._cancel_reason.pop(row, None) or "cancelled before it was sent"
-        cols = self.buf.cols
-        rows: slice | int = row if n == 1 else slice(row, row + n)
-        cols["completed_ns"][rows] = self.clock.now_ns() - self.t0
-        cols["error"][rows] = self._code(reason)
-        self._error_samples += n
-        self._completed_samples += n
-        self._done_rows.append(row)
-        self._done_sizes.append(n)
+        self.rec.failed(row, n, self.clock.now_ns() - self.t0, reason)
         self._release(row)
 
     def _release(self, row: int) -> None:
@@ -456,62 +402,6 @@ class ShardRunner:
         self._started.pop(row, None)
         if not self._outstanding:
             self._idle.set()
-
-    def _code(self, reason: str) -> int:
-        code = self._error_codes.get(reason)
-        if code is None:
-            if len(self._error_codes) >= _MAX_ERROR_KINDS:
-                reason = "other errors (too many distinct reasons)"
-                code = self._error_codes.get(reason)
-                if code is not None:
-                    return code
-            code = len(self._error_codes) + 1
-            self._error_codes[reason] = code
-        return code
-
-    def _finish_query(self, row: int, n: int, q: Query, done: int, resps: Sequence[Response], err: str | None,
-                      seq0: int, indices: list[int], log_mask: np.ndarray | None, issued: int) -> None:
-        cols = self.buf.cols
-        t0 = self.t0
-        if n == 1 and err is None and not q.first_token_ns and not self._log_all and log_mask is None:
-            # The common case (one sample, answered, no tokens, not logged): scalar writes only.
-            r = resps[0]
-            cols["completed_ns"][row] = done - t0
-            cols["sut_ns"][row] = r.sut_ns or (done - t0 - issued)
-            if r.error:
-                cols["error"][row] = self._code(r.error)
-                self._error_samples += 1
-            elif r.n_tokens:
-                cols["n_tokens"][row] = r.n_tokens
-            self._completed_samples += 1
-            self._done_rows.append(row)
-            self._done_sizes.append(1)
-            return
-        rows: slice | int = row if n == 1 else slice(row, row + n)
-        cols["completed_ns"][rows] = done - t0
-        if resps:  # time inside the SUT: as the replica measured it, else the whole SUT call
-            cols["sut_ns"][rows] = resps[0].sut_ns or (done - t0 - issued)
-        if q.first_token_ns:
-            cols["first_token_ns"][rows] = q.first_token_ns - t0
-        if q.token_ns and len(q.token_ns) > 1:
-            self._token_gaps.append(np.diff(np.asarray(q.token_ns, dtype=np.int64)))
-        if err is not None:
-            cols["error"][rows] = self._code(err)
-            self._error_samples += n
-        else:
-            acc = self.report.accuracy
-            for j, r in enumerate(resps):
-                if r.error:
-                    cols["error"][row + j] = self._code(r.error)
-                    self._error_samples += 1
-                    continue
-                if r.n_tokens:
-                    cols["n_tokens"][row + j] = r.n_tokens
-                if self._log_all or (log_mask is not None and log_mask[j]):
-                    acc.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens)))
-        self._completed_samples += n
-        self._done_rows.append(row)
-        self._done_sizes.append(n)
 
     # ------------------------------------------------------------------ background tasks
     async def _watchdog(self) -> None:
@@ -549,32 +439,25 @@ class ShardRunner:
             while True:
                 await clock.nap_until(nxt)
                 lags.append(clock.now_ns() - nxt)
-                if len(self._done_rows) - self._done_ptr >= FOLD_ROWS:
-                    self._fold()
+                if self.rec.waiting() >= FOLD_ROWS:
+                    self.rec.fold()
                 if len(lags) >= 100:
-                    self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
+                    self.rec.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
                     lags.clear()
                 nxt += LAG_PERIOD_NS
                 now = clock.now_ns()
                 if now > nxt:  # skip the periods missed while the loop was stuck (one lag covers them)
                     nxt += (now - nxt) // LAG_PERIOD_NS * LAG_PERIOD_NS
         finally:
-            self.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
+            self.rec.stats.loop_lag.record_many(np.asarray(lags, dtype=np.int64))
 
     def _snapshot(self, final: bool = False) -> dict[str, Any]:
         """Progress now: counters plus the p50/p99 latency and p99 lateness of the samples that
         completed since the previous snapshot (from histograms filled as the queries are folded, so
         a snapshot costs the loop well under a millisecond at any rate)."""
-        self._fold()
-        lo, hi = self._snap_ptr, len(self._done_rows)
-        self._snap_ptr = hi
-        snap: dict[str, Any] = {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress(),
-                                "window_completed": hi - lo, "final": final}
-        lat, late = self._window
-        if lat.count:
-            snap.update(p50_ns=lat.percentile(0.5), p99_ns=lat.percentile(0.99), lateness_p99_ns=late.percentile(0.99))
-            self._window = (Histogram(), Histogram())
-        return snap
+        window = self.rec.window()
+        return {"t_ns": self.clock.now_ns() - self.t0, "wall_ns": time.time_ns(), **self.progress(), **window,
+                "final": final}
 
     async def _snapshots(self) -> None:
         clock = self.clock

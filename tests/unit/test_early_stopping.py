@@ -10,15 +10,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from raybench.core.early_stopping import (
-    MinPassingQueriesFinder,
+from raybench.core.binomial_tail import (
     _criterion,
-    _largest_passing_t,
     _log_odds_dec,
     _prec,
     _series_dec,
     _series_em,
     _series_float,
+)
+from raybench.core.early_stopping import (
+    MinPassingQueriesFinder,
+    _largest_passing_t,
     beta_regularized,
     find_min_passing,
     latency_early_stopping,
