@@ -16,24 +16,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-
 from raybench.core.early_stopping import EarlyStoppingResult, latency_early_stopping
-from raybench.core.plan import Phase, periodic_schedule
-from raybench.core.scenarios.base import Effective, Scenario, Throughput
-from raybench.core.scenarios.server import build_scheduled_phase
-from raybench.core.scenarios.single_stream import issue_serial
+from raybench.core.scenarios.base import Effective, Throughput
+from raybench.core.scenarios.single_stream import SerialScenario
 from raybench.core.settings import TestSettings
 
 if TYPE_CHECKING:
     from raybench.core.aggregate import RunStats
-    from raybench.core.loadgen import ShardRunner
-    from raybench.core.plan import PhaseSlice, Plan
+    from raybench.core.plan import Plan
 
 __all__ = ["MultiStream"]
 
 
-class MultiStream(Scenario):
+class MultiStream(SerialScenario):
     """MLPerf MultiStream (see the module docstring for every rule)."""
 
     name: Literal["MultiStream"] = "MultiStream"
@@ -49,8 +44,6 @@ class MultiStream(Scenario):
     REQUESTED: ClassVar[tuple[str, ...]] = (
         "multi_stream_expected_latency_ns", "multi_stream_target_latency_percentile", "multi_stream_samples_per_query",
     )
-    serial: ClassVar[bool] = True
-    DURATION_HINT: ClassVar[str] = "Decrease the expected latency so the loadgen pre-generates more queries."
 
     def _effective_overrides(self, s: TestSettings, base: Effective) -> dict[str, Any]:
         spq = int(s.multi_stream_samples_per_query)
@@ -63,15 +56,6 @@ class MultiStream(Scenario):
 
     def rate_setting(self) -> str:
         return "multi_stream_expected_latency_ns"
-
-    def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
-                    sample_rng: np.random.Generator, seq_base: int) -> Phase:
-        return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
-                                     2 * eff.target_duration_ms * 1_000_000,
-                                     lambda gen, min_q: periodic_schedule(eff.target_qps, gen, min_q))
-
-    async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
-        await issue_serial(runner, phase_i, phase)
 
     def throughput(self, st: RunStats) -> Throughput:
         return Throughput(samples_per_second=st.latency.count / (st.last_done_ns / 1e9) if st.last_done_ns else 0.0)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from raybench.core.loadgen import ShardRunner
     from raybench.core.plan import PhaseSlice, Plan
 
-__all__ = ["SingleStream", "issue_serial"]
+__all__ = ["SerialScenario", "SingleStream", "issue_serial"]
 
 
 async def issue_serial(runner: ShardRunner, phase_i: int, phase: PhaseSlice) -> None:
@@ -57,7 +57,24 @@ async def issue_serial(runner: ShardRunner, phase_i: int, phase: PhaseSlice) -> 
         runner.request_stop("ran out of generated queries")
 
 
-class SingleStream(Scenario):
+class SerialScenario(Scenario):
+    """What SingleStream and MultiStream share: a periodic plan over ``2 x min_duration`` at the
+    expected rate, one query in flight, one shard."""
+
+    serial: ClassVar[bool] = True
+    DURATION_HINT: ClassVar[str] = "Decrease the expected latency so the loadgen pre-generates more queries."
+
+    def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
+                    sample_rng: np.random.Generator, seq_base: int) -> Phase:
+        return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
+                                     2 * eff.target_duration_ms * 1_000_000,
+                                     lambda gen, min_q: periodic_schedule(eff.target_qps, gen, min_q))
+
+    async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
+        await issue_serial(runner, phase_i, phase)
+
+
+class SingleStream(SerialScenario):
     """MLPerf SingleStream (see the module docstring for every rule)."""
 
     name: Literal["SingleStream"] = "SingleStream"
@@ -69,8 +86,6 @@ class SingleStream(Scenario):
         "target_latency_percentile": "single_stream_target_latency_percentile",
     }
     REQUESTED: ClassVar[tuple[str, ...]] = ("single_stream_expected_latency_ns", "single_stream_target_latency_percentile")
-    serial: ClassVar[bool] = True
-    DURATION_HINT: ClassVar[str] = "Decrease the expected latency so the loadgen pre-generates more queries."
 
     def _effective_overrides(self, s: TestSettings, base: Effective) -> dict[str, Any]:
         qps = 1e9 / s.single_stream_expected_latency_ns
@@ -84,15 +99,6 @@ class SingleStream(Scenario):
 
     def rate_setting(self) -> str:
         return "single_stream_expected_latency_ns"
-
-    def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
-                    sample_rng: np.random.Generator, seq_base: int) -> Phase:
-        return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
-                                     2 * eff.target_duration_ms * 1_000_000,
-                                     lambda gen, min_q: periodic_schedule(eff.target_qps, gen, min_q))
-
-    async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
-        await issue_serial(runner, phase_i, phase)
 
     def throughput(self, st: RunStats) -> Throughput:
         n, issued = st.latency.count, st.final_issued_ns / 1e9
