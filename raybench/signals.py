@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "interrupt_exit_code", "interrupt_reason", "interrupts", "last_signal", "note_signal",
+__all__ = ["Interrupted", "interrupt_reason", "interrupts", "last_signal", "note_signal",
            "signum_of"]
 
 _REASONS = {signal.SIGINT: "interrupted by the user (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
@@ -84,7 +84,3 @@ def interrupts() -> Iterator[None]:
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
 
-
-def interrupt_exit_code(exc: BaseException) -> int:
-    """128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM."""
-    return 128 + signum_of(exc)

@@ -21,6 +21,7 @@ from raybench.core.histogram import Histogram
 from raybench.core.plan import ShardSlice
 from raybench.core.protocols import Query, Response
 from raybench.core.records import RecordBuffer, write_records_file
+from raybench.core.tokens import inter_token_latencies_ns
 
 __all__ = ["FOLD_ROWS", "ShardRecorder"]
 
@@ -104,7 +105,7 @@ class ShardRecorder:
         if q.first_token_ns:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
         if q.token_ns and len(q.token_ns) > 1:
-            self._token_gaps.append(np.diff(np.asarray(q.token_ns, dtype=np.int64)))
+            self._token_gaps.append(inter_token_latencies_ns(q.token_ns))
         if err is not None:
             cols["error"][rows] = self.code(err)
             self.error_samples += n

@@ -28,7 +28,7 @@ import numpy as np
 
 from raybench.core.aggregate import RunStats
 
-__all__ = ["COLUMNS", "SNAPSHOT_FIELDS", "RecordBuffer", "ShardReport", "concat_records", "pack_snapshots",
+__all__ = ["COLUMNS", "SNAPSHOT_FIELDS", "RecordBuffer", "ShardReport", "pack_snapshots",
            "write_records_file"]
 
 COLUMNS: dict[str, Any] = {
@@ -71,14 +71,6 @@ class RecordBuffer:
     def freeze(self) -> dict[str, np.ndarray]:
         """Trimmed copies of the columns (what travels in a report)."""
         return {k: v[: self.size].copy() for k, v in self.cols.items()}
-
-
-def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate record dicts (e.g. from several shards), column by column."""
-    parts = [p for p in parts if p]
-    if not parts:
-        return {k: np.zeros(0, dtype=t) for k, t in COLUMNS.items()}
-    return {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
 
 
 @dataclass

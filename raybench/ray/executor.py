@@ -158,6 +158,11 @@ class RayExecutor:
         self._stage = "preparing the run"
         self._watcher: PlacementWatcher | None = None
         self._noun = ""
+        # Per run: each shard's latest statistics (kept if it dies), the progress polls so far,
+        # and where records: shard files belong.
+        self._last_stats: dict[int, Any] = {}
+        self._polls = 0
+        self._records_paths: list[str | None] = []
 
     def _status(self, msg: str) -> None:
         if self.on_status is not None:
@@ -591,7 +596,7 @@ class RayExecutor:
     ) -> tuple[list[ShardReport], list[dict[str, Any] | None]]:
         n = len(shards)
         reports: list[ShardReport | None] = [None] * n
-        self._last_stats: dict[int, Any] = {}
+        self._last_stats, self._polls = {}, 0
         pending = {shards[k].run.remote(t0_wall): k for k in range(n)}
         clock_refs = [s.clock_info.remote() for s in shards]  # answered as soon as each shard converted T0
         start = time.monotonic() + self.cfg.start_lead_s
@@ -641,7 +646,7 @@ class RayExecutor:
     def _poll(self, shards: list[Any], pending: dict[Any, int], progress: ProgressFn | None) -> None:
         """Progress snapshots since the last poll, and each shard's statistics so far."""
         alive = sorted(pending.values())
-        self._polls = getattr(self, "_polls", 0) + 1
+        self._polls += 1
         # Statistics every few polls (a shard that dies loses at most that many seconds); snapshots
         # every poll: serialising histograms each second costs the shard's loop for nothing.
         with_stats = self._polls % _STATS_EVERY == 0
