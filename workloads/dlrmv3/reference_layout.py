@@ -263,7 +263,6 @@ class ReferenceData:
         if self.params.items_per_category < 1:
             raise ValueError(f"dlrmv3: num_items={self.params.num_items} < num_categories="
                              f"{self.params.num_categories}")
-        self._requests: dict[int, np.ndarray] = {}
 
     def _meta(self) -> dict[str, Any]:
         """Defaults written by our generator (``meta.json``), if the directory has one."""
@@ -282,24 +281,31 @@ class ReferenceData:
         """Requests (active users of every file) at timestamp ``t``."""
         return int(self._cumsum[t][-1])
 
-    def requests(self, t: int) -> np.ndarray:
-        """User ids active at timestamp ``t`` (one line of ``requests_per_ts.csv``, read by seek)."""
-        got = self._requests.get(t)
-        if got is not None:
-            return got
+    def requests(self, t: int, n: int | None = None) -> np.ndarray:
+        """User ids active at timestamp ``t`` (its line of ``requests_per_ts.csv``, read by seek).
+
+        Args:
+            n: parse only the first ``n`` (the full set has ~3.5 M per timestamp); the line's
+                count is still checked against ``users_cumsum_per_ts.csv``.
+        """
         if not 0 <= t < self.params.num_timestamps:
             raise IndexError(f"dlrmv3: timestamp {t} out of range 0..{self.params.num_timestamps - 1}")
         path = self.data_dir / "requests_per_ts.csv"
         with open(path, "rb") as fh:
             fh.seek(int(self._ts_offsets[t]))
             raw = fh.readline()
-        users = _ints(_one_field(raw, path, t + 1), path, t + 1, "user id")
-        if users.size != self.request_count(t):
-            raise _err(path, t + 1, f"{users.size} users, but users_cumsum_per_ts.csv:{t + 1} "
+        field = _one_field(raw, path, t + 1)
+        count = field.count(",") + 1 if field else 0
+        if count != self.request_count(t):
+            raise _err(path, t + 1, f"{count} users, but users_cumsum_per_ts.csv:{t + 1} "
                                     f"counts {self.request_count(t)}")
+        if n is not None and n < count:
+            field = ",".join(field.split(",", n)[:n])
+        users = _ints(field, path, t + 1, "user id")
         if users.size and (users.min() < 0 or users.max() >= self.params.num_users):
             raise _err(path, t + 1, f"user id out of range 0..{self.params.num_users - 1}")
-        self._requests[t] = users
+        if (np.diff(users) <= 0).any():
+            raise _err(path, t + 1, "user ids not increasing (expected file order, ascending)")
         return users
 
     def file_of(self, user: int) -> int:
@@ -393,7 +399,7 @@ class ReferenceData:
     # ------------------------------------------------------------------ library protocol
     def inference_requests(self, t: int, n: int) -> np.ndarray:
         """The first ``n`` requests at inference timestamp ``t``, as user ids (ascending)."""
-        users = self.requests(t)[:n]
+        users = self.requests(t, n)
         ok = np.isin(users // self.params.users_per_file, list(self._user_offsets))
         if not ok.all():
             k = int(np.flatnonzero(~ok)[0])

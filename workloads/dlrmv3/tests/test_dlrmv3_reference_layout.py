@@ -220,16 +220,23 @@ def test_inconsistent_metadata(hand: Path) -> None:
     (hand / "users_cumsum_per_ts.csv").write_bytes(b'"1,2"\r\n"1,2"\r\n"1,3"\r\n')
     _fails(hand, r"users_cumsum_per_ts.csv: 3 lines, but requests_per_ts_offset.csv has 4 timestamps$")
     write_hand(hand)
+    raw = (hand / "requests_per_ts.csv").read_bytes()
+    (hand / "requests_per_ts.csv").write_bytes(raw.replace(b'"0,1,2,3"', b'"0,2,1,3"'))
+    _fails(hand, r"^dlrmv3: .*/hand/requests_per_ts.csv:4: user ids not increasing \(expected file order, "
+                 r"ascending\)$")
+    write_hand(hand)
     _fails(hand, r"^dlrmv3: train_ts=4 must be in 1..3 \(4 timestamps in .*\)$",
            build=lambda: ReferenceData(hand, train_ts=4))
 
 
 def test_params_validation() -> None:
     wl = get_workload("dlrmv3")
-    with pytest.raises(ParamsError, match="layout 'reference' needs data_dir"):
+    with pytest.raises(ParamsError, match=r"^workload.params: data_dir is required with layout 'reference'"):
         workload_params(wl, {"layout": "reference"})
-    with pytest.raises(ParamsError, match="train_ts applies to layout 'reference' only"):
+    with pytest.raises(ParamsError, match=r"^workload.params.train_ts: applies to layout 'reference' only$"):
         workload_params(wl, {"train_ts": 3})
+    with pytest.raises(ParamsError, match=r"^workload.params.shards: applies to layout 'npz' only$"):
+        workload_params(wl, {"layout": "reference", "data_dir": "x", "shards": [0]})
     with pytest.raises(ParamsError, match="dataset_percentage"):
         workload_params(wl, {"dataset_percentage": 0})
     assert workload_params(wl, {})["layout"] == "npz"
