@@ -55,11 +55,12 @@ from typing import Any
 
 import numpy as np
 
+from workloads.dlrmv3.generator import KIND_BASE, KIND_EVAL, KIND_TRAIN, LABEL_THRESHOLD
+
 __all__ = ["REFERENCE_FILES", "ReferenceData", "ReferenceParams", "write_layout"]
 
 REFERENCE_FILES = ("offset.csv", "requests_per_ts.csv", "requests_per_ts_offset.csv",
                    "users_cumsum_per_ts.csv")
-LABEL_THRESHOLD = 3.5
 # sampled-streaming-100b (recommendation/dlrm_v3/utils.py get_dataset): the defaults of the
 # values the files do not hold.
 REFERENCE_TRAIN_TS = 90
@@ -291,8 +292,13 @@ class ReferenceData:
         if not 0 <= t < self.params.num_timestamps:
             raise IndexError(f"dlrmv3: timestamp {t} out of range 0..{self.params.num_timestamps - 1}")
         path = self.data_dir / "requests_per_ts.csv"
+        off = int(self._ts_offsets[t])
         with open(path, "rb") as fh:
-            fh.seek(int(self._ts_offsets[t]))
+            if off > 0:
+                fh.seek(off - 1)
+                if fh.read(1) != b"\n":
+                    raise _err(self.data_dir / "requests_per_ts_offset.csv", 1,
+                               f"offset {off} (entry {t + 1}) does not start a line of {path}")
             raw = fh.readline()
         field = _one_field(raw, path, t + 1)
         count = field.count(",") + 1 if field else 0
@@ -430,8 +436,6 @@ def _join_floats(a: np.ndarray) -> str:
 
 
 def _column(kind: int, t: int, train_ts: int) -> int:
-    from workloads.dlrmv3.generator import KIND_BASE, KIND_EVAL, KIND_TRAIN
-
     if kind == KIND_BASE:
         return 0
     if kind == KIND_TRAIN:
@@ -453,8 +457,6 @@ def write_layout(params: Any, shards: Iterable[tuple[int, dict[str, np.ndarray]]
         shards: ``(shard index, arrays)`` in shard order, every shard once.
         out: an existing directory.
     """
-    from workloads.dlrmv3.generator import KIND_EVAL
-
     out = Path(out)
     n_ts, tr = params.num_timestamps, params.train_ts
     per = params.num_users // params.num_shards

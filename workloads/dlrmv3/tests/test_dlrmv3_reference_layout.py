@@ -208,6 +208,9 @@ def test_offsets_past_eof_or_off_a_line_start(hand: Path) -> None:
     _fails(hand, r"^dlrmv3: .*/hand/offset.csv:2: offset 7 of user 3 does not start a line of .*/hand/1.csv$",
            build=lambda: ReferenceData(hand, **HAND).example(3, 2))
     write_hand(hand)
+    (hand / "requests_per_ts_offset.csv").write_bytes(b'"0,7,15,23"\r\n')
+    _fails(hand, r"^dlrmv3: .*/hand/requests_per_ts_offset.csv:1: offset 15 \(entry 3\) does not start a "
+                 r"line of .*/hand/requests_per_ts.csv$")
     (hand / "requests_per_ts_offset.csv").write_bytes(b'"0,8,16,5000"\r\n')
     _fails(hand, r"^dlrmv3: .*/hand/requests_per_ts_offset.csv:1: offset 5000 \(entry 4\) is past the end "
                  r"of .*/hand/requests_per_ts.csv \(\d+ bytes\)$")
