@@ -241,6 +241,8 @@ class ReferenceData:
                     raise _err(path, line, "truncated line (no line end)")
                 n = raw.count(b",") + 1
             if upf is None:
+                if n < 1:
+                    raise _err(path, line, "no user offsets")
                 upf = n
             elif n != upf:
                 raise _err(path, line, f"{n} users, but line 1 has {upf} (files hold equal user counts)")
