@@ -1,0 +1,92 @@
+"""``raybench search-peak``: LoadGen's FindPeakPerformance on the fake SUT, against a direct calculation.
+
+The fake SUT serves one query at a time (``capacity: 1``) in exactly 10 ms, so on virtual time a
+query's latency is the single-server queue's sojourn (Lindley): ``d_i = max(a_i, d_{i-1}) + 10 ms``,
+latency ``d_i - a_i``, with ``a_i`` the run's own Poisson schedule. With the query count fixed
+(``min_query_count`` 500, no minimum duration) the schedule at ``q`` QPS is one exponential
+sequence scaled by ``1/q``, so LoadGen's p99 (``sorted[int(0.99 n)]``) grows with ``q`` and the
+highest QPS meeting p99 <= 40 ms is found by bisecting that calculation; the search must bracket it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raybench.config import load_run_config
+from raybench.core.clock import VirtualClock
+from raybench.inprocess import InProcessExecutor
+from raybench.run import prepare_run
+from raybench.submission.peak import is_finished, mid_value, run_peak_search, widen
+
+SERVICE_NS, BOUND_NS = 10_000_000, 40_000_000
+SETS = ["workload=synthetic", "sut=fake", "executor=inprocess", "scenario=Server", "report=false",
+        "settings.min_duration_ms=0", "settings.min_query_count=500", f"settings.server_target_latency_ns={BOUND_NS}",
+        "settings.server_target_qps=10", "sut.params.latency={dist: constant, ms: 10}", "sut.params.capacity=1"]
+
+
+def _direct_p99_ns(qps: float, tmp: Path) -> int:
+    """p99 latency of the single-server queue on the run's schedule at ``qps`` (no harness involved)."""
+    cfg = load_run_config(None, [*SETS, f"out={tmp}", f"scenario.target_qps={qps!r}"])
+    arrivals = prepare_run(cfg).plan.phases[0].intended_ns.astype(np.int64)
+    done, lat = 0, np.empty(arrivals.shape[0], np.int64)
+    for i, a in enumerate(arrivals):
+        done = max(int(a), done) + SERVICE_NS
+        lat[i] = done - a
+    lat.sort()
+    return int(lat[int(lat.shape[0] * 0.99)])
+
+
+def test_loadgen_search_rules() -> None:
+    assert widen(10.0, False, 1.0) == 20.0 and widen(10.0, False, 0.5) == 15.0 and widen(3.0, True, 1.0) == 6.0
+    assert mid_value(40.0, 80.0, False) == 60.0 and mid_value(4.0, 9.0, True) == 6.0
+    assert is_finished(48.90625, 49.0625, False, 1)  # floor 489 + 1 >= floor 490
+    assert not is_finished(48.75, 49.0625, False, 1)  # 487 + 1 < 490
+    assert is_finished(7.0, 8.0, True, 1) and not is_finished(6.0, 8.0, True, 1)
+
+
+def test_peak_matches_the_direct_queue_calculation(tmp_path: Path) -> None:
+    res = run_peak_search(tmp_path / "peak", SETS, executor_factory=lambda cfg: InProcessExecutor(VirtualClock()))
+    values = [p.value for p in res.probes]
+    # LoadGen's sequence: base 10, doubling (step 1) until 80 misses, then midpoints.
+    assert values[:5] == [10.0, 20.0, 40.0, 80.0, 60.0]
+    assert [p.phase for p in res.probes[:5]] == ["base", "boundary", "boundary", "boundary", "bisect"]
+    # Every probe's verdict is the one the queue calculation gives at its QPS.
+    for p in res.probes:
+        assert p.ok == (_direct_p99_ns(p.value, tmp_path) <= BOUND_NS), p.value
+    # The highest QPS meeting the bound, by bisecting the calculation to 1e-4 QPS.
+    lo, hi = 40.0, 80.0
+    while hi - lo > 1e-4:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _direct_p99_ns(mid, tmp_path) <= BOUND_NS else (lo, mid)
+    assert res.lower is not None and res.upper is not None
+    assert res.peak == res.lower <= lo < res.upper
+    assert np.floor(res.lower * 10) + 1 >= np.floor(res.upper * 10)  # LoadGen's precision: 1 decimal
+    assert abs(res.peak - lo) < 0.2
+    summary = json.loads((tmp_path / "peak" / "peak_summary.json").read_text())
+    assert summary["peak"] == res.peak and len(summary["probes"]) == len(res.probes)
+    assert all(Path(p["run_dir"], "result.json").is_file() for p in summary["probes"])
+    page = (tmp_path / "peak" / "report.html").read_text()
+    assert f'id="peak" data-value="{json.dumps(res.peak)}"' in page
+    assert (tmp_path / "peak" / "plots" / "peak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_base_that_misses_the_bound_stops_the_search(tmp_path: Path) -> None:
+    res = run_peak_search(tmp_path / "peak", [*SETS, "settings.server_target_qps=90"],
+                          executor_factory=lambda cfg: InProcessExecutor(VirtualClock()))
+    assert res.peak is None and len(res.probes) == 1 and not res.probes[0].ok
+    assert res.message == "the lower bound target_qps=90 misses the bounds; start lower (--start)"
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["scenario=Offline"], "scenario: peak search runs Server (target QPS) or Concurrency (streams), not Offline"),
+    (["scenario=Concurrency"], "start: need a positive integer target_concurrency, got 2.5"),
+])
+def test_bad_requests_are_refused_before_any_run(tmp_path: Path, sets: list[str], message: str) -> None:
+    start = 2.5 if sets == ["scenario=Concurrency"] else None
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"):
+        run_peak_search(tmp_path / "peak", [*SETS, *sets], start=start)
+    assert not (tmp_path / "peak").exists()
