@@ -60,10 +60,11 @@ __all__ = [
 ]
 
 #: raybench workload -> the v6.0 checker's benchmark name (``MODEL_CONFIG["v6.0"]["models"]``).
-#: ``yolo11`` defaults to the 99 % accuracy class; ``--benchmark yolo-95`` picks the other one.
+#: ``yolo11`` is ``yolo-95`` (the workload's default tier) unless the run's
+#: ``workload.params.accuracy_target`` is ``yolo-99``.
 BENCHMARKS: dict[str, str] = {
     "dlrmv3": "dlrm-v3",
-    "yolo11": "yolo-99",
+    "yolo11": "yolo-95",
     "qwen3_vl": "qwen3-vl-235b-a22b",
     "wan22": "wan-2.2-t2v-a14b",
     "llm": "llama3.1-8b",
@@ -193,7 +194,7 @@ def package(run_dirs: Sequence[str | Path], opts: PackageOptions) -> PackageResu
         if perf.result.get("sut") != acc.result.get("sut"):
             raise PackageError(f"{workload}/{scenario}: the performance run used SUT {perf.result.get('sut')} "
                                f"but the accuracy run {acc.result.get('sut')}")
-        bench = opts.benchmark or BENCHMARKS.get(workload)
+        bench = opts.benchmark or _benchmark_of(acc)
         if bench is None:
             raise PackageError(f"workload {workload} has no MLPerf benchmark name; pass --benchmark NAME")
         if opts.division == "closed" and bench not in V60_MODELS:
@@ -329,6 +330,13 @@ def _assign_compliance(entries: Sequence[tuple[str | None, Path]],
             raise PackageError(f"--compliance {path}: {path.name} given twice for {'/'.join(keys[0])}")
         lst.append(path)
     return out
+
+
+def _benchmark_of(run: _Run) -> str | None:
+    params = (run.config.get("workload") or {}).get("params") or {}
+    if run.workload == "yolo11" and params.get("accuracy_target") in ("yolo-95", "yolo-99"):
+        return str(params["accuracy_target"])
+    return BENCHMARKS.get(run.workload)
 
 
 # ----------------------------------------------------------------------------- checks

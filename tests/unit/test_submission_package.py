@@ -143,3 +143,15 @@ def test_existing_scenario_directory_is_not_overwritten(runs: dict[str, Path], i
     package([runs["perf"], runs["acc"]], _opts(inputs, allow_short=True))
     with pytest.raises(PackageError, match=r"resnet/Offline already exists; remove it or choose another --out$"):
         package([runs["perf"], runs["acc"]], _opts(inputs, allow_short=True))
+
+
+def test_benchmark_names_follow_the_v60_checker() -> None:
+    from raybench.submission.package import BENCHMARKS, V60_MODELS, _benchmark_of, _Run
+
+    def run(workload: str, params: dict[str, str]) -> _Run:
+        return _Run(Path("."), {"workload": workload}, {"workload": {"params": params}})
+
+    assert set(BENCHMARKS.values()) <= V60_MODELS
+    assert [_benchmark_of(run(w, {})) for w in ("dlrmv3", "yolo11", "qwen3_vl", "wan22", "llm", "synthetic")] == [
+        "dlrm-v3", "yolo-95", "qwen3-vl-235b-a22b", "wan-2.2-t2v-a14b", "llama3.1-8b", None]
+    assert _benchmark_of(run("yolo11", {"accuracy_target": "yolo-99"})) == "yolo-99"
