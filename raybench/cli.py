@@ -453,7 +453,7 @@ def search_peak_cmd(
     config: Path | None = typer.Argument(None, help="YAML run config shared by every probe (optional)."),
     workload: str | None = typer.Option(None, "--workload", "-w", help="Workload name."),
     sut: str | None = typer.Option(None, "--sut", help="SUT name (default: the workload's)."),
-    scenario: str = typer.Option("Server", "--scenario", "-s", help="Server (target QPS) or Concurrency (streams)."),
+    scenario: str | None = typer.Option(None, "--scenario", "-s", help="Server (default; target QPS) or Concurrency (streams)."),
     start: float | None = typer.Option(None, "--start", help="Lower bound to start from (default: settings.server_target_qps / target_concurrency)."),
     criterion: str = typer.Option("constraints", "--criterion", help="constraints (LoadGen: latency bounds only) or valid (the whole verdict)."),
     max_probes: int = typer.Option(40, "--max-probes", help="Stop after this many runs."),
@@ -474,11 +474,15 @@ def search_peak_cmd(
                                          ("user_conf", user_conf)) if v is not None]
     if address is not None:
         overrides.append(f"ray.address={address}")
-    overrides += [f"scenario={scenario}", "report=false", *set_]
+    if scenario is not None or config is None:
+        overrides.append(f"scenario={scenario or 'Server'}")
+    overrides += ["report=false", *set_]
     try:
         base = load_run_config(config, overrides)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    if base.scenario.name not in ("Server", "Concurrency"):
+        raise _fail(f"scenario: peak search runs Server (target QPS) or Concurrency (streams), not {base.scenario.name}")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     search_dir = Path(out) / f"{stamp}-peak-{base.workload.name}-{base.scenario.name}"
     typer.echo(f"peak search ({base.scenario.name}) -> {search_dir}")

@@ -90,3 +90,22 @@ def test_bad_requests_are_refused_before_any_run(tmp_path: Path, sets: list[str]
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"):
         run_peak_search(tmp_path / "peak", [*SETS, *sets], start=start)
     assert not (tmp_path / "peak").exists()
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from raybench.cli import app
+
+    runner = CliRunner()
+    args = ["search-peak", "--workload", "synthetic", "--sut", "fake", "--executor", "inprocess", "--out", str(tmp_path),
+            "--set", "settings.min_duration_ms=0", "--set", "settings.min_query_count=20",
+            "--set", "sut.params={latency: {dist: constant, ms: 10}, capacity: 1}",
+            "--set", "settings.server_target_latency_ns=1000000"]  # 1 ms bound under 10 ms service: the base misses
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert res.output.splitlines()[-1] == "no peak: the lower bound target_qps=200 misses the bounds; start lower (--start)"
+    res = runner.invoke(app, [*args, "--scenario", "Offline"])
+    assert res.exit_code == 2
+    assert res.output == ("raybench: error: scenario: peak search runs Server (target QPS) or Concurrency (streams), "
+                          "not Offline\n")
