@@ -109,3 +109,18 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert res.output == ("raybench: error: scenario: peak search runs Server (target QPS) or Concurrency (streams), "
                           "not Offline\n")
+
+
+def test_concurrency_peak_matches_the_closed_loop_calculation(tmp_path: Path) -> None:
+    """c streams on a 2-slot SUT, each query 10 ms to the first token then 3 x 2 ms (16 ms a query):
+    every query waits ``ceil(c/2) - 1`` services, so p99 TTFT = 16 * (ceil(c/2) - 1) + 10 ms, and the
+    largest c with TTFT <= 50 ms is 6 (42 ms; c = 7 gives 58 ms)."""
+    sets = ["workload=synthetic", "sut=fake", "executor=inprocess", "scenario=Concurrency", "report=false",
+            "settings.min_duration_ms=500", "settings.min_query_count=50", "settings.use_token_latencies=true",
+            "settings.server_ttft_latency=50000000", "settings.server_tpot_latency=10000000",
+            "settings.target_concurrency=1", "sut.params={tokens: {n: 4, ttft_ms: 10, tpot_ms: 2}, capacity: 2}"]
+    res = run_peak_search(tmp_path / "peak", sets, executor_factory=lambda cfg: InProcessExecutor(VirtualClock()))
+    assert [(p.value, p.ok) for p in res.probes] == [(1, True), (2, True), (4, True), (8, False), (6, True), (7, False)]
+    expected = [16.0 * (-(-int(p.value) // 2) - 1) + 10.0 for p in res.probes]  # ms, from ceil(c/2)
+    assert [p.p_ttft_ms for p in res.probes] == pytest.approx(expected, rel=1 / 2048)  # the histogram's bound
+    assert (res.field, res.peak, res.lower, res.upper) == ("target_concurrency", 6.0, 6.0, 7.0)
