@@ -196,43 +196,51 @@ def run_peak_search(
             on_probe(pr)
         return ok
 
-    lower: float | None = None
-    upper: float | None = None
-    if not probe(value, "base"):
-        message = f"the lower bound {fld}={value:g} misses the bounds; start lower (--start)"
-    else:
-        lower, message = value, ""
+    bracket: list[float | None] = [None, None]  # [lower, upper] as the search goes
+
+    def search() -> str:
+        if not probe(value, "base"):
+            return f"the lower bound {fld}={value:g} misses the bounds; start lower (--start)"
+        lower, upper = value, None
+        bracket[0] = lower
         while len(probes) < max_probes:
             u = widen(lower, integer, step)
             if probe(u, "boundary"):
-                lower = u
+                lower = bracket[0] = u
             else:
-                upper = u
+                upper = bracket[1] = u
                 break
         while upper is not None and not is_finished(lower, upper, integer, decimals) and len(probes) < max_probes:
             m = mid_value(lower, upper, integer)
             if probe(m, "bisect"):
-                lower = m
+                lower = bracket[0] = m
             else:
-                upper = m
+                upper = bracket[1] = m
         if upper is None:
-            message = f"every probe up to {fld}={lower:g} met the bounds; stopped after {max_probes} probes"
-        elif not is_finished(lower, upper, integer, decimals):
-            message = f"stopped after {max_probes} probes with the bracket [{lower:g}, {upper:g})"
-        else:
-            message = (f"bracket [{lower:g}, {upper:g}) within "
-                       + ("1 stream" if integer else f"{decimals} decimal(s) of QPS"))
-    peak = lower
-    res = PeakResult(search_dir=out, scenario=scenario, field=fld, peak=peak, lower=lower, upper=upper,
-                     probes=probes, message=message)
-    summary = {"scenario": scenario, "field": fld, "criterion": criterion, "peak": peak, "lower": lower,
-               "upper": upper, "boundary_step_size": step, "decimals_of_precision": decimals,
-               "message": message, "probes": [asdict(p) for p in probes]}
-    res.files.append(atomic_write_json(out / "peak_summary.json", summary))
-    try:
-        from raybench.report.peak import write_peak_report
+            return f"every probe up to {fld}={lower:g} met the bounds; stopped after {max_probes} probes"
+        if not is_finished(lower, upper, integer, decimals):
+            return f"stopped after {max_probes} probes with the bracket [{lower:g}, {upper:g})"
+        return f"bracket [{lower:g}, {upper:g}) within " + ("1 stream" if integer else f"{decimals} decimal(s) of QPS")
 
-        res.files += write_peak_report(out)
-    except ImportError:  # matplotlib missing: the JSON is the result
-        pass
-    return res
+    def write(message: str, peak: float | None) -> PeakResult:
+        res = PeakResult(search_dir=out, scenario=scenario, field=fld, peak=peak, lower=bracket[0],
+                         upper=bracket[1], probes=probes, message=message)
+        summary = {"scenario": scenario, "field": fld, "criterion": criterion, "peak": peak, "lower": bracket[0],
+                   "upper": bracket[1], "boundary_step_size": step, "decimals_of_precision": decimals,
+                   "message": message, "probes": [asdict(p) for p in probes]}
+        res.files.append(atomic_write_json(out / "peak_summary.json", summary))
+        try:
+            from raybench.report.peak import write_peak_report
+
+            res.files += write_peak_report(out)
+        except ImportError:  # matplotlib missing: the JSON is the result
+            pass
+        return res
+
+    try:
+        message = search()
+    except BaseException as exc:  # a probe that cannot run (or Ctrl-C): keep what the search measured
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        write(f"stopped at probe {len(probes)}: {first}", None)
+        raise
+    return write(message, bracket[0])

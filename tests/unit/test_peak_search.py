@@ -124,3 +124,17 @@ def test_concurrency_peak_matches_the_closed_loop_calculation(tmp_path: Path) ->
     expected = [16.0 * (-(-int(p.value) // 2) - 1) + 10.0 for p in res.probes]  # ms, from ceil(c/2)
     assert [p.p_ttft_ms for p in res.probes] == pytest.approx(expected, rel=1 / 2048)  # the histogram's bound
     assert (res.field, res.peak, res.lower, res.upper) == ("target_concurrency", 6.0, 6.0, 7.0)
+
+
+def test_a_probe_that_cannot_run_keeps_the_probes_before_it(tmp_path: Path) -> None:
+    # 2 s at 80 QPS plans 160 queries, over max_plan_queries: the fourth probe is refused before it runs.
+    sets = ["workload=synthetic", "sut=fake", "executor=inprocess", "scenario=Server", "report=false",
+            "settings.min_duration_ms=2000", "settings.min_query_count=20", "settings.server_target_qps=10",
+            "settings.server_target_latency_ns=50000000", "sut.params.latency={dist: constant, ms: 1}",
+            "max_plan_queries=150"]
+    with pytest.raises(ValueError, match="max_plan_queries"):
+        run_peak_search(tmp_path / "peak", sets, executor_factory=lambda cfg: InProcessExecutor(VirtualClock()))
+    summary = json.loads((tmp_path / "peak" / "peak_summary.json").read_text())
+    assert [p["value"] for p in summary["probes"]] == [10.0, 20.0, 40.0]
+    assert (summary["peak"], summary["lower"], summary["upper"]) == (None, 40.0, None)
+    assert summary["message"].startswith("stopped at probe 3: ")
