@@ -3,7 +3,7 @@
 The fake SUT serves one query at a time (``capacity: 1``) in exactly 10 ms, so on virtual time a
 query's latency is the single-server queue's sojourn (Lindley): ``d_i = max(a_i, d_{i-1}) + 10 ms``,
 latency ``d_i - a_i``, with ``a_i`` the run's own Poisson schedule. With the query count fixed
-(``min_query_count`` 500, no minimum duration) the schedule at ``q`` QPS is one exponential
+(``min_query_count`` 300, no minimum duration) the schedule at ``q`` QPS is one exponential
 sequence scaled by ``1/q``, so LoadGen's p99 (``sorted[int(0.99 n)]``) grows with ``q`` and the
 highest QPS meeting p99 <= 40 ms is found by bisecting that calculation; the search must bracket it.
 """
@@ -24,7 +24,7 @@ from raybench.submission.peak import is_finished, mid_value, run_peak_search, wi
 
 SERVICE_NS, BOUND_NS = 10_000_000, 40_000_000
 SETS = ["workload=synthetic", "sut=fake", "executor=inprocess", "scenario=Server", "report=false",
-        "settings.min_duration_ms=0", "settings.min_query_count=500", f"settings.server_target_latency_ns={BOUND_NS}",
+        "settings.min_duration_ms=0", "settings.min_query_count=300", f"settings.server_target_latency_ns={BOUND_NS}",
         "settings.server_target_qps=10", "sut.params.latency={dist: constant, ms: 10}", "sut.params.capacity=1"]
 
 
