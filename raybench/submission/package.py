@@ -399,7 +399,11 @@ def _user_conf(run: _Run) -> str:
     path = _conf_path(run, "user_conf")
     if path is not None:
         return path.read_text()
-    return reconstruct_user_conf(run.config, run.result)
+    try:
+        return reconstruct_user_conf(run.config, run.result)
+    except (LookupError, ValueError, OSError) as exc:  # unknown workload, unreadable mlperf.conf
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PackageError(f"{run.path}: no user.conf and none can be rebuilt: {first}") from None
 
 
 def _mlperf_conf(run: _Run) -> str:

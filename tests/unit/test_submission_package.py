@@ -155,3 +155,25 @@ def test_benchmark_names_follow_the_v60_checker() -> None:
     assert [_benchmark_of(run(w, {})) for w in ("dlrmv3", "yolo11", "qwen3_vl", "wan22", "llm", "synthetic")] == [
         "dlrm-v3", "yolo-95", "qwen3-vl-235b-a22b", "wan-2.2-t2v-a14b", "llama3.1-8b", None]
     assert _benchmark_of(run("yolo11", {"accuracy_target": "yolo-99"})) == "yolo-99"
+
+
+def test_the_runs_user_conf_is_copied_and_a_missing_one_refused(runs: dict[str, Path], inputs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    perf = tmp_path / "perf"
+    shutil.copytree(runs["perf"], perf)
+    conf = tmp_path / "my-user.conf"
+    conf.write_text("*.Offline.min_duration = 1500\n*.Offline.target_qps = 30000\n")
+    cfg = yaml.safe_load((perf / "config.yaml").read_text())
+    cfg["user_conf"] = str(conf)
+    (perf / "config.yaml").write_text(yaml.safe_dump(cfg))
+    package([perf, runs["acc"]], _opts(inputs, allow_short=True))
+    written = inputs["out"] / "open/RayBenchOrg/results/vm-2cpu/resnet/Offline/user.conf"
+    assert written.read_text() == conf.read_text()
+    conf.unlink()
+    with pytest.raises(PackageError, match=rf"^{perf}/config\.yaml: user_conf {conf} not found \(run package from"):
+        package([perf, runs["acc"]], _opts(inputs, out=tmp_path / "other", allow_short=True))
+    assert not (tmp_path / "other").exists()
