@@ -366,50 +366,6 @@ def compare_cmd(
         typer.echo(str(p))
 
 
-@app.command("submit", context_settings={"allow_interspersed_args": False})
-def submit_cmd(
-    args: list[str] = typer.Argument(None, help="The raybench command to run on the cluster, after --: -- run --workload ..."),
-    address: str | None = typer.Option(None, "--address", help="Dashboard URL, e.g. http://head:8265 (default: RAY_ADDRESS)."),
-    working_dir: Path = typer.Option(Path("."), "--working-dir", help="Uploaded as the job's working_dir (.git, .venv, results and credentials excluded)."),
-    fetch: Path | None = typer.Option(None, "--fetch", help="Wait, then copy the run directories back here (through the job logs)."),
-    remote_out: str | None = typer.Option(None, "--remote-out", help="Results root on the head (default ~/raybench-results/<job id>)."),
-    no_records: bool = typer.Option(False, "--no-records", help="Do not fetch records.npz (stays on the head)."),
-    env: list[str] = typer.Option([], "--env", help="Job env var KEY=VALUE (repeatable; stored with the job: no secrets)."),
-    pip: list[str] = typer.Option([], "--pip", help="Extra pip requirement for the job's runtime_env (repeatable)."),
-    auth: str = typer.Option("auto", "--auth", help="auto | token | none: Ray token auth (token from ~/.ray/auth_token)."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Return after submitting."),
-    allow_secrets: bool = typer.Option(False, "--allow-secrets", help="Upload files that look like private keys or cloud credentials anyway."),
-    lost_after: float = typer.Option(30.0, "--lost-after", help="Seconds the dashboard may be unreachable while waiting before giving up (exit 3)."),
-) -> None:
-    """Submit a raybench command as a Ray job (ray.job_submission), wait, and fetch the results.
-
-    Exit codes: raybench's own (0 VALID, 1 INVALID, 2 usage error) from the job; 2 when the
-    submission fails (bad flag, key-like file in the upload, dashboard unreachable or 401/403);
-    3 when the dashboard stops answering after the job was submitted; 4 when the fetched results
-    are corrupt or unsafe. Each failure is one line on stderr.
-    """
-    from raybench.ray.jobs import SubmitError, submit
-
-    env_vars: dict[str, str] = {}
-    for item in env:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise _fail(f"--env {item!r}: expected KEY=VALUE")
-        env_vars[key] = val
-    try:
-        _, code, _ = submit(list(args or []), address=address, working_dir=working_dir, fetch=fetch, remote_out=remote_out,
-                            no_records=no_records, env_vars=env_vars, pip=pip, auth=auth, wait=not no_wait or fetch is not None,
-                            lost_after_s=lost_after, allow_secrets=allow_secrets, echo=typer.echo)
-    except SubmitError as exc:
-        typer.echo(f"raybench: error: {exc}", err=True)
-        raise typer.Exit(exc.code) from None
-    except ValueError as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
-    except (OSError, RuntimeError) as exc:
-        raise _fail(f"job submission failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    raise typer.Exit(code if code >= 0 else 0)
-
-
 @app.command("package")
 def package_cmd(
     run_dirs: list[Path] = typer.Argument(..., help="Run directories: one performance and one accuracy run per scenario."),
@@ -501,6 +457,50 @@ def search_peak_cmd(
         raise typer.Exit(EXIT_INVALID)
     typer.echo(f"peak {res.field} = {res.peak:g} ({res.message}); files in {res.search_dir}")
     raise typer.Exit(EXIT_VALID)
+
+
+@app.command("submit", context_settings={"allow_interspersed_args": False})
+def submit_cmd(
+    args: list[str] = typer.Argument(None, help="The raybench command to run on the cluster, after --: -- run --workload ..."),
+    address: str | None = typer.Option(None, "--address", help="Dashboard URL, e.g. http://head:8265 (default: RAY_ADDRESS)."),
+    working_dir: Path = typer.Option(Path("."), "--working-dir", help="Uploaded as the job's working_dir (.git, .venv, results and credentials excluded)."),
+    fetch: Path | None = typer.Option(None, "--fetch", help="Wait, then copy the run directories back here (through the job logs)."),
+    remote_out: str | None = typer.Option(None, "--remote-out", help="Results root on the head (default ~/raybench-results/<job id>)."),
+    no_records: bool = typer.Option(False, "--no-records", help="Do not fetch records.npz (stays on the head)."),
+    env: list[str] = typer.Option([], "--env", help="Job env var KEY=VALUE (repeatable; stored with the job: no secrets)."),
+    pip: list[str] = typer.Option([], "--pip", help="Extra pip requirement for the job's runtime_env (repeatable)."),
+    auth: str = typer.Option("auto", "--auth", help="auto | token | none: Ray token auth (token from ~/.ray/auth_token)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return after submitting."),
+    allow_secrets: bool = typer.Option(False, "--allow-secrets", help="Upload files that look like private keys or cloud credentials anyway."),
+    lost_after: float = typer.Option(30.0, "--lost-after", help="Seconds the dashboard may be unreachable while waiting before giving up (exit 3)."),
+) -> None:
+    """Submit a raybench command as a Ray job (ray.job_submission), wait, and fetch the results.
+
+    Exit codes: raybench's own (0 VALID, 1 INVALID, 2 usage error) from the job; 2 when the
+    submission fails (bad flag, key-like file in the upload, dashboard unreachable or 401/403);
+    3 when the dashboard stops answering after the job was submitted; 4 when the fetched results
+    are corrupt or unsafe. Each failure is one line on stderr.
+    """
+    from raybench.ray.jobs import SubmitError, submit
+
+    env_vars: dict[str, str] = {}
+    for item in env:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--env {item!r}: expected KEY=VALUE")
+        env_vars[key] = val
+    try:
+        _, code, _ = submit(list(args or []), address=address, working_dir=working_dir, fetch=fetch, remote_out=remote_out,
+                            no_records=no_records, env_vars=env_vars, pip=pip, auth=auth, wait=not no_wait or fetch is not None,
+                            lost_after_s=lost_after, allow_secrets=allow_secrets, echo=typer.echo)
+    except SubmitError as exc:
+        typer.echo(f"raybench: error: {exc}", err=True)
+        raise typer.Exit(exc.code) from None
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    except (OSError, RuntimeError) as exc:
+        raise _fail(f"job submission failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    raise typer.Exit(code if code >= 0 else 0)
 
 
 def main() -> None:
