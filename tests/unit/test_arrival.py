@@ -159,3 +159,26 @@ def test_non_poisson_run_is_flagged_in_result_json_and_warnings(tmp_path) -> Non
     default = prepare_run(load_run_config(None, ["workload=synthetic", "sut=fake", "scenario=Server",
                                                  f"out={tmp_path}"]))
     assert default.plan.meta == {} and not any("arrival" in w for w in default.warnings)
+
+
+def test_non_poisson_run_is_flagged_in_the_mlperf_logs(tmp_path) -> None:
+    import json
+
+    from raybench.config import load_run_config
+    from raybench.core.clock import VirtualClock
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
+
+    base = ["workload=synthetic", "sut=fake", "scenario=Server", "mlperf_conf=none", "settings.server_target_qps=50",
+            "settings.min_duration_ms=200", f"out={tmp_path}"]
+    ramp = run_benchmark(load_run_config(None, [*base, "scenario.arrival.kind=ramp", "run_dir=" + str(tmp_path / "r")]),
+                         InProcessExecutor(VirtualClock()))
+    lines = [json.loads(x[len(":::MLLOG "):]) for x in (ramp.run_dir / "mlperf_log_detail.txt").read_text().splitlines()]
+    [flag] = [x for x in lines if x["key"] == "raybench_load_shape"]
+    assert flag["value"]["kind"] == "ramp" and flag["metadata"]["is_warning"] is True
+    assert "1 warning encountered" in (ramp.run_dir / "mlperf_log_summary.txt").read_text()
+    poisson = run_benchmark(load_run_config(None, [*base, "run_dir=" + str(tmp_path / "p")]),
+                            InProcessExecutor(VirtualClock()))
+    assert "raybench_load_shape" not in (poisson.run_dir / "mlperf_log_detail.txt").read_text()
+    assert "No warnings encountered during test." in (poisson.run_dir / "mlperf_log_summary.txt").read_text()
+    assert "load_shape" not in json.loads((poisson.run_dir / "result.json").read_text())
