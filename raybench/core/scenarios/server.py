@@ -183,8 +183,11 @@ class Server(Scenario):
                 "max_async_queries": int(s.server_max_async_queries)}
 
     def plan_size(self, eff: Effective) -> tuple[float, float]:
-        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * eff.target_qps)
-        return n, n / eff.target_qps
+        qps = eff.target_qps
+        if isinstance(self.arrival, RampArrival):  # bounded by the higher end of the ramp
+            qps = max(self.arrival.start_qps, self.arrival.end_qps or qps)
+        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * qps)
+        return n, n / qps
 
     def rate_setting(self) -> str:
         return "server_target_qps"
