@@ -35,17 +35,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from raybench.core.arrival import gamma_schedule, ramp_schedule, trace_schedule
 from raybench.core.early_stopping import EarlyStoppingResult, server_early_stopping
-from raybench.core.plan import (
-    Phase,
-    equal_issue_count,
-    gamma_schedule,
-    periodic_schedule,
-    poisson_schedule,
-    query_samples,
-    ramp_schedule,
-    trace_schedule,
-)
+from raybench.core.plan import Phase, equal_issue_count, periodic_schedule, poisson_schedule, query_samples
 from raybench.core.scenarios.base import Effective, Scenario, Throughput, Verdict
 from raybench.core.settings import TestSettings
 
