@@ -14,7 +14,8 @@ Other sources (``workload.params.source``, README "Datasets"): ``sharegpt``, ``h
 parquet/arrow), ``synthetic`` and ``shared_prefix`` (exact token lengths,
 :mod:`workloads.llm.synthetic`) and ``trace`` (Mooncake JSONL; the library then carries the
 trace's send times as ``arrival_ns`` for ``scenario.arrival.kind: trace``). Every sample is
-``{"input", "tok_input", "output", "max_tokens"}`` (``messages`` for chat conversations).
+``{"input", "tok_input", "output", "max_tokens"}`` (``messages`` for chat conversations; the
+generated sources keep ``tok_input`` as an int32 array, and ``input`` only with ``prompt: text``).
 """
 
 from __future__ import annotations
@@ -233,11 +234,12 @@ def _load_source(source: str, params: dict[str, Any], hf_tokenizer: Any) -> LLML
     tok = get_tokenizer(params.get("tokenizer"), hf_tokenizer)
     max_tokens = int(params.get("max_tokens", 128))
     path = Path(params["path"]) if params.get("path") else None
+    text = params.get("prompt", "tokens") == "text"
     arrival = None
     if source == "synthetic":
-        records = synthetic_records(tok, _sub(params, "synthetic"))
+        records = synthetic_records(tok, _sub(params, "synthetic"), text)
     elif source == "shared_prefix":
-        records = shared_prefix_records(tok, _sub(params, "shared_prefix"))
+        records = shared_prefix_records(tok, _sub(params, "shared_prefix"), text)
     elif source == "sharegpt":
         sp = _sub(params, "sharegpt")
         rows, _ = read_sharegpt(path or source_demo("sharegpt"), sp["turns"])
@@ -259,7 +261,7 @@ def _load_source(source: str, params: dict[str, Any], hf_tokenizer: Any) -> LLML
     elif source == "trace":
         tp = _sub(params, "trace")
         rows = read_trace(path or source_demo("trace"))
-        records = trace_records(tok, rows, tp["block_size"], tp["seed"])
+        records = trace_records(tok, rows, tp["block_size"], tp["seed"], text)
         arrival = np.floor(np.asarray([r["timestamp"] for r in rows], dtype=np.float64) * 1e6).astype(np.int64)
     else:
         raise ValueError(f"workload.params.source: unknown source {source!r}")

@@ -1,7 +1,9 @@
 """Generated prompts of exact token lengths: synthetic, shared-prefix, and trace-replay prompts.
 
-Every prompt is a list of the tokenizer's safe ids (see :mod:`workloads.llm.tokenizer`), so its
-length is exact whether it is sent as ids or as text. Lengths are drawn with numpy's PCG64 seeded
+Every prompt is an int32 array of the tokenizer's safe ids (see :mod:`workloads.llm.tokenizer`),
+so its length is exact whether it is sent as ids or as text; with ``text`` the prompt's text is
+kept too and checked to re-encode to exactly those ids. Arrays, not lists, keep a full-size trace
+(tens of thousands of prompts of thousands of tokens) at 4 bytes a token. Lengths are drawn with numpy's PCG64 seeded
 by ``(seed, stream)`` (:func:`raybench.core.plan.rng`):
 
 * ``fixed``: ``round(mean)``;
@@ -57,25 +59,36 @@ def draw_lengths(spec: Mapping[str, Any], n: int, seed: int, stream: int) -> np.
     return np.clip(x, lo, int(hi) if hi is not None else None).astype(np.int64)
 
 
-def _tokens(tok: Tokenizer, g: np.random.Generator, n: int) -> list[int]:
-    safe = tok.safe_ids
-    return [safe[i] for i in g.integers(0, len(safe), size=n).tolist()]
+def _tokens(tok: Tokenizer, g: np.random.Generator, n: int) -> np.ndarray:
+    safe = np.asarray(tok.safe_ids, dtype=np.int32)
+    return safe[g.integers(0, safe.shape[0], size=n)]
 
 
-def _record(tok: Tokenizer, ids: list[int], max_tokens: int, **extra: Any) -> dict[str, Any]:
-    return {"input": tok.decode(ids), "tok_input": ids, "output": "", "max_tokens": int(max_tokens), **extra}
+def _record(tok: Tokenizer, ids: np.ndarray, max_tokens: int, text: bool, **extra: Any) -> dict[str, Any]:
+    """A sample; with ``text`` also its prompt text, which must re-encode to exactly ``ids``.
+
+    Raises:
+        ValueError: the tokenizer does not give the ids back (the length would not be exact).
+    """
+    rec: dict[str, Any] = {"tok_input": ids, "output": "", "max_tokens": int(max_tokens), **extra}
+    if text:
+        rec["input"] = tok.decode(ids.tolist())
+        if tok.name != "bytes" and tok.encode(rec["input"]) != ids.tolist():
+            raise ValueError(f"workload.params.tokenizer: {tok.name!r} does not re-encode a generated prompt to "
+                             "the same tokens; use prompt: tokens")
+    return rec
 
 
-def synthetic_records(tok: Tokenizer, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+def synthetic_records(tok: Tokenizer, p: Mapping[str, Any], text: bool = False) -> list[dict[str, Any]]:
     """``num_prompts`` prompts with input/output lengths from ``input_len`` / ``output_len``."""
     n, seed = int(p["num_prompts"]), int(p["seed"])
     ins = draw_lengths(p["input_len"], n, seed, _INPUT)
     outs = draw_lengths(p["output_len"], n, seed, _OUTPUT)
     g = rng(seed, _TOKENS)
-    return [_record(tok, _tokens(tok, g, int(i)), int(o)) for i, o in zip(ins, outs, strict=True)]
+    return [_record(tok, _tokens(tok, g, int(i)), int(o), text) for i, o in zip(ins, outs, strict=True)]
 
 
-def shared_prefix_records(tok: Tokenizer, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+def shared_prefix_records(tok: Tokenizer, p: Mapping[str, Any], text: bool = False) -> list[dict[str, Any]]:
     """``num_groups`` groups of ``prompts_per_group`` prompts; the prompts of a group share exactly
     ``prefix_len`` leading tokens, prompts of different groups share none.
 
@@ -96,16 +109,18 @@ def shared_prefix_records(tok: Tokenizer, p: Mapping[str, Any]) -> list[dict[str
     heads = gp.permutation(len(safe))[:k]
     out = []
     for grp in range(k):
-        prefix = ([safe[int(heads[grp])]] + _tokens(tok, gp, plen - 1)) if plen else []
+        prefix = np.concatenate([[safe[int(heads[grp])]], _tokens(tok, gp, plen - 1)]) if plen else np.zeros(0)
         suffix_heads = rng(seed, _SUFFIX_HEAD, grp).permutation(len(safe))[:m]
         for j in range(m):
             i = grp * m + j
-            body = [safe[int(suffix_heads[j])]] + _tokens(tok, gs, int(suffix[i]) - 1)
-            out.append(_record(tok, prefix + body, int(outs[i]), group=grp))
+            body = np.concatenate([[safe[int(suffix_heads[j])]], _tokens(tok, gs, int(suffix[i]) - 1)])
+            ids = np.concatenate([prefix, body]).astype(np.int32)
+            out.append(_record(tok, ids, int(outs[i]), text, group=grp))
     return out
 
 
-def trace_records(tok: Tokenizer, rows: Sequence[Mapping[str, Any]], block_size: int, seed: int) -> list[dict[str, Any]]:
+def trace_records(tok: Tokenizer, rows: Sequence[Mapping[str, Any]], block_size: int, seed: int,
+                  text: bool = False) -> list[dict[str, Any]]:
     """Prompts for trace rows ``{input_length, output_length, hash_ids}``.
 
     Hash id ``h`` stands for one block of ``block_size`` tokens, the same wherever it appears
@@ -113,20 +128,22 @@ def trace_records(tok: Tokenizer, rows: Sequence[Mapping[str, Any]], block_size:
     padded past the last block with tokens of its own (from ``(seed, row)``). Equal hash ids
     therefore give equal token blocks, as the KV-cache hits of the recorded workload.
     """
-    blocks: dict[int, list[int]] = {}
+    blocks: dict[int, np.ndarray] = {}
     out = []
     for r, row in enumerate(rows):
         n = int(row["input_length"])
-        ids: list[int] = []
+        parts: list[np.ndarray] = []
+        have = 0
         for h in row.get("hash_ids") or []:
-            if len(ids) >= n:
+            if have >= n:
                 break
             b = blocks.get(int(h))
             if b is None:
                 b = blocks[int(h)] = _tokens(tok, rng(seed, _BLOCK, int(h)), block_size)
-            ids += b
-        ids = ids[:n]
-        if len(ids) < n:
-            ids += _tokens(tok, rng(seed, _FILL, r), n - len(ids))
-        out.append(_record(tok, ids, int(row["output_length"])))
+            parts.append(b)
+            have += block_size
+        if have < n:
+            parts.append(_tokens(tok, rng(seed, _FILL, r), n - have))
+        ids = np.concatenate(parts)[:n] if parts else np.zeros(0, np.int32)
+        out.append(_record(tok, ids.astype(np.int32), int(row["output_length"]), text))
     return out

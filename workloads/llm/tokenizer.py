@@ -62,7 +62,7 @@ class Tokenizer:
             ValueError: the tokenizer has too few such tokens to build prompts from.
         """
         if self._hf is None:
-            return list(range(33, 127))  # printable ASCII, no space (a space could merge nowhere, but keep it simple)
+            return list(range(33, 127))  # printable ASCII but space: any sequence of them is its own text
         special = set(getattr(self._hf, "all_special_ids", []) or [])
         ids = []
         for t in range(len(self._hf)):

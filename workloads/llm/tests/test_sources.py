@@ -49,15 +49,17 @@ def test_synthetic_fixed_lengths_bytes_tokenizer() -> None:
                                                   "output_len": {"mean": 9}}})
     assert L.total_count == 50 and L.name == "llm-synthetic" and L.tokenizer == "bytes"
     assert [len(r["tok_input"]) for r in L.records] == [37] * 50
-    assert [len(r["input"].encode()) for r in L.records] == [37] * 50
     L.load([7])
     s = L.get(7)
-    assert s["max_tokens"] == 9 and len(s["prompt"]) == 37
-    # seeded: the same params give the same prompts, another seed other prompts
-    again = lib({"source": "synthetic", "synthetic": {"num_prompts": 50, "input_len": {"mean": 37},
-                                                      "output_len": {"mean": 9}}})
+    assert s["max_tokens"] == 9 and len(s["prompt"]) == 37 and "input" not in L.records[7]
+    # prompt: text sends text of exactly as many tokens, the same prompts as the ids
+    T = lib({"source": "synthetic", "prompt": "text", "synthetic": {"num_prompts": 50, "input_len": {"mean": 37},
+                                                                   "output_len": {"mean": 9}}})
+    assert [len(r["input"].encode()) for r in T.records] == [37] * 50
+    assert [list(r["input"].encode()) for r in T.records] == [r["tok_input"].tolist() for r in L.records]
+    # seeded: another seed gives other prompts
     other = lib({"source": "synthetic", "synthetic": {"num_prompts": 50, "input_len": {"mean": 37}, "seed": 1}})
-    assert again.records == L.records and other.records[0]["tok_input"] != L.records[0]["tok_input"]
+    assert other.records[0]["tok_input"].tolist() != L.records[0]["tok_input"].tolist()
 
 
 @pytest.mark.parametrize("dist", ["uniform", "normal", "lognormal"])
@@ -95,12 +97,12 @@ def test_lognormal_lengths_have_the_stated_mean_and_std() -> None:
 
 def test_shared_prefix_groups_share_exactly_p_tokens(bpe: Any) -> None:
     P = 20
-    L = lib({"source": "shared_prefix", "tokenizer": "tiny-bpe",
+    L = lib({"source": "shared_prefix", "tokenizer": "tiny-bpe", "prompt": "text",
              "shared_prefix": {"num_groups": 3, "prompts_per_group": 4, "prefix_len": P,
                                "suffix_len": {"dist": "uniform", "min": 1, "max": 9}, "output_len": {"mean": 7}}}, bpe)
     tok = Tokenizer("tiny-bpe", bpe)
     assert L.total_count == 12 and [r["group"] for r in L.records] == [0] * 4 + [1] * 4 + [2] * 4
-    ids = [r["tok_input"] for r in L.records]
+    ids = [r["tok_input"].tolist() for r in L.records]
     suffix = rng(0, 1).integers(1, 10, size=12).tolist()
     assert [len(t) for t in ids] == [P + s for s in suffix] == counts(L, tok)
     for i in range(12):
@@ -181,7 +183,7 @@ def test_local_hf_parquet_and_arrow_with_a_column_mapping(tmp_path: Path) -> Non
 
 def test_trace_lengths_hash_blocks_and_timestamps() -> None:
     L = lib({"source": "trace", "path": str(DATA / "trace_tiny.jsonl"), "trace": {"block_size": 4}})
-    ids = [r["tok_input"] for r in L.records]
+    ids = [r["tok_input"].tolist() for r in L.records]
     assert L.total_count == 5 and [len(t) for t in ids] == [10, 8, 12, 6, 4]
     assert [r["max_tokens"] for r in L.records] == [3, 5, 1, 2, 4]
     assert L.arrival_ns.tolist() == [0, 27_000_000, 27_000_000, 1_000_000_000, 2_500_000_000]
@@ -192,6 +194,13 @@ def test_trace_lengths_hash_blocks_and_timestamps() -> None:
     assert ids[2][8:12] != ids[2][4:8]
     assert ids[3][:4] != ids[0][:4]
     assert ids[4] != ids[0][:4]
+
+
+def test_trace_prompts_are_tokenizer_exact_as_text(bpe: Any) -> None:
+    L = lib({"source": "trace", "path": str(DATA / "trace_tiny.jsonl"), "tokenizer": "tiny-bpe", "prompt": "text",
+             "trace": {"block_size": 4}}, bpe)
+    assert counts(L, Tokenizer("tiny-bpe", bpe)) == [10, 8, 12, 6, 4]
+    assert L.records[1]["input"] == Tokenizer("tiny-bpe", bpe).decode(L.records[0]["tok_input"][:8].tolist())
 
 
 def test_trace_malformed_lines_name_file_and_line(tmp_path: Path) -> None:
