@@ -270,6 +270,8 @@ def sweep_cmd(
     c_max: int | None = typer.Option(None, "--c-max", help="Endpoints rules: highest concurrency (> 32)."),
     n_points: int = typer.Option(7, "--points", help="Points chosen from --c-min/--c-max (7..32)."),
     qps: str | None = typer.Option(None, "--qps", help="Poisson mode: target QPS values, e.g. 1,2,4 (Server runs)."),
+    rates: str | None = typer.Option(None, "--rates", help="Rate mode: request rates, e.g. 10,20,40 (Server runs with "
+                                     "the config's scenario.arrival shape; Poisson by default)."),
     warmup_s: float = typer.Option(0.0, "--warmup-s", help="Seconds at the start of each point excluded from its metrics."),
     warmup_queries: int = typer.Option(0, "--warmup-queries", help="First N queries of each point excluded."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
@@ -297,8 +299,9 @@ def sweep_cmd(
         overrides.append(f"ray.address={address}")
     overrides += ["report=false", *set_]
     try:
-        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float))
-        base = load_run_config(config, overrides)
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
+                                    rates=_nums(rates, float))
+        base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -309,7 +312,7 @@ def sweep_cmd(
         return _make_executor(cfg)
 
     def _show(p: Any) -> None:
-        x = f"c={p.concurrency}" if p.concurrency is not None else f"qps={p.qps_target:g}"
+        x = f"c={p.concurrency}" if p.concurrency is not None else f"{'rate' if mode == 'rate' else 'qps'}={p.qps_target:g}"
         tpu = f"{p.tps_per_user:.1f}" if p.tps_per_user else "-"
         ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
         typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
