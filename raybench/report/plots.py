@@ -132,7 +132,7 @@ def telemetry_png(rows: Sequence[Mapping[str, Any]], timeline: Sequence[Mapping[
 
     series = rates(rows)
     fig, ax = _figure(10, 6.4, ncols=2, nrows=2)
-    fig.subplots_adjust(bottom=0.09, top=0.94, hspace=0.45)
+    fig.subplots_adjust(bottom=0.09, top=0.94, hspace=0.45, right=0.93)
     multi = len(series) > 1
     ct = np.array([float(s.get("t_s", i + 1)) for i, s in enumerate(timeline)])
     for i, (url, s) in enumerate(series.items()):
@@ -144,19 +144,22 @@ def telemetry_png(rows: Sequence[Mapping[str, Any]], timeline: Sequence[Mapping[
         ax[1][0].plot(t, 100 * np.array(s["prefix_hit_rate"]), marker=".", color=f"C{i}", label=f"hit rate{tag}")
         ax[1][1].plot(t, s["generation_tps"], marker=".", color=f"C{i}", label=f"server tokens/s{tag}")
     if len(timeline):
-        ax[0][1].plot(ct, [float(s.get("in_flight", 0) or 0) for s in timeline], color="grey", lw=1,
-                      label="client in flight")
+        ax[0][1].plot(ct, [float(s.get("in_flight", 0) or 0) for s in timeline], color="black", lw=1.5,
+                      alpha=0.6, marker="s", ms=3, label="client in flight")
         tw = ax[1][1].twinx()
-        tw.plot(ct, [float(s.get("window_completed", 0) or 0) for s in timeline], color="grey", lw=1,
-                label="client completed/s")
+        tw.plot(ct, [float(s.get("window_completed", 0) or 0) for s in timeline], color="black", lw=1.5,
+                alpha=0.6, marker="s", ms=3, label="client completed/s")
         tw.set_ylabel("client samples / s")
         tw.legend(fontsize=7, loc="lower right")
     ax[0][0].set(ylabel="% of KV cache", title="KV-cache use", ylim=(0, 102))
     ax[0][1].set(ylabel="requests", title="running / waiting requests (server) and in flight (client)")
     ax[1][0].set(ylabel="%", title="prefix-cache hit rate (per interval)", ylim=(-2, 102))
     ax[1][1].set(ylabel="tokens / s", title="generation throughput (server)")
+    ts = [t for s in series.values() for t in s["t_s"]] + list(ct)
     for row in ax:
         for a in row:
+            if ts:  # one time axis for the four panels (the run's, seconds since T0)
+                a.set_xlim(min(ts) - 0.1, max(ts) + 0.1)
             a.set_xlabel("time since T0 (s)")
             a.grid(alpha=0.3)
             if a.get_legend_handles_labels()[0]:
