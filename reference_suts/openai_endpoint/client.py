@@ -273,11 +273,11 @@ class EndpointClient:
             self._heads[key] = head
         return head
 
-    def _build_head(self, pool: Pool, method: str, path: str) -> bytes:
+    def _build_head(self, pool: Pool, method: str, path: str, credentials: bool = True) -> bytes:
         lines = [f"{method} {pool.target(path)} HTTP/1.1", f"Host: {pool.host_header}"]
         if pool.proxy is not None and pool.proxy.auth and pool.ssl is None:
             lines.append(f"Proxy-Authorization: {pool.proxy.auth}")
-        lines += [f"{k}: {v}" for k, v in self._headers.items()]
+        lines += [f"{k}: {v}" for k, v in self._headers.items() if credentials or k.lower() != "authorization"]
         if method == "POST":
             lines.append("Content-Type: application/json")
         return ("\r\n".join(lines) + "\r\n").encode("latin-1")
@@ -328,13 +328,15 @@ class EndpointClient:
         A redirect is a new request the server asked for: 307/308 repeat the method and body at
         ``Location`` (a POST is re-sent there, once per hop, and only because the server answered
         that it did not process it); a GET also follows 301/302/303. At most
-        ``follow_redirects`` hops, all within the one ``timeout_s`` of the request.
+        ``follow_redirects`` hops, all within the one ``timeout_s`` of the request. The API key
+        (``Authorization``) goes only to the origin it was configured for, never to another one a
+        redirect names.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        pool = self.pools[idx]
+        pool = first = self.pools[idx]
         head = self._head(idx, method, path)
-        url = pool.origin + pool.prefix + path
+        url = ""
         hops = 0
         while True:
             ex = await self._send_once(pool, head, body, deadline, cls, args)
@@ -349,7 +351,7 @@ class EndpointClient:
                             f"{self.follow_redirects} redirect{'s' if self.follow_redirects != 1 else ''}")
                 return ex
             hops += 1
-            url = urljoin(url, ex.location)
+            url = urljoin(url or first.origin + first.prefix + path, ex.location)
             u = urlsplit(url)
             if u.scheme not in ("http", "https") or not u.netloc:
                 ex.error = f"http {ex.status} redirect to {ex.location}: not an http(s) URL"
@@ -361,7 +363,7 @@ class EndpointClient:
                 ex.error = f"http {ex.status} redirect to {ex.location}: {exc}"
                 return ex
             target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-            head = self._build_head(pool, method, target)
+            head = self._build_head(pool, method, target, credentials=origin == first.origin)
 
     async def _send_once(self, pool: Pool, head: bytes, body: bytes, deadline: float, cls: Any,
                          args: tuple[Any, ...]) -> Any:

@@ -163,14 +163,17 @@ class Redirector:
     def __init__(self, final: str) -> None:
         self.final = final
         self.bodies: list[tuple[str, dict[str, object]]] = []
+        self.auth: list[str | None] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _hop1(self, request: web.Request) -> web.Response:
+        self.auth.append(request.headers.get("Authorization"))
         self.bodies.append((request.path, await request.json()))
         return web.Response(status=307, headers={"Location": "/hop2"})
 
     async def _hop2(self, request: web.Request) -> web.Response:
+        self.auth.append(request.headers.get("Authorization"))
         self.bodies.append((request.path, await request.json()))
         return web.Response(status=308, headers={"Location": self.final})
 
@@ -193,7 +196,7 @@ def test_redirect_chain_ends_in_exactly_one_post_at_the_final_url() -> None:
     async def main() -> None:
         async with ScriptedServer({"hi": Script(chunks=["a", "b"])}) as srv, \
                 Redirector(srv.url + "/v1/completions") as red:
-            client = EndpointClient([red.url], connections=1, proxy="none")
+            client = EndpointClient([red.url], connections=1, proxy="none", headers={"Authorization": "Bearer k"})
             await client.start()
             c = await client.request("/v1/completions", dumps(BODY), chat=False)
             await asyncio.sleep(0.1)
@@ -201,6 +204,8 @@ def test_redirect_chain_ends_in_exactly_one_post_at_the_final_url() -> None:
             assert c.error is None and c.text == "ab"
             assert srv.posts == 1 and srv.requests == [BODY]  # the body travelled unchanged
             assert red.bodies == [("/v1/completions", BODY), ("/hop2", BODY)]  # 307 and 308 kept POST + body
+            # The key stays on its own origin (the relative hop); the other origin never sees it.
+            assert red.auth == ["Bearer k", "Bearer k"] and "Authorization" not in srv.headers[-1]
 
             # The same chain with one hop allowed: the 308 is reported, the final URL never POSTed.
             client = EndpointClient([red.url], follow_redirects=1, proxy="none")
