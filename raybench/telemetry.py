@@ -137,14 +137,22 @@ class Scraper:
         self.failures: dict[str, int] = {}
         self.scrapes = 0
         self._fetch = fetch or self._http_get
-        self._opener = None if fetch else _opener(proxy, ca_bundle, verify_tls)
+        self._opener: urllib.request.OpenerDirector | None = None
+        self._setup_error: str | None = None  # a bad ca_bundle: every scrape fails with it, the run goes on
+        if fetch is None:
+            try:
+                self._opener = _opener(proxy, ca_bundle, verify_tls)
+            except (OSError, ssl.SSLError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                self._setup_error = f"ca_bundle: {ca_bundle}: {' '.join(str(why).split())[:120]}"
         self._stop = threading.Event()
         self._deadline_mono_ns: int | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def _http_get(self, url: str, timeout_s: float) -> str:
-        assert self._opener is not None
+        if self._opener is None:
+            raise _SetupError(self._setup_error or "no HTTP opener")
         with self._opener.open(url, timeout=timeout_s) as resp:
             return resp.read(64 << 20).decode("utf-8", "replace")
 
@@ -191,6 +199,8 @@ class Scraper:
         row: dict[str, Any] = {"url": url}
         try:
             row["values"] = extract(self._fetch(url, t))
+        except _SetupError as exc:
+            row["error"] = str(exc)
         except urllib.error.HTTPError as exc:
             row["error"] = f"http {exc.code}"
         except urllib.error.URLError as exc:
@@ -216,6 +226,10 @@ class Scraper:
         with self._lock:
             return {"targets": list(self.urls), "interval_s": self.interval_s, "scrapes": self.scrapes,
                     "failures": sum(self.failures.values()), "failure_reasons": dict(self.failures)}
+
+
+class _SetupError(Exception):
+    """The scraper could not be set up (its message is the failure reason)."""
 
 
 def _reason(exc: BaseException | str, timeout_s: float) -> str:

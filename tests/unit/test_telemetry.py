@@ -169,6 +169,12 @@ def test_scraper_thread_stops_by_the_deadline_on_its_own() -> None:
         Scraper(["http://x/metrics"], 0)
 
 
+def test_a_bad_ca_bundle_fails_every_scrape_with_one_reason_not_the_run() -> None:
+    s = Scraper(["https://127.0.0.1:1/metrics"], 1.0, ca_bundle="/nonexistent/ca.pem")
+    assert s.scrape_once("https://127.0.0.1:1/metrics")["error"] == "ca_bundle: /nonexistent/ca.pem: No such file or directory"
+    assert s.summary()["failure_reasons"] == {"ca_bundle: /nonexistent/ca.pem: No such file or directory": 1}
+
+
 # ---------------------------------------------------------------------------- a whole run
 def _metrics_text(k: int) -> str:
     """The k-th scrape (0-based): every value is a function of k."""
