@@ -86,6 +86,7 @@ def test_extract_vllm_sglang_tgi_and_v0_names() -> None:
     assert extract(TGI) == {"requests_running": 32.0, "requests_waiting": 9.0, "generation_tokens": 5120.0}
     assert extract(VLLM_V0) == {"kv_cache_usage": 0.75, "requests_running": 1.0, "prefix_cache_hit_rate": 0.4}
     assert extract("# nothing here\n") == {}
+    assert extract("garbage { not prometheus\n" + VLLM_V0) == extract(VLLM_V0)  # only wanted lines are parsed
     with pytest.raises(ValueError):
         extract("vllm:num_requests_running{model_name=\"m\" 3\n")
 
@@ -126,6 +127,7 @@ def test_failed_scrapes_are_counted_by_reason_and_never_raise() -> None:
         VLLM,
         urllib.error.HTTPError("u", 404, "Not Found", {}, None),  # type: ignore[arg-type]
         "not { prometheus",
+        'vllm:num_requests_running{model_name="m" 3',
         urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
         urllib.error.URLError(TimeoutError("timed out")),
         RuntimeError("boom"),
@@ -138,13 +140,14 @@ def test_failed_scrapes_are_counted_by_reason_and_never_raise() -> None:
         return a
 
     s = Scraper(["http://x/metrics"], 0.5, fetch=fetch)
-    got = [s.scrape_once("http://x/metrics") for _ in range(6)]
+    got = [s.scrape_once("http://x/metrics") for _ in range(7)]
     assert got[0]["values"]["generation_tokens"] == 5120.0
     assert [g.get("error") for g in got[1:]] == [
-        "http 404", "malformed metrics: could not convert string to float: '{'",
+        "http 404", "no vLLM, SGLang or TGI serving metrics in the answer",
+        "malformed metrics: Invalid value: '{model_name=\"m\"'",
         "connect failed: Connection refused", "timeout after 0.5s", "RuntimeError: boom"]
     summ = s.summary()
-    assert summ["scrapes"] == 6 and summ["failures"] == 5
+    assert summ["scrapes"] == 7 and summ["failures"] == 6
     assert summ["failure_reasons"]["http 404"] == 1 and summ["failure_reasons"]["timeout after 0.5s"] == 1
 
 
