@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raybench.compliance.catalog import TESTS, ComplianceRefused, audit_config_text, checker_model, refusal
 from raybench.compliance import verify as V
+from raybench.compliance.catalog import TESTS, ComplianceRefused, audit_config_text, checker_model, refusal
 from raybench.config import RunConfig
 from raybench.core.logs.atomic import atomic_write_text
 
