@@ -86,6 +86,7 @@ def run_cmd(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     user_conf: str | None = typer.Option(None, "--user-conf", help="MLPerf user.conf."),
     mlperf_conf: str | None = typer.Option(None, "--mlperf-conf", help="mlperf.conf (default: bundled; 'none' to skip)."),
+    audit_config: str | None = typer.Option(None, "--audit-config", help="Compliance audit.config, applied last as LoadGen does (default: ./audit.config if present; 'none' to skip)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
@@ -94,7 +95,8 @@ def run_cmd(
 
     overrides: list[str] = []
     for key, val in (("workload", workload), ("sut", sut), ("scenario", scenario), ("mode", mode), ("out", out),
-                     ("executor", executor), ("user_conf", user_conf), ("mlperf_conf", mlperf_conf)):
+                     ("executor", executor), ("user_conf", user_conf), ("mlperf_conf", mlperf_conf),
+                     ("audit_config", audit_config)):
         if val is not None:
             overrides.append(f"{key}={val}")
     if shards is not None:

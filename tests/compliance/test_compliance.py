@@ -282,3 +282,20 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
                                   "predictions...]); only dlrm-v3 runs it")
     res = runner.invoke(app, ["compliance", "TEST05", *base, "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "unknown compliance test 'TEST05'" in res.output
+
+
+def test_cli_run_audit_config_option(tmp_path: Path) -> None:
+    from raybench.cli import app
+
+    audit = tmp_path / "my.audit"
+    audit.write_text("*.SingleStream.min_query_count = 150\n")
+    args = ["run", "--workload", "synthetic", "--executor", "inprocess", "--scenario", "SingleStream", "--quiet",
+            "--no-report", "--set", "settings.min_duration_ms=50", "--out", str(tmp_path / "runs")]
+    res = CliRunner().invoke(app, [*args, "--audit-config", str(audit)])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    detail = read_detail(run_dir / "mlperf_log_detail.txt")
+    assert detail["warning_generic_message"] == AUDIT_CONFIG_WARNING and detail["requested_min_query_count"] == 150
+    res = CliRunner().invoke(app, [*args, "--audit-config", str(tmp_path / "missing")])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"raybench: error: audit_config: {tmp_path / 'missing'} is not a file"
