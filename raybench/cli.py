@@ -570,6 +570,18 @@ def compliance_cmd(
             raise _fail(str(exc)) from None
         except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError, RuntimeError) as exc:
             raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        except Exception as exc:  # a bug: one line, the traceback in DIR/crash.log
+            import traceback
+
+            where = Path(out) / "crash.log"
+            try:
+                where.parent.mkdir(parents=True, exist_ok=True)
+                where.write_text(traceback.format_exc())
+            except OSError:
+                where = Path("<not written>")
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(f"raybench: internal error: {type(exc).__name__}: {first} (traceback in {where})", err=True)
+            raise typer.Exit(EXIT_CRASH) from None
     for name, ok in outcome.checks.items():
         typer.echo(f"{outcome.test} {name} check pass: {ok}")
     typer.echo(f"{outcome.test} {'TEST PASS' if outcome.passed else 'TEST FAIL'}: {outcome.test_dir}")

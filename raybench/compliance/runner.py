@@ -142,6 +142,8 @@ def run_compliance(test: str, config: RunConfig, out: str | Path, *, executor_fo
                   fixed_issue_order=getattr(library, "issue_order", None) is not None)
     if why:
         raise ComplianceRefused(why)
+    if test == "TEST07" and wl.accuracy is None:
+        raise ComplianceRefused(f"TEST07 scores accuracy: workload {wl.name} has no scorer")
     if test == "TEST09" and checker_model(model) != "gpt-oss-120b" and (
             opts.min_output_tokens is None or opts.max_output_tokens is None):
         raise ValueError("TEST09 needs --min-output-tokens and --max-output-tokens for a benchmark other than gpt-oss-120b")
@@ -221,8 +223,6 @@ def _test07(wl: Any, model: str | None, acc_log: Path, opts: ComplianceOptions, 
     from raybench.core.spec import load_object
     from raybench.registry import workload_params
 
-    if wl.accuracy is None:
-        raise ComplianceRefused(f"TEST07 scores accuracy: workload {wl.name} has no scorer")
     res = load_object(wl.accuracy)(read_accuracy_log(acc_log), library, workload_params(wl, config.workload.params))
     gpt = checker_model(model) == "gpt-oss-120b"
     metric = opts.accuracy_metric or ("exact_match" if gpt else next(iter(res.targets), None))
