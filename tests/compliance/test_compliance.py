@@ -299,3 +299,35 @@ def test_cli_run_audit_config_option(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*args, "--audit-config", str(tmp_path / "missing")])
     assert res.exit_code == 2
     assert res.output.strip() == f"raybench: error: audit_config: {tmp_path / 'missing'} is not a file"
+
+
+def test_performance_checks_fail_on_invalid_runs(tmp_path: Path) -> None:
+    from raybench.compliance.verify import verify_test01_performance, verify_test04_performance
+
+    ok = tmp_path / "ok.txt"
+    ok.write_text("Scenario : Offline\nSamples per second: 100\nResult is : VALID\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Scenario : Offline\nSamples per second: 100\nResult is : INVALID\n")
+    assert verify_test04_performance(bad, ok) == ("Verifying performance.\nTEST FAIL: Reference results are invalid\n", False)
+    assert verify_test04_performance(ok, bad) == ("Verifying performance.\nTEST FAIL: Test results are invalid\n", False)
+    assert verify_test04_performance(ok, ok) == ("Verifying performance.\nreference score = 100.0\ntest score = 100.0\n"
+                                                 "TEST PASS\n", True)
+
+    def detail(name: str, **kv: object) -> Path:
+        p = tmp_path / name
+        p.write_text("".join(f':::MLLOG {json.dumps({"key": k, "value": v, "metadata": {"is_error": False}})}\n'
+                             for k, v in kv.items()))
+        return p
+
+    ref = detail("ref", effective_scenario="Server", result_validity="VALID", result_completed_samples_per_sec=100.0,
+                 effective_target_latency_ns=10)
+    slow = detail("slow", effective_scenario="Server", result_validity="VALID", result_completed_samples_per_sec=89.0,
+                  effective_target_latency_ns=10)
+    inv = detail("inv", effective_scenario="Server", result_validity="INVALID", result_completed_samples_per_sec=100.0)
+    other = detail("other", effective_scenario="Server", result_validity="VALID", result_completed_samples_per_sec=100.0,
+                   effective_target_latency_ns=20)
+    assert verify_test01_performance(ref, slow) == ("Verifying performance.\nReference score = 100.0\nTest score = 89.0\n"
+                                                    "TEST FAIL: Test score invalid\n", False)
+    assert verify_test01_performance(ref, inv) == (f"Verifying performance.\nTEST FAIL: Invalid results in {inv}\n", False)
+    assert verify_test01_performance(ref, other) == ("Verifying performance.\nTEST FAIL: Server target latency mismatch\n",
+                                                     False)
