@@ -178,7 +178,11 @@ def run_compliance(test: str, config: RunConfig, out: str | Path, *, executor_fo
         _copy(run_dir, (ACCURACY_LOG,), test_dir / "accuracy")
     if test != "TEST06":
         _copy(run_dir, PERF_FILES, test_dir / "performance" / "run_1")
-    return ComplianceOutcome(test, all(checks.values()), test_dir, checks, runs)
+    if test == "TEST01":  # the accuracy check passes deterministically or through the baseline rule
+        passed = checks["performance"] and (checks["accuracy"] or checks.get("accuracy_baseline", False))
+    else:
+        passed = all(checks.values())
+    return ComplianceOutcome(test, passed, test_dir, checks, runs)
 
 
 def _verify(test: str, config: RunConfig, wl: Any, model: str | None, run_dir: Path, ref_perf: Path | None,
@@ -196,6 +200,9 @@ def _verify(test: str, config: RunConfig, wl: Any, model: str | None, run_dir: P
         write("verify_accuracy.txt", V.verify_test01_accuracy(ref_acc / ACCURACY_LOG, acc_log, opts.dtype), "accuracy")
         write("verify_performance.txt", V.verify_test01_performance(ref_perf / "mlperf_log_detail.txt",
                                                                     run_dir / "mlperf_log_detail.txt"), "performance")
+        if not checks["accuracy"] and wl.accuracy is not None:
+            checks["accuracy_baseline"] = _test01_baseline(wl, model, ref_acc / ACCURACY_LOG, acc_log,
+                                                           test_dir / "accuracy", library, config)
     elif test == "TEST04":
         assert ref_perf is not None
         write("verify_performance.txt", V.verify_test04_performance(ref_perf / "mlperf_log_summary.txt",
@@ -214,6 +221,37 @@ def _verify(test: str, config: RunConfig, wl: Any, model: str | None, run_dir: P
         hi = opts.max_output_tokens if opts.max_output_tokens is not None else (1406.02 if gpt else 0.0)
         write("verify_output_len.txt", V.verify_test09(acc_log, lo, hi), "output_length")
     return checks
+
+
+def _test01_baseline(wl: Any, model: str | None, ref_log: Path, test_log: Path, acc_dir: Path, library: Any,
+                     config: RunConfig) -> bool:
+    """TEST01 part III (answers that differ legitimately): score the accuracy run's answers to the
+    samples the compliance run logged (``baseline_accuracy.txt``) and the compliance run's answers
+    (``compliance_accuracy.txt``, also ``accuracy.txt``); the checker accepts deltas within 1 %.
+    The delta report goes to ``DIR/runs/TEST01/verify_accuracy_baseline.txt``."""
+    from raybench.core.logs.accuracy_log import read_accuracy_log
+    from raybench.core.spec import load_object
+    from raybench.registry import workload_params
+
+    scorer = load_object(wl.accuracy)
+    params = workload_params(wl, config.workload.params)
+    test_entries = read_accuracy_log(test_log)
+    wanted = {idx for idx, _ in test_entries}
+    first: dict[int, bytes] = {}
+    for idx, data in read_accuracy_log(ref_log):
+        if idx in wanted:
+            first.setdefault(idx, data)
+    baseline = scorer(sorted(first.items()), library, params)
+    compliance = scorer(test_entries, library, params)
+    acc_dir.mkdir(parents=True, exist_ok=True)
+    for name, res in (("baseline_accuracy.txt", baseline), ("compliance_accuracy.txt", compliance),
+                      ("accuracy.txt", compliance)):
+        atomic_write_text(acc_dir / name, res.accuracy_txt if res.accuracy_txt.endswith("\n") else res.accuracy_txt + "\n")
+    metrics = list(compliance.targets) or list(compliance.metrics)[:1]
+    text, ok = V.baseline_delta_check(dict(baseline.metrics), dict(compliance.metrics), metrics, checker_model(model))
+    # kept next to the run, not in TEST01/ (whose files are exactly the official ones)
+    atomic_write_text(test_log.parent / "verify_accuracy_baseline.txt", text)
+    return ok
 
 
 def _test07(wl: Any, model: str | None, acc_log: Path, opts: ComplianceOptions, library: Any,

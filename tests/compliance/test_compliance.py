@@ -114,9 +114,27 @@ def test_test01_passes_for_fake_and_fails_for_divergent_sut(tmp_path: Path) -> N
     # performance-mode answers differ: 73 mismatches (the 74th entry repeats a qsl_idx already
     # replaced by a performance answer, which the official rule compares against)
     bad = comply(tmp_path / "b", "TEST01", sut="divergent")
-    assert not bad.passed and bad.checks == {"accuracy": False, "performance": True}
+    assert not bad.passed and bad.checks == {"accuracy": False, "performance": True, "accuracy_baseline": False}
     lines = text(bad.test_dir, "verify_accuracy.txt")
     assert "num_perf_log_data_mismatch = 73" in lines and lines[-2] == "TEST FAIL"
+    # part III (non-determinism): the accuracy run's answers to the same samples vs the compliance run's
+    assert files(bad.test_dir / "accuracy") == ["accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt",
+                                                "mlperf_log_accuracy.json"]
+    assert (bad.test_dir / "accuracy" / "baseline_accuracy.txt").read_text() == (
+        "exact_match=1.000000 count=73 unique_samples=73\n")
+    assert (bad.test_dir / "accuracy" / "compliance_accuracy.txt").read_text() == (
+        "exact_match=0.000000 count=74 unique_samples=73\n")
+    assert (bad.runs["TEST01"] / "verify_accuracy_baseline.txt").read_text() == (
+        "exact_match: baseline 1.0, compliance 0.0: a zero score fails\nTEST FAIL\n")
+
+
+def test_test01_baseline_delta_rule() -> None:
+    from raybench.compliance.verify import baseline_delta_check
+
+    assert baseline_delta_check({"mAP": 50.0}, {"mAP": 50.4}, ["mAP"], "yolo-99") == (
+        "mAP: baseline 50.0, compliance 50.4, delta 0.7937% (limit 1.0%)\nTEST PASS\n", True)
+    assert baseline_delta_check({"mAP": 50.0}, {"mAP": 50.4}, ["mAP"], "bert-99.9")[1] is False
+    assert baseline_delta_check({"mAP": 50.0}, {"mAP": 51.0}, ["mAP"], "yolo-99")[1] is False
 
 
 def test_test01_reuses_given_reference_runs(tmp_path: Path) -> None:
