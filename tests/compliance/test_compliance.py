@@ -286,9 +286,12 @@ def test_inapplicable_tests_are_refused_before_running(tmp_path: Path, test: str
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_exit_codes(tmp_path: Path) -> None:
+def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import raybench.cli
     from raybench.cli import app
 
+    # virtual time, so that the performance comparison is exact (real time on a busy 2-core box is not)
+    monkeypatch.setattr(raybench.cli, "_make_executor", lambda cfg: InProcessExecutor(VirtualClock()))
     runner = CliRunner()
     base = ["--workload", "synthetic", "--executor", "inprocess", "--scenario", "Offline",
             "--set", "settings.min_duration_ms=20"]
@@ -305,8 +308,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown compliance test 'TEST05'" in res.output
 
 
-def test_cli_run_audit_config_option(tmp_path: Path) -> None:
+def test_cli_run_audit_config_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import raybench.cli
     from raybench.cli import app
+
+    monkeypatch.setattr(raybench.cli, "_make_executor", lambda cfg: InProcessExecutor(VirtualClock()))
 
     audit = tmp_path / "my.audit"
     audit.write_text("*.SingleStream.min_query_count = 150\n")
