@@ -80,9 +80,16 @@ ExecutorFor = Callable[[RunConfig], Any]
 Status = Callable[[str], None]
 
 
-def _run(cfg: RunConfig, executor_for: ExecutorFor) -> Path:
+def _run(cfg: RunConfig, executor_for: ExecutorFor, keep: tuple[str, ...] = ()) -> Path:
+    """One run into ``cfg.run_dir``, emptied first (but for ``keep``): this command owns ``DIR/runs/``."""
     from raybench.run import execute_run, prepare_run
 
+    assert cfg.run_dir is not None
+    old = Path(cfg.run_dir)
+    if old.is_dir():
+        for item in old.iterdir():
+            if item.name not in keep:
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
     prepared = prepare_run(cfg)
     executor = executor_for(cfg)
     try:
@@ -167,7 +174,8 @@ def run_compliance(test: str, config: RunConfig, out: str | Path, *, executor_fo
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(audit, audit_config_text(test, model, total_count=int(library.total_count)))
     say(f"{test}: compliance run with {audit}")
-    runs[test] = _run(base.model_copy(update={"run_dir": str(run_dir), "audit_config": str(audit)}), executor_for)
+    runs[test] = _run(base.model_copy(update={"run_dir": str(run_dir), "audit_config": str(audit)}), executor_for,
+                      keep=(audit.name,))
 
     test_dir = out / test
     if test_dir.exists():

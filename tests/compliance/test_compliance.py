@@ -358,3 +358,14 @@ def test_performance_checks_fail_on_invalid_runs(tmp_path: Path) -> None:
     assert verify_test01_performance(ref, inv) == (f"Verifying performance.\nTEST FAIL: Invalid results in {inv}\n", False)
     assert verify_test01_performance(ref, other) == ("Verifying performance.\nTEST FAIL: Server target latency mismatch\n",
                                                      False)
+
+
+def test_rerun_replaces_what_the_command_wrote(tmp_path: Path) -> None:
+    first = comply(tmp_path, "TEST04", CONSTANT)
+    (first.test_dir / "stale.txt").write_text("old")
+    (first.runs["TEST04"] / "stale.npz").write_text("old")
+    again = comply(tmp_path, "TEST04", CONSTANT)
+    assert again.passed and not (again.test_dir / "stale.txt").exists()
+    assert not (again.runs["TEST04"] / "stale.npz").exists()
+    assert (again.runs["TEST04"] / "audit.config").read_text().splitlines()[2:4] == [
+        "*.MultiStream.mode = 2", "*.MultiStream.performance_issue_unique = 0"]
