@@ -369,3 +369,16 @@ def test_rerun_replaces_what_the_command_wrote(tmp_path: Path) -> None:
     assert not (again.runs["TEST04"] / "stale.npz").exists()
     assert (again.runs["TEST04"] / "audit.config").read_text().splitlines()[2:4] == [
         "*.MultiStream.mode = 2", "*.MultiStream.performance_issue_unique = 0"]
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Server", "Offline"])
+@pytest.mark.parametrize(("audit", "distinct"), [("*.*.performance_issue_unique = 1\n", 50),
+                                                 ("*.*.performance_issue_same = 1\n*.*.performance_issue_same_index = 3\n", 1)])
+def test_audit_sample_index_overrides(vrun, tmp_path: Path, scenario: str, audit: str, distinct: int) -> None:
+    path = tmp_path / "audit.config"
+    path.write_text(audit)
+    out = vrun(f"scenario={scenario}", "workload.params.count=50", f"audit_config={path}", CONSTANT, "records=all")
+    samples = np.load(out.run_dir / "records.npz")["shard0/sample_index"]
+    assert np.unique(samples).size == distinct
+    if distinct == 50:  # performance_issue_unique: every loaded sample exactly once
+        assert samples.size == 50
