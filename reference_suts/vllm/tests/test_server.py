@@ -18,7 +18,7 @@ import pytest
 from raybench.core.clock import MonotonicClock
 from raybench.core.protocols import Query, SUTContext
 from reference_suts.vllm import SUT_SPEC, create_sut
-from reference_suts.vllm.server import ServerDiedError, VllmServer, VllmServerSUT, free_port
+from reference_suts.vllm.server import ServerDiedError, VllmExternalSUT, VllmServer, VllmServerSUT, free_port
 
 FAKE = str(Path(__file__).parent / "fake_vllm")
 CTX = SUTContext(workload="llm", scenario="Server", mode="PerformanceOnly")
@@ -81,8 +81,17 @@ def test_bad_params_are_named() -> None:
         VllmServerSUT({"model": "m", "urls": ["http://x"]})
     with pytest.raises(ValueError, match=r"^sut\.params\.nope: unknown field$"):
         VllmServerSUT({"model": "m", "nope": 1})
-    with pytest.raises(ValueError, match="^sut\\.params\\.mode: Input should be 'server' or 'engine'$"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.mode: Input should be 'server', 'external' or 'engine'$"):
         create_sut({"mode": "remote", "model": "m"})
+    # external mode: the openai_endpoint client's keys, no server keys
+    ext = create_sut({"mode": "external", "url": "http://10.0.0.5:8000/v1", "model": "q", "api_key_env": "K"})
+    assert isinstance(ext, VllmExternalSUT) and ext.name == "vllm"
+    assert ext.params["urls"] == ["http://10.0.0.5:8000/v1"] and ext.params["api_key_env"] == "K"
+    assert "mode" not in ext.params and ext.params["api"] == "completions"
+    with pytest.raises(ValueError, match=r"^sut\.params\.python: unknown field$"):
+        create_sut({"mode": "external", "python": "/usr/bin/python3"})
+    with pytest.raises(ValueError, match=r"^sut\.params\.urls: 'gpu-0:8000' is not an http\(s\) URL$"):
+        create_sut({"mode": "external", "urls": ["gpu-0:8000"]})
     assert SUT_SPEC.entry == "reference_suts.vllm:create_sut"
     sut = create_sut({**SUT_SPEC.params, "model": "m", "api": "chat"})
     assert isinstance(sut, VllmServerSUT) and sut.client_params["api"] == "chat" and sut.streaming
