@@ -114,7 +114,10 @@ class CheckingServer:
                 sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
                 self._send(200, sse, "text/event-stream")
 
-        self._srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 512  # an Offline burst opens one connection per request at once
+
+        self._srv = Server(("127.0.0.1", 0), Handler)
         self._srv.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._srv.server_address[1]}"
         self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -230,6 +233,7 @@ def test_accuracy_run_sends_reference_requests_and_scores_scripted_answers(case,
         )
         out = run_benchmark(cfg, InProcessExecutor())
     assert srv.mismatches == []
+    assert out.metrics.num_errors == 0, out.result["errors"]
     assert srv.paths == {"/v1/chat/completions": N}  # never /v1/completions
     assert sorted(srv.titles) == sorted(answers)  # every product exactly once
     # the image in each data URL is the dataset's own bytes, unresized and not re-encoded
@@ -266,8 +270,9 @@ def test_performance_run_issues_the_planned_count(demo_cache, tmp_path: Path) ->
              "sut.params.mode=external", f"sut.params.urls=[{srv.url}]", "sut.params.connections=2", "report=false"],
         )  # fmt: skip
         out = run_benchmark(cfg, InProcessExecutor())
-    assert srv.mismatches == [] and srv.paths == {"/v1/chat/completions": 96}
     m = out.metrics
-    assert m.num_errors == 0 and m.samples_issued == m.samples_completed == 96
+    assert m.num_errors == 0, out.result["errors"]
+    assert srv.mismatches == [] and srv.paths == {"/v1/chat/completions": 96}
+    assert m.samples_issued == m.samples_completed == 96
     # output tokens are the server's usage.completion_tokens: 3 words per scripted JSON answer
     assert m.total_tokens == sum(len(answers[t].split()) for t in srv.titles)
