@@ -61,15 +61,16 @@ def sampling_kwargs(params: dict[str, Any], sample: Any, defaults: dict[str, Any
     Greedy by default (``temperature 0``); a payload's ``max_tokens`` and ``params`` win over the
     SUT's. ``temperature: None`` takes the model's ``generation_config`` sampling fields
     (``defaults``: what a vLLM server applies to a request that sends no sampling fields, as the
-    MLPerf Qwen3-VL reference does); ``max_tokens: None`` leaves the limit to vLLM.
+    MLPerf Qwen3-VL reference does); ``max_tokens: None`` is passed as ``None``, which vLLM's input
+    processor turns into ``max_model_len - prompt length``, as its server does for a request
+    without ``max_tokens`` (leaving it out would give ``SamplingParams``' default of 16).
     """
     kw: dict[str, Any] = {}
     if params["temperature"] is None:
         kw.update(defaults or {})
     else:
         kw["temperature"] = float(params["temperature"])
-    if params["max_tokens"] is not None:
-        kw["max_tokens"] = int(params["max_tokens"])
+    kw["max_tokens"] = None if params["max_tokens"] is None else int(params["max_tokens"])
     kw["min_tokens"] = int(params["min_tokens"])
     if params.get("ignore_eos"):
         kw["ignore_eos"] = True

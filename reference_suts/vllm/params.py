@@ -123,8 +123,8 @@ class VllmEngineParams(Params):
     api: Literal["completions", "chat"] = "completions"
     """``chat`` renders chat messages with the tokenizer's template."""
     max_tokens: int | None = Field(128, ge=1)
-    """Output-token limit per sample (a payload's ``max_tokens`` wins; ``None`` = up to the
-    model length, as a vLLM server does when a request sends none)."""
+    """Output-token limit per sample (a payload's ``max_tokens`` wins; ``None`` = up to
+    ``max_model_len`` minus the prompt, as a vLLM server does when a request sends none)."""
     min_tokens: int = Field(1, ge=0)
     """Minimum output tokens."""
     temperature: float | None = Field(0.0, ge=0)

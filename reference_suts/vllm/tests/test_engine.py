@@ -241,12 +241,13 @@ def test_none_sampling_takes_the_model_generation_config() -> None:
     """temperature/max_tokens None (the qwen3_vl defaults): the model's generation_config, no limit sent."""
     gen = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0}
     p = {"max_tokens": None, "min_tokens": 1, "temperature": None, "ignore_eos": False, "sampling": {}}
-    assert sampling_kwargs(p, {"messages": []}, gen) == {**gen, "min_tokens": 1}
+    # max_tokens None is passed as None: vLLM then allows max_model_len - prompt length
+    assert sampling_kwargs(p, {"messages": []}, gen) == {**gen, "max_tokens": None, "min_tokens": 1}
     assert sampling_kwargs({**p, "sampling": {"top_k": 5}}, {"messages": [], "max_tokens": 150}, gen) == {
         **gen, "top_k": 5, "min_tokens": 1, "max_tokens": 150,
     }  # fmt: skip
     # an explicit temperature ignores the generation_config (greedy stays greedy)
-    assert sampling_kwargs({**p, "temperature": 0.0}, "x", gen) == {"temperature": 0.0, "min_tokens": 1}
+    assert sampling_kwargs({**p, "temperature": 0.0}, "x", gen) == {"temperature": 0.0, "max_tokens": None, "min_tokens": 1}
 
     class Config:
         def get_diff_sampling_param(self) -> dict[str, Any]:
@@ -263,4 +264,4 @@ def test_none_sampling_takes_the_model_generation_config() -> None:
     [r] = asyncio.run(main())
     assert r.error is None and r.data == b"<1>"
     assert eng.calls[0][0] == "<user>q<assistant>"  # api completions: messages still rendered
-    assert eng.calls[0][1].kw == {"output_kind": "DELTA", **gen, "min_tokens": 1}
+    assert eng.calls[0][1].kw == {"output_kind": "DELTA", **gen, "max_tokens": None, "min_tokens": 1}
