@@ -70,7 +70,10 @@ def sampling_kwargs(params: dict[str, Any], sample: Any, defaults: dict[str, Any
         kw.update(defaults or {})
     else:
         kw["temperature"] = float(params["temperature"])
-    kw["max_tokens"] = None if params["max_tokens"] is None else int(params["max_tokens"])
+    if params["max_tokens"] is not None:
+        kw["max_tokens"] = int(params["max_tokens"])
+    else:  # the generation_config's max_new_tokens when it has one (vLLM's server caps by it too)
+        kw.setdefault("max_tokens", None)
     kw["min_tokens"] = int(params["min_tokens"])
     if params.get("ignore_eos"):
         kw["ignore_eos"] = True

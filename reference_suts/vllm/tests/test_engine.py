@@ -246,6 +246,8 @@ def test_none_sampling_takes_the_model_generation_config() -> None:
     assert sampling_kwargs({**p, "sampling": {"top_k": 5}}, {"messages": [], "max_tokens": 150}, gen) == {
         **gen, "top_k": 5, "min_tokens": 1, "max_tokens": 150,
     }  # fmt: skip
+    # a generation_config max_new_tokens (vLLM names it max_tokens here) is the limit then
+    assert sampling_kwargs(p, "x", {**gen, "max_tokens": 99})["max_tokens"] == 99
     # an explicit temperature ignores the generation_config (greedy stays greedy)
     assert sampling_kwargs({**p, "temperature": 0.0}, "x", gen) == {"temperature": 0.0, "max_tokens": None, "min_tokens": 1}
 
