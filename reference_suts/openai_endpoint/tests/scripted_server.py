@@ -113,6 +113,8 @@ class ScriptedServer:
         chat = request.path.endswith("/chat/completions")
         if chat:
             key = req["messages"][-1]["content"]
+            if not isinstance(key, str):  # multi-part content (text + image_url): the default script
+                key = self.default or ""
         else:
             key = req["prompt"] if isinstance(req["prompt"], str) else "ids"
         script = self.scripts.get(key) or self.scripts[self.default or key]
