@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["REFERENCE", "TINY", "ReferenceConfig", "ReferenceDlrmHSTU", "RefRequest", "STULayerRef",
+__all__ = ["REFERENCE", "TINY", "ReferenceConfig", "ReferenceDlrmHSTU", "RefRequest", "STULayerRef", "make_ref_request",
            "TABLE_NAMES", "reference_config"]
 
 TABLE_NAMES = ("item_id", "item_category_id", "user_id")
@@ -367,3 +367,19 @@ class ReferenceDlrmHSTU(nn.Module):
             w = layer.weights(q, k, n) * mask
             x = layer.finish(x, u, torch.einsum("hij,jhd->ihd", w, v).flatten(1))
         return x
+
+
+def make_ref_request(sample: dict[str, Any], cfg: ReferenceConfig) -> RefRequest:
+    """Model inputs of a library sample, built as the reference's synthetic loader does: the
+    *first* ``max_uih_len`` history items and ``max_num_candidates_inference`` candidates, action
+    weight ``action_weights[int(rating) - 1]`` per history item, every history timestamp 1 and
+    the query time ``max(history timestamps)`` (0 without history)."""
+    ids = torch.as_tensor(sample["uih_ids"], dtype=torch.int64)[: cfg.max_uih_len]
+    ratings = torch.as_tensor(sample["uih_ratings"])[: cfg.max_uih_len]
+    weights = torch.tensor(list(cfg.action_weights), dtype=torch.int64)
+    actions = weights[ratings.to(torch.int64).clamp(1, len(cfg.action_weights)) - 1]
+    u = int(ids.shape[0])
+    return RefRequest(user=int(sample["user"]), uih_ids=ids, uih_actions=actions,
+                      uih_ts=torch.ones(u, dtype=torch.int64),
+                      cand_ids=torch.as_tensor(sample["cand_ids"], dtype=torch.int64)[: cfg.max_num_candidates_inference],
+                      query_time=1 if u else 0)
