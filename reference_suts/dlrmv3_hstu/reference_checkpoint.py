@@ -23,6 +23,7 @@ import io
 import math
 import re
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,10 @@ def save_reference_checkpoint(model: torch.nn.Module, path: str | Path) -> Path:
     torch.save({"dense_dict": dense, "optimizer_dict": {}, "class_metrics": {"train": [], "eval": []},
                 "reg_metrics": {"train": [], "eval": []}, "global_step": 0,
                 "sparse_tensor_keys": set(sparse)}, path / DENSE_FILE)
-    dcp.save({"sparse_dict": sparse}, storage_writer=dcp.FileSystemWriter(str(path / SPARSE_DIR)))
+    with warnings.catch_warnings():      # one process writes every chunk: DCP says so in a warning
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save({"sparse_dict": sparse}, storage_writer=dcp.FileSystemWriter(str(path / SPARSE_DIR)),
+                 no_dist=True)
     return path
 
 

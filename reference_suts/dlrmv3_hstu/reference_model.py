@@ -148,7 +148,7 @@ def _mlp(d_in: int, hidden: int, d_out: int, final_norm: bool = True) -> nn.Sequ
 class _EmbeddingCollection(nn.Module):
     """torchrec ``EmbeddingCollection``'s state: ``embeddings.<table>.weight``, FP16."""
 
-    def __init__(self, cfg: ReferenceConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(self, cfg: ReferenceConfig, device: str | torch.device | None = None) -> None:
         super().__init__()
         self.embeddings = nn.ModuleDict({
             name: nn.Embedding(rows, cfg.table_dim, dtype=torch.float16, device=device)
