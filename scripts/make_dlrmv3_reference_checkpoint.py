@@ -4,14 +4,14 @@ Random weights (seeded), the reference's module tree and key names
 (``reference_suts/dlrmv3_hstu/reference_model.py``), small sizes:
 ``--out/non_sparse.ckpt`` (``{"dense_dict", "optimizer_dict", ...}``) and ``--out/sparse/``
 (``torch.distributed.checkpoint`` of ``{"sparse_dict": <the three FP16 tables>}``), plus
-``--out/model.json``: the ``sut.params.model`` block the checkpoint needs.
+``--out/model.json``: the ``sut.params.arch`` block the checkpoint needs.
 
 Usage::
 
     python scripts/make_dlrmv3_reference_checkpoint.py --out /tmp/dlrmv3-ref            # tiny sizes
     python scripts/make_dlrmv3_reference_checkpoint.py --out /tmp/r --set num_layers=3 --set item_rows=16384
     raybench run --workload dlrmv3 --sut dlrmv3_reference --scenario Offline \\
-        --set sut.params.checkpoint=/tmp/dlrmv3-ref --set "sut.params.model=$(cat /tmp/dlrmv3-ref/model.json)"
+        --set sut.params.checkpoint=/tmp/dlrmv3-ref --set "sut.params.arch=$(cat /tmp/dlrmv3-ref/model.json)"
 
 The tiny sizes match the workload's ``tiny`` demo dataset (8192 items, 16 categories, 512 users).
 """

@@ -124,8 +124,8 @@ class DLRMv3ReferenceParams(_ServingParams):
 
     checkpoint: str | None = Field(None, validate_default=True)
     """Reference checkpoint directory holding ``non_sparse.ckpt`` and ``sparse/`` (required)."""
-    model: ReferenceModelParams = Field(default_factory=ReferenceModelParams)
-    """Model sizes (defaults: the reference's)."""
+    arch: ReferenceModelParams = Field(default_factory=ReferenceModelParams)
+    """Model sizes (defaults: the reference's); ``model.json`` of a script-made checkpoint."""
     device: Literal["cpu"] = "cpu"
     """Dense forward device (CPU only in this implementation)."""
 

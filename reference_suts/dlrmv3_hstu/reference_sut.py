@@ -3,7 +3,7 @@
 Everything but the model is :class:`~reference_suts.dlrmv3_hstu.sut.DLRMv3HSTUSUT`'s: the
 streaming order check and timestamp gate, the shared scheduler actor, batching, the payload.
 The model is :class:`~reference_suts.dlrmv3_hstu.reference_model.ReferenceDlrmHSTU` (sizes from
-``sut.params.model``, the reference's by default), loaded from ``sut.params.checkpoint``:
+``sut.params.arch``, the reference's by default), loaded from ``sut.params.checkpoint``:
 
 * the dense part from ``non_sparse.ckpt`` (``load_state_dict(strict=True)`` on the model built
   without tables, as the reference's dense workers are);
@@ -11,7 +11,7 @@ The model is :class:`~reference_suts.dlrmv3_hstu.reference_model.ReferenceDlrmHS
   ``sparse/`` through memory maps: ``embedding_actors`` Ray actors per table
   (``dlrmv3-emb-<key>-item_id-<s>of<n>``, ``...-user_id-...``) inside Ray (auto), or
   ``n_shards`` local blocks; the 128-row ``item_category_id`` table is read whole, locally;
-* shapes are checked against ``sut.params.model`` first (one line naming the table or key).
+* shapes are checked against ``sut.params.arch`` first (one line naming the table or key).
 
 Scoring: :class:`~reference_suts.dlrmv3_hstu.reference_engine.ReferenceEngine`, with
 ``microbatch`` (M-FALCON) and ``uih_cache`` (the cross-request cache; exact-match reuse, see
@@ -37,16 +37,16 @@ def _check_shapes(path: str, cfg: Any, dense: dict[str, Any], model: Any) -> Non
         got_rows, dim, _ = table_shape(path, name)
         if (got_rows, dim) != (rows, cfg.table_dim):
             raise ValueError(f"dlrmv3_reference: table {name!r} in {path}/sparse is {got_rows} x {dim} but "
-                             f"sut.params.model says {rows} x {cfg.table_dim}")
+                             f"sut.params.arch says {rows} x {cfg.table_dim}")
     own = model.state_dict()
     for key in sorted(set(own) | set(dense)):
         if key not in dense or key not in own:
             where = "missing from" if key not in dense else "unexpected in"
-            raise ValueError(f"dlrmv3_reference: {key} {where} {path}/{DENSE_FILE} (does sut.params.model match "
+            raise ValueError(f"dlrmv3_reference: {key} {where} {path}/{DENSE_FILE} (does sut.params.arch match "
                              "the checkpoint?)")
         if tuple(dense[key].shape) != tuple(own[key].shape):
             raise ValueError(f"dlrmv3_reference: {key} in {path}/{DENSE_FILE} has shape {list(dense[key].shape)}, "
-                             f"sut.params.model gives {list(own[key].shape)}")
+                             f"sut.params.arch gives {list(own[key].shape)}")
 
 
 def build_reference_engine(params: dict[str, Any], items_per_category: int, *, embedding_actors: int = 0,
@@ -55,7 +55,7 @@ def build_reference_engine(params: dict[str, Any], items_per_category: int, *, e
     :class:`DLRMv3ReferenceParams`).
 
     Raises:
-        ValueError: an unreadable checkpoint or one that does not match ``params["model"]``.
+        ValueError: an unreadable checkpoint or one that does not match ``params["arch"]``.
     """
     import torch
 
@@ -65,7 +65,7 @@ def build_reference_engine(params: dict[str, Any], items_per_category: int, *, e
     from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding, make_ray_shards, reference_local_shards
 
     path = str(params["checkpoint"])
-    cfg = reference_config(params.get("model") or {})
+    cfg = reference_config(params.get("arch") or {})
     dense = dense_state_dict(path)
     model = ReferenceDlrmHSTU(cfg, with_tables=False)
     _check_shapes(path, cfg, dense, model)

@@ -216,19 +216,19 @@ def test_params_and_mismatched_checkpoint_errors(ckpt: Path, lib: Any) -> None:
         validate_params(DLRMv3ReferenceParams, {}, "sut.params")
     assert get_sut("dlrmv3_reference").params_model is DLRMv3ReferenceParams
     values = json.loads((ckpt / "model.json").read_text())
-    with pytest.raises(ValueError, match=r"table 'item_id' in .* is 8192 x 16 but sut.params.model says 9000 x 16"):
-        build_reference_engine({"checkpoint": str(ckpt), "model": {**values, "item_rows": 9000}}, 512)
+    with pytest.raises(ValueError, match=r"table 'item_id' in .* is 8192 x 16 but sut.params.arch says 9000 x 16"):
+        build_reference_engine({"checkpoint": str(ckpt), "arch": {**values, "item_rows": 9000}}, 512)
     with pytest.raises(ValueError, match=r"_stu_layers.2._input_norm_bias missing from .*non_sparse.ckpt"):
-        build_reference_engine({"checkpoint": str(ckpt), "model": {**values, "num_layers": 3}}, 512)
+        build_reference_engine({"checkpoint": str(ckpt), "arch": {**values, "num_layers": 3}}, 512)
     with pytest.raises(ValueError, match=r"cannot read dense_dict of .*nowhere/non_sparse.ckpt"):
-        build_reference_engine({"checkpoint": str(ckpt / "nowhere"), "model": values}, 512)
+        build_reference_engine({"checkpoint": str(ckpt / "nowhere"), "arch": values}, 512)
 
 
 def test_sut_serves_the_checkpoint_exactly(ckpt: Path, lib: Any) -> None:
     """The SUT (tables streamed from disk into 3 local shards, M-FALCON) returns the in-memory
     model's scores bit for bit (same float32 code path), with the sample's labels."""
     values = json.loads((ckpt / "model.json").read_text())
-    sut = DLRMv3ReferenceSUT({"checkpoint": str(ckpt), "model": values, "n_shards": 3, "microbatch": 16,
+    sut = DLRMv3ReferenceSUT({"checkpoint": str(ckpt), "arch": values, "n_shards": 3, "microbatch": 16,
                               "streaming": False})
     ctx = SUTContext(workload="dlrmv3", scenario="Offline", mode="AccuracyOnly",
                      workload_params={"max_requests_per_ts": 4})
@@ -251,4 +251,4 @@ def test_sut_serves_the_checkpoint_exactly(ckpt: Path, lib: Any) -> None:
     assert [(s["rows"], s["memory_bytes"]) for s in info["embedding_shards"]] == [
         (2731, 2731 * 32), (2731, 2731 * 32), (2730, 2730 * 32)]                 # 16 FP16 values a row
     assert info["user_embedding_memory_bytes"] == 512 * 16 * 2
-    pickle.dumps(validate_params(DLRMv3ReferenceParams, {"checkpoint": str(ckpt), "model": values}, "sut.params"))
+    pickle.dumps(validate_params(DLRMv3ReferenceParams, {"checkpoint": str(ckpt), "arch": values}, "sut.params"))

@@ -1,0 +1,89 @@
+"""End to end on Ray: dataset -> ``dlrmv3_reference`` SUT with a script-made reference checkpoint
+(tables streamed into embedding-shard actors) -> accuracy log -> NE / accuracy / AUC, in Server
+and Offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ray")
+
+from raybench.registry import get_workload, make_library, workload_params  # noqa: E402
+from raybench.testing import ray_run  # noqa: E402
+from reference_suts.dlrmv3_hstu.reference_model import make_ref_request  # noqa: E402
+from reference_suts.dlrmv3_hstu.reference_sut import build_reference_engine  # noqa: E402
+from scripts.make_dlrmv3_reference_checkpoint import main as make_main  # noqa: E402
+from workloads.dlrmv3.accuracy import compute_metrics  # noqa: E402
+from workloads.dlrmv3.payload import decode_payload  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workload's ``tiny`` demo dataset, generated into a temporary cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAYBENCH_CACHE", str(tmp_path_factory.mktemp("dlrefray")))
+        wl = get_workload("dlrmv3")
+        return Path(make_library(wl, workload_params(wl, {})).data.data_dir)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dlrefckpt") / "ckpt"
+    assert make_main(["--out", str(out), "--seed", "11"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("scenario,extra", [("Server", ("sut.params.microbatch=16",)),
+                                            ("Offline", ("sut.params.uih_cache=true",))])
+def test_reference_checkpoint_accuracy_on_ray(ray_local, tiny_dir: Path, ckpt: Path, tmp_path: Path,  # noqa: F811
+                                              scenario: str, extra: tuple[str, ...]) -> None:
+    """40 requests (4 per inference timestamp), every one scored once: the accuracy log carries,
+    per request, exactly the scores the same engine gives in this process, and NE / accuracy /
+    GAUC are those of these scores."""
+    model = json.loads((ckpt / "model.json").read_text())
+    out, _ = ray_run(tmp_path / scenario, "workload=dlrmv3", "sut=dlrmv3_reference", f"scenario={scenario}",
+                     "mode=AccuracyOnly", f"workload.params.data_dir={tiny_dir}",
+                     "workload.params.max_requests_per_ts=4", f"sut.params.checkpoint={ckpt}",
+                     f"sut.params.arch={json.dumps(model)}", "sut.params.n_shards=2", *extra)
+    m = out.metrics
+    assert (m.samples_completed, m.num_errors) == (40, 0)
+    entries = json.loads((out.run_dir / "mlperf_log_accuracy.json").read_text())
+    assert len(entries) == 40
+    wl = get_workload("dlrmv3")
+    lib = make_library(wl, workload_params(wl, {"data_dir": str(tiny_dir), "max_requests_per_ts": 4}))
+    params = {"checkpoint": str(ckpt), "arch": model, "microbatch": 16 if scenario == "Server" else 0,
+              "uih_cache": scenario == "Offline"}
+    torch.set_num_threads(1)
+    cfg, _, _, engine = build_reference_engine(params, lib.data.params.items_per_category)
+    requests: list[tuple[Any, Any, Any]] = []
+    seen = set()
+    for e in entries:
+        ts_idx, query_idx, preds, labels, weights = decode_payload(bytes.fromhex(e["data"]))
+        sample = lib.get(lib.index_of(ts_idx, query_idx))
+        (want,) = engine.predict([make_ref_request(sample, cfg)])
+        assert np.array_equal(preds, want.numpy())                   # bit for bit, through the actors
+        assert np.array_equal(labels, sample["labels"])
+        seen.add((ts_idx, query_idx))
+        requests.append((preds, labels, weights))
+    assert len(seen) == 40 and sorted({t for t, _ in seen}) == list(range(10))
+    expected = compute_metrics(requests)
+    got = out.accuracy.metrics
+    assert {k: got[k] for k in ("ne", "accuracy", "gauc")} == {k: expected[k] for k in ("ne", "accuracy", "gauc")}
+    assert 0.0 < got["gauc"] < 1.0 and 0.0 < got["accuracy"] < 1.0 and got["ne"] > 0.0
+    assert got["unique_requests"] == 40.0
+    text = (out.run_dir / "accuracy.txt").read_text()
+    assert "lifetime_ne" in text and "lifetime_gauc" in text
+    system = json.loads((out.run_dir / "system.json").read_text())
+    info = system["sut_replicas"][0]["sut_info"]
+    # 2 embedding-shard actors per streamed table: 8192 x 16 FP16 item rows, 512 user rows.
+    assert [(s["rows"], s["memory_bytes"]) for s in info["embedding_shards"]] == [(4096, 4096 * 32)] * 2
+    assert [(s["rows"], s["memory_bytes"]) for s in info["user_embedding_shards"]] == [(256, 256 * 32)] * 2
+    assert info["embedding_actors"] == 2 and len({s["pid"] for s in info["embedding_shards"]}) == 2
