@@ -1,4 +1,4 @@
-"""End to end on Ray: dataset -> ``dlrmv3_reference`` SUT with a script-made reference checkpoint
+"""End to end on Ray: a reference-layout dataset -> ``dlrmv3_reference`` SUT with a script-made reference checkpoint
 (tables streamed into embedding-shard actors) -> accuracy log -> NE / accuracy / AUC, in Server
 and Offline."""
 
@@ -26,12 +26,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The workload's ``tiny`` demo dataset, generated into a temporary cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAYBENCH_CACHE", str(tmp_path_factory.mktemp("dlrefray")))
-        wl = get_workload("dlrmv3")
-        return Path(make_library(wl, workload_params(wl, {})).data.data_dir)
+def ref_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small dataset in the MLPerf reference's on-disk layout (``0.csv``, ``offset.csv``,
+    ``requests_per_ts.csv`` ...): our generator's ``tiny`` preset with 64 users, 2 files."""
+    from workloads.dlrmv3.generator import generate, preset
+
+    return generate(preset("tiny", num_users=64), tmp_path_factory.mktemp("dlrefray") / "ref", layout="reference")
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,15 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("scenario,extra", [("Server", ("sut.params.microbatch=16",)),
                                             ("Offline", ("sut.params.uih_cache=true",))])
-def test_reference_checkpoint_accuracy_on_ray(ray_local, tiny_dir: Path, ckpt: Path, tmp_path: Path,  # noqa: F811
+def test_reference_checkpoint_accuracy_on_ray(ray_local, ref_dir: Path, ckpt: Path, tmp_path: Path,  # noqa: F811
                                               scenario: str, extra: tuple[str, ...]) -> None:
-    """40 requests (4 per inference timestamp), every one scored once: the accuracy log carries,
+    """40 requests (the first 4 of each inference timestamp of the reference-layout files), every
+    one scored once: the accuracy log carries,
     per request, exactly the scores the same engine gives in this process, and NE / accuracy /
     GAUC are those of these scores."""
     model = json.loads((ckpt / "model.json").read_text())
     out, _ = ray_run(tmp_path / scenario, "workload=dlrmv3", "sut=dlrmv3_reference", f"scenario={scenario}",
-                     "mode=AccuracyOnly", f"workload.params.data_dir={tiny_dir}",
+                     "mode=AccuracyOnly", "workload.params.layout=reference", f"workload.params.data_dir={ref_dir}",
                      "workload.params.max_requests_per_ts=4", f"sut.params.checkpoint={ckpt}",
                      f"sut.params.arch={json.dumps(model)}", "sut.params.n_shards=2", *extra)
     m = out.metrics
@@ -58,7 +59,8 @@ def test_reference_checkpoint_accuracy_on_ray(ray_local, tiny_dir: Path, ckpt: P
     entries = json.loads((out.run_dir / "mlperf_log_accuracy.json").read_text())
     assert len(entries) == 40
     wl = get_workload("dlrmv3")
-    lib = make_library(wl, workload_params(wl, {"data_dir": str(tiny_dir), "max_requests_per_ts": 4}))
+    lib = make_library(wl, workload_params(wl, {"layout": "reference", "data_dir": str(ref_dir),
+                                                "max_requests_per_ts": 4}))
     params = {"checkpoint": str(ckpt), "arch": model, "microbatch": 16 if scenario == "Server" else 0,
               "uih_cache": scenario == "Offline"}
     torch.set_num_threads(1)
