@@ -13,8 +13,8 @@ directory passed as ``--model-path``; training writes one per ``<batch_idx>``):
 
 Streaming: :func:`read_table_rows` maps the chunks that overlap a row range straight from the
 ``.distcp`` files (``numpy.memmap`` of the stored tensor bytes inside each archive) and copies
-only those rows, so an embedding-shard actor holding rows ``[a, b)`` reads ``(b - a) x dim``
-FP16 values and never the rest of the table.
+only those rows (64 MiB at a time), so an embedding-shard actor holding rows ``[a, b)`` ends
+with ``(b - a) x dim`` FP16 values in its memory and never reads the rest of the table.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = ["DENSE_FILE", "SPARSE_DIR", "checkpoint_files", "dense_state_dict", "
 DENSE_FILE = "non_sparse.ckpt"
 SPARSE_DIR = "sparse"
 _SPARSE_PREFIX = "sparse_dict."
+_SLAB_BYTES = 64 << 20      # rows copied out of a memory map at a time
 
 
 def table_key(name: str) -> str:
@@ -179,7 +180,10 @@ def read_table_rows(path: str | Path, name: str, start: int, stop: int) -> torch
             continue
         arr = _chunk_array(Path(path) / SPARSE_DIR / info.relative_path, int(info.offset), int(info.length),
                            (nr, nc), meta.properties.dtype)
-        out[a - start:b - start, c0:c0 + nc] = torch.from_numpy(np.array(arr[a - r0:b - r0]))
+        step = max(1, _SLAB_BYTES // max(1, nc * arr.itemsize))      # bounded temporary copies
+        for x in range(a, b, step):
+            y = min(b, x + step)
+            out[x - start:y - start, c0:c0 + nc] = torch.from_numpy(np.array(arr[x - r0:y - r0]))
         covered += (b - a) * nc
         del arr
     if covered != (stop - start) * dim:

@@ -152,9 +152,13 @@ def test_script_writes_the_reference_layout_and_loads_strictly(ckpt: Path) -> No
     dense.load_state_dict(dense_state_dict(ckpt), strict=True)
 
 
-def test_streamed_rows_are_the_table_rows(ckpt: Path) -> None:
+def test_streamed_rows_are_the_table_rows(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reference_suts.dlrmv3_hstu.reference_checkpoint as rc
+
     full = full_state_dict(ckpt)["_embedding_collection.embeddings.item_id.weight"]
     assert torch.equal(read_table_rows(ckpt, "item_id", 2731, 5462), full[2731:5462])
+    monkeypatch.setattr(rc, "_SLAB_BYTES", 100)                 # 3 rows of 32 bytes per copy
+    assert torch.equal(read_table_rows(ckpt, "item_id", 5, 1000), full[5:1000])
     assert read_table_rows(ckpt, "user_id", 10, 10).shape == (0, 16)
     with pytest.raises(ValueError, match=r"rows \[8000, 8193\) outside table 'item_id' of 8192 rows"):
         read_table_rows(ckpt, "item_id", 8000, 8193)
