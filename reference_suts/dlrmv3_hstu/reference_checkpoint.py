@@ -178,6 +178,9 @@ def read_table_rows(path: str | Path, name: str, start: int, stop: int) -> torch
         a, b = max(start, r0), min(stop, r0 + nr)
         if a >= b:
             continue
+        if getattr(info, "transform_descriptors", None):
+            raise ValueError(f"dlrmv3_reference: {Path(path) / SPARSE_DIR / info.relative_path}: chunk of {name!r} "
+                             f"is stored transformed ({info.transform_descriptors}); only plain chunks can be mapped")
         arr = _chunk_array(Path(path) / SPARSE_DIR / info.relative_path, int(info.offset), int(info.length),
                            (nr, nc), meta.properties.dtype)
         step = max(1, _SLAB_BYTES // max(1, nc * arr.itemsize))      # bounded temporary copies

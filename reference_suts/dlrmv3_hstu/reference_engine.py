@@ -122,6 +122,7 @@ class ReferenceEngine:
         self.items_per_category = int(items_per_category)
         self.microbatch = int(microbatch)
         self.cache = cache
+        self.attn_block = 1024
         self.device = torch.device("cpu")
 
     @torch.no_grad()
@@ -167,12 +168,16 @@ class ReferenceEngine:
         """Run the user token + history ``x (T, D)`` through every layer causally (normaliser
         ``n_norm``, the full request's length); per-layer K and V."""
         t = x.shape[0]
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        cols = torch.arange(t)
         ks, vs = [], []
         for layer in self.model.layers:
             u, q, k, v = layer.project(x)
-            w = layer.weights(q, k, n_norm) * causal
-            x = layer.finish(x, u, torch.einsum("hij,jhd->ihd", w, v).flatten(1))
+            parts = []
+            for a in range(0, t, self.attn_block):        # query rows in blocks: (H, block, T) at a time
+                b = min(t, a + self.attn_block)
+                w = layer.weights(q[a:b], k, n_norm) * (cols[None, :] <= torch.arange(a, b)[:, None])
+                parts.append(torch.einsum("hij,jhd->ihd", w, v).flatten(1))
+            x = layer.finish(x, u, torch.cat(parts))
             ks.append(k)
             vs.append(v)
         return ks, vs

@@ -183,8 +183,10 @@ def test_mfalcon_and_cache_equal_the_full_forward(lib: Any) -> None:
         (len(lib.get(i)["uih_ids"]), 64) for i in range(6)]
     assert all(250 <= int(r.uih_ids.shape[0]) <= 310 for r in reqs)
     base = _local_engine(model).predict(reqs)
-    for mb in (1, 7, 64):
-        got = _local_engine(model, microbatch=mb).predict(reqs)
+    for mb, block in ((1, 1024), (7, 7), (64, 100)):        # history rows attended in blocks of `block`
+        eng = _local_engine(model, microbatch=mb)
+        eng.attn_block = block
+        got = eng.predict(reqs)
         assert max(float((a - b).abs().max()) for a, b in zip(base, got, strict=True)) < 1e-6
     cache = RefCache()
     eng = _local_engine(model, microbatch=16, cache=cache)
