@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["REFERENCE", "TINY", "ReferenceConfig", "ReferenceDlrmHSTU", "RefRequest", "STULayerRef", "make_ref_request",
-           "TABLE_NAMES", "reference_config"]
+           "TABLE_NAMES", "attention_mask", "position_ids", "reference_config", "time_buckets"]
 
 TABLE_NAMES = ("item_id", "item_category_id", "user_id")
 
@@ -264,6 +264,32 @@ class _MultitaskModule(nn.Module):
         self._prediction_module = _mlp(cfg.transducer_dim, cfg.mlp_hidden, cfg.num_tasks, final_norm=False)
 
 
+# ----------------------------------------------------------------------------- index math
+def position_ids(n: int, n_cand: int, n_ctx: int, n_buckets: int) -> torch.Tensor:
+    """Position-table row of each of ``n`` tokens (``n_ctx`` contextual tokens first, ``n_cand``
+    candidates last): counted back from the last history item, ``+ n_ctx``; candidates share
+    row ``n_ctx``; contextual tokens ``0..n_ctx-1``; clamped to the table."""
+    high = n - n_cand
+    col = torch.arange(n).clamp(max=high)
+    pos = (high - col + n_ctx).clamp(max=n_buckets - 1)
+    pos[:n_ctx] = torch.arange(n_ctx)
+    return pos
+
+
+def time_buckets(ts: torch.Tensor, max_bucket: int) -> torch.Tensor:
+    """``floor(sqrt(max(query_time - t, 1e-6) / 60))`` clamped to ``[0, max_bucket]``; the query
+    time is the last token's."""
+    delta = (ts[-1] - ts).to(torch.float32).clamp(min=1e-6) / 60.0
+    return torch.sqrt(delta).clamp(min=0).to(torch.int64).clamp(0, max_bucket)
+
+
+def attention_mask(n: int, n_cand: int) -> torch.Tensor:
+    """``(n, n)`` bool, query row x key column: causal over the first ``n - n_cand`` tokens; a
+    candidate sees all of them and itself (the reference's target-aware mask)."""
+    ids = torch.arange(n).clamp(max=n - n_cand)
+    return (ids[:, None] - ids[None, :] > 0) | torch.eye(n, dtype=torch.bool)
+
+
 # ----------------------------------------------------------------------------- requests
 @dataclass
 class RefRequest:
@@ -335,15 +361,11 @@ class ReferenceDlrmHSTU(nn.Module):
         seq = torch.cat([user_tok[None], x]) * cfg.transducer_dim ** 0.5
         n = seq.shape[0]
         enc = self._hstu_transducer._positional_encoder
-        high = n - c_len                                            # user token + history
-        col = torch.arange(n).clamp(max=high)
-        pos = (high - col + cfg.contextual_max_len).clamp(max=enc._position_embeddings_weight.shape[0] - 1)
-        pos[: cfg.contextual_max_len] = torch.arange(cfg.contextual_max_len)
+        pos = position_ids(n, c_len, cfg.contextual_max_len, enc._position_embeddings_weight.shape[0])
         ts = torch.cat([torch.zeros(1, dtype=torch.int64), req.uih_ts.to(torch.int64),
                         torch.full((c_len,), int(req.query_time), dtype=torch.int64)])
         tw = enc._timestamp_embeddings_weight
-        delta = (ts[-1] - ts).to(torch.float32).clamp(min=1e-6) / 60.0
-        bucket = torch.sqrt(delta).clamp(min=0).to(torch.int64).clamp(0, min(tw.shape[1], tw.shape[0]) - 1)
+        bucket = time_buckets(ts, min(tw.shape[1], tw.shape[0]) - 1)
         seq = seq + (enc._position_embeddings_weight[pos] + tw[bucket]).to(seq.dtype)
         tower = self._item_embedding_mlp(torch.cat([item_cand, cat_cand], dim=-1))
         return seq, tower
@@ -358,9 +380,7 @@ class ReferenceDlrmHSTU(nn.Module):
     def encode_full(self, seq: torch.Tensor, n_cand: int) -> torch.Tensor:
         """The reference's masked forward over all ``N`` tokens; final states ``(N, D)``."""
         n = seq.shape[0]
-        high = n - n_cand
-        ids = torch.arange(n).clamp(max=high)
-        mask = (ids[:, None] - ids[None, :] > 0) | torch.eye(n, dtype=torch.bool)
+        mask = attention_mask(n, n_cand)
         x = seq
         for layer in self.layers:
             u, q, k, v = layer.project(x)

@@ -31,8 +31,11 @@ from reference_suts.dlrmv3_hstu.reference_model import (  # noqa: E402
     TINY,
     ReferenceConfig,
     ReferenceDlrmHSTU,
+    attention_mask,
     make_ref_request,
+    position_ids,
     reference_config,
+    time_buckets,
 )
 from reference_suts.dlrmv3_hstu.reference_sut import DLRMv3ReferenceSUT, build_reference_engine  # noqa: E402
 from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding  # noqa: E402
@@ -258,3 +261,24 @@ def test_sut_serves_the_checkpoint_exactly(ckpt: Path, lib: Any) -> None:
         (2731, 2731 * 32), (2731, 2731 * 32), (2730, 2730 * 32)]                 # 16 FP16 values a row
     assert info["user_embedding_memory_bytes"] == 512 * 16 * 2
     pickle.dumps(validate_params(DLRMv3ReferenceParams, {"checkpoint": str(ckpt), "arch": values}, "sut.params"))
+
+
+def test_index_math_by_hand() -> None:
+    """User token + 3 history items + 2 candidates (N = 6), as ``pt_position._get_col_indices``
+    and ``pt_hstu_attention._get_valid_attn_mask`` give them for this sequence."""
+    # high = 6 - 2 = 4; columns clamped to 4; 4 - col + 1; the user token set to 0.
+    assert position_ids(6, 2, 1, 8192).tolist() == [0, 4, 3, 2, 1, 1]
+    assert position_ids(6, 2, 1, 3).tolist() == [0, 2, 2, 2, 1, 1]             # clamped to the table
+    assert attention_mask(6, 2).int().tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0],        # candidate 1: the user token, the history and itself
+        [1, 1, 1, 1, 0, 1],        # candidate 2: not candidate 1
+    ]
+    # Timestamps [0 (user), 1, 1, 1, 1 (query), 1]: the user token is 1 s old -> sqrt(1/60) -> 0;
+    # 3600 s -> sqrt(60) = 7.7 -> 7; 86400 s -> sqrt(1440) = 37.9 -> 37, clamped at 31.
+    assert time_buckets(torch.tensor([0, 1, 1, 1, 1, 1]), 2047).tolist() == [0] * 6
+    assert time_buckets(torch.tensor([-3599, -86399, 1]), 2047).tolist() == [7, 37, 0]
+    assert time_buckets(torch.tensor([-3599, -86399, 1]), 31).tolist() == [7, 31, 0]
