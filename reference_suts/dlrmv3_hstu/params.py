@@ -126,8 +126,16 @@ class DLRMv3ReferenceParams(_ServingParams):
     """Reference checkpoint directory holding ``non_sparse.ckpt`` and ``sparse/`` (required)."""
     arch: ReferenceModelParams = Field(default_factory=ReferenceModelParams)
     """Model sizes (defaults: the reference's); ``model.json`` of a script-made checkpoint."""
-    device: Literal["cpu"] = "cpu"
-    """Dense forward device (CPU only in this implementation)."""
+    device: str = "cpu"
+    """Dense forward: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (checked when the SUT starts;
+    the CUDA path is not exercised by the tests: no GPU here)."""
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
+            raise ValueError(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
+        return value
 
     @field_validator("checkpoint")
     @classmethod

@@ -114,37 +114,40 @@ class ReferenceEngine:
 
     def __init__(self, model: ReferenceDlrmHSTU, item_lookup: Lookup, user_lookup: Lookup,
                  category_table: torch.Tensor, items_per_category: int, *, microbatch: int = 0,
-                 cache: RefCache | None = None) -> None:
-        self.model = model.eval()
+                 cache: RefCache | None = None, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
         self.item_lookup = item_lookup
         self.user_lookup = user_lookup
-        self.category_table = category_table
+        self.category_table = category_table.to(self.device)
         self.items_per_category = int(items_per_category)
         self.microbatch = int(microbatch)
         self.cache = cache
         self.attn_block = 1024
-        self.device = torch.device("cpu")
 
     @torch.no_grad()
     def predict(self, reqs: list[RefRequest]) -> list[torch.Tensor]:
-        """Sigmoid scores ``(C,)`` per request, in order."""
+        """Sigmoid scores ``(C,)`` per request, in order, on CPU (ids stay on CPU for the lookups;
+        the looked-up rows, the request and the dense forward are on the engine's device)."""
         cfg = self.model.cfg
         ids: list[torch.Tensor] = []
         for r in reqs:
             ids += [r.uih_ids.clamp(0, cfg.item_rows - 1), r.cand_ids.clamp(0, cfg.item_rows - 1)]
-        items = self.item_lookup(ids)
+        items = [t.to(self.device) for t in self.item_lookup(ids)]
         users = self.user_lookup([torch.tensor([min(max(r.user, 0), cfg.user_rows - 1) for r in reqs])])[0]
+        users = users.to(self.device)
         out = []
         for i, r in enumerate(reqs):
-            cat_u = self.category_table[self.model.category_of(r.uih_ids, self.items_per_category)]
-            cat_c = self.category_table[self.model.category_of(r.cand_ids, self.items_per_category)]
-            seq, tower = self.model.sequence(r, items[2 * i], items[2 * i + 1], cat_u, cat_c, users[i])
+            rd = r.to(self.device)
+            cat_u = self.category_table[self.model.category_of(rd.uih_ids, self.items_per_category)]
+            cat_c = self.category_table[self.model.category_of(rd.cand_ids, self.items_per_category)]
+            seq, tower = self.model.sequence(rd, items[2 * i], items[2 * i + 1], cat_u, cat_c, users[i])
             if self.microbatch <= 0 and self.cache is None:
                 c = int(r.cand_ids.shape[0])
                 logits = self.model.head(self.model.encode_full(seq, c)[seq.shape[0] - c:], tower, r.query_time)
             else:
                 logits = self._split(r, seq, tower)
-            out.append(torch.sigmoid(logits.float()))
+            out.append(torch.sigmoid(logits.float()).cpu())
         return out
 
     def _split(self, r: RefRequest, seq: torch.Tensor, tower: torch.Tensor) -> torch.Tensor:
@@ -168,14 +171,14 @@ class ReferenceEngine:
         """Run the user token + history ``x (T, D)`` through every layer causally (normaliser
         ``n_norm``, the full request's length); per-layer K and V."""
         t = x.shape[0]
-        cols = torch.arange(t)
+        cols = torch.arange(t, device=x.device)
         ks, vs = [], []
         for layer in self.model.layers:
             u, q, k, v = layer.project(x)
             parts = []
             for a in range(0, t, self.attn_block):        # query rows in blocks: (H, block, T) at a time
                 b = min(t, a + self.attn_block)
-                w = layer.weights(q[a:b], k, n_norm) * (cols[None, :] <= torch.arange(a, b)[:, None])
+                w = layer.weights(q[a:b], k, n_norm) * (cols[None, :] <= torch.arange(a, b, device=x.device)[:, None])
                 parts.append(torch.einsum("hij,jhd->ihd", w, v).flatten(1))
             x = layer.finish(x, u, torch.cat(parts))
             ks.append(k)

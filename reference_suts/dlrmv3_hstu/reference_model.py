@@ -265,14 +265,14 @@ class _MultitaskModule(nn.Module):
 
 
 # ----------------------------------------------------------------------------- index math
-def position_ids(n: int, n_cand: int, n_ctx: int, n_buckets: int) -> torch.Tensor:
+def position_ids(n: int, n_cand: int, n_ctx: int, n_buckets: int, device: torch.device | None = None) -> torch.Tensor:
     """Position-table row of each of ``n`` tokens (``n_ctx`` contextual tokens first, ``n_cand``
     candidates last): counted back from the last history item, ``+ n_ctx``; candidates share
     row ``n_ctx``; contextual tokens ``0..n_ctx-1``; clamped to the table."""
     high = n - n_cand
-    col = torch.arange(n).clamp(max=high)
+    col = torch.arange(n, device=device).clamp(max=high)
     pos = (high - col + n_ctx).clamp(max=n_buckets - 1)
-    pos[:n_ctx] = torch.arange(n_ctx)
+    pos[:n_ctx] = torch.arange(n_ctx, device=device)
     return pos
 
 
@@ -283,11 +283,11 @@ def time_buckets(ts: torch.Tensor, max_bucket: int) -> torch.Tensor:
     return torch.sqrt(delta).clamp(min=0).to(torch.int64).clamp(0, max_bucket)
 
 
-def attention_mask(n: int, n_cand: int) -> torch.Tensor:
+def attention_mask(n: int, n_cand: int, device: torch.device | None = None) -> torch.Tensor:
     """``(n, n)`` bool, query row x key column: causal over the first ``n - n_cand`` tokens; a
     candidate sees all of them and itself (the reference's target-aware mask)."""
-    ids = torch.arange(n).clamp(max=n - n_cand)
-    return (ids[:, None] - ids[None, :] > 0) | torch.eye(n, dtype=torch.bool)
+    ids = torch.arange(n, device=device).clamp(max=n - n_cand)
+    return (ids[:, None] - ids[None, :] > 0) | torch.eye(n, dtype=torch.bool, device=device)
 
 
 # ----------------------------------------------------------------------------- requests
@@ -306,6 +306,13 @@ class RefRequest:
     uih_ts: torch.Tensor         # (U,) int64
     cand_ids: torch.Tensor       # (C,) int64
     query_time: int
+
+    def to(self, device: torch.device) -> RefRequest:
+        """The same request with its tensors on ``device`` (itself when already there)."""
+        if self.uih_ids.device == device:
+            return self
+        return RefRequest(self.user, self.uih_ids.to(device), self.uih_actions.to(device), self.uih_ts.to(device),
+                          self.cand_ids.to(device), self.query_time)
 
 
 class ReferenceDlrmHSTU(nn.Module):
@@ -361,9 +368,10 @@ class ReferenceDlrmHSTU(nn.Module):
         seq = torch.cat([user_tok[None], x]) * cfg.transducer_dim ** 0.5
         n = seq.shape[0]
         enc = self._hstu_transducer._positional_encoder
-        pos = position_ids(n, c_len, cfg.contextual_max_len, enc._position_embeddings_weight.shape[0])
-        ts = torch.cat([torch.zeros(1, dtype=torch.int64), req.uih_ts.to(torch.int64),
-                        torch.full((c_len,), int(req.query_time), dtype=torch.int64)])
+        dev = seq.device
+        pos = position_ids(n, c_len, cfg.contextual_max_len, enc._position_embeddings_weight.shape[0], dev)
+        ts = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), req.uih_ts.to(dev, torch.int64),
+                        torch.full((c_len,), int(req.query_time), dtype=torch.int64, device=dev)])
         tw = enc._timestamp_embeddings_weight
         bucket = time_buckets(ts, min(tw.shape[1], tw.shape[0]) - 1)
         seq = seq + (enc._position_embeddings_weight[pos] + tw[bucket]).to(seq.dtype)
@@ -372,7 +380,7 @@ class ReferenceDlrmHSTU(nn.Module):
 
     def head(self, h_cand: torch.Tensor, tower: torch.Tensor, query_time: int) -> torch.Tensor:
         """Logits ``(C,)`` of the first task from the candidates' final states."""
-        ts = torch.full((h_cand.shape[0],), int(query_time), dtype=torch.int64)
+        ts = torch.full((h_cand.shape[0],), int(query_time), dtype=torch.int64, device=h_cand.device)
         user = self._hstu_transducer._output_postprocessor(h_cand, ts)
         return self._multitask_module._prediction_module(user * tower)[:, 0]
 
@@ -380,7 +388,7 @@ class ReferenceDlrmHSTU(nn.Module):
     def encode_full(self, seq: torch.Tensor, n_cand: int) -> torch.Tensor:
         """The reference's masked forward over all ``N`` tokens; final states ``(N, D)``."""
         n = seq.shape[0]
-        mask = attention_mask(n, n_cand)
+        mask = attention_mask(n, n_cand, seq.device)
         x = seq
         for layer in self.layers:
             u, q, k, v = layer.project(x)

@@ -15,7 +15,8 @@ The model is :class:`~reference_suts.dlrmv3_hstu.reference_model.ReferenceDlrmHS
 
 Scoring: :class:`~reference_suts.dlrmv3_hstu.reference_engine.ReferenceEngine`, with
 ``microbatch`` (M-FALCON) and ``uih_cache`` (the cross-request cache; exact-match reuse, see
-``reference_engine.py``). Dense forward on CPU, float32 (the reference runs it in bfloat16 on GPUs).
+``reference_engine.py``). Dense forward in float32 on ``device`` (``cpu`` by default, or CUDA:
+not run here; the reference runs it in bfloat16 with Triton kernels); tables stay on CPU.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def build_reference_engine(params: dict[str, Any], items_per_category: int, *, e
     from reference_suts.dlrmv3_hstu.reference_engine import RefCache, ReferenceEngine
     from reference_suts.dlrmv3_hstu.reference_model import ReferenceDlrmHSTU, reference_config
     from reference_suts.dlrmv3_hstu.sharding import ShardedEmbedding, make_ray_shards, reference_local_shards
+    from reference_suts.dlrmv3_hstu.sut import resolve_device
 
+    device = resolve_device(params.get("device", "cpu"))      # fail before loading anything
     path = str(params["checkpoint"])
     cfg = reference_config(params.get("arch") or {})
     dense = dense_state_dict(path)
@@ -84,7 +87,8 @@ def build_reference_engine(params: dict[str, Any], items_per_category: int, *, e
     category = read_table_rows(path, "item_category_id", 0, cfg.category_rows)
     cache = RefCache(int(params.get("uih_cache_max_bytes", 1 << 30))) if params.get("uih_cache") else None
     engine = ReferenceEngine(model, tables["item_id"].lookup_many, tables["user_id"].lookup_many, category,
-                             items_per_category, microbatch=int(params.get("microbatch", 0)), cache=cache)
+                             items_per_category, microbatch=int(params.get("microbatch", 0)), cache=cache,
+                             device=device)
     return cfg, tables["item_id"], tables["user_id"], engine
 
 

@@ -229,6 +229,11 @@ def test_params_and_mismatched_checkpoint_errors(ckpt: Path, lib: Any) -> None:
         build_reference_engine({"checkpoint": str(ckpt), "arch": {**values, "item_rows": 9000}}, 512)
     with pytest.raises(ValueError, match=r"_stu_layers.2._input_norm_bias missing from .*non_sparse.ckpt"):
         build_reference_engine({"checkpoint": str(ckpt), "arch": {**values, "num_layers": 3}}, 512)
+    with pytest.raises(ParamsError, match=r"^sut.params.device: 'tpu' is not one of auto, cpu, cuda, cuda:N$"):
+        validate_params(DLRMv3ReferenceParams, {"checkpoint": "x", "device": "tpu"}, "sut.params")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"sut.params.device='cuda' but CUDA is not available"):
+            build_reference_engine({"checkpoint": str(ckpt), "arch": values, "device": "cuda"}, 512)
     with pytest.raises(ValueError, match=r"cannot read dense_dict of .*nowhere/non_sparse.ckpt"):
         build_reference_engine({"checkpoint": str(ckpt / "nowhere"), "arch": values}, 512)
 
