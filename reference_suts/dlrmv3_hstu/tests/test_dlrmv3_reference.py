@@ -287,3 +287,49 @@ def test_index_math_by_hand() -> None:
     assert time_buckets(torch.tensor([0, 1, 1, 1, 1, 1]), 2047).tolist() == [0] * 6
     assert time_buckets(torch.tensor([-3599, -86399, 1]), 2047).tolist() == [7, 37, 0]
     assert time_buckets(torch.tensor([-3599, -86399, 1]), 31).tolist() == [7, 31, 0]
+
+
+def _write_chunked(root: Path, table: Any, chunks: list[tuple[tuple[int, int], tuple[int, int], int]]) -> None:
+    """A DCP ``sparse/`` directory as a multi-rank save leaves it: each chunk ``(offsets, sizes,
+    rank)`` a ``torch.save`` archive appended to ``__<rank>_0.distcp``, indexed by ``.metadata``."""
+    import io
+
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import (
+        ChunkStorageMetadata,
+        Metadata,
+        MetadataIndex,
+        TensorProperties,
+        TensorStorageMetadata,
+    )
+
+    fqn = "sparse_dict._embedding_collection.embeddings.item_id.weight"
+    files: dict[int, io.BytesIO] = {}
+    storage, metas = {}, []
+    for i, ((r, c), (nr, nc), rank) in enumerate(chunks):
+        f = files.setdefault(rank, io.BytesIO())
+        start = f.tell()
+        torch.save(table[r:r + nr, c:c + nc].clone(), f)
+        storage[MetadataIndex(fqn, torch.Size([r, c]), i)] = _StorageInfo(f"__{rank}_0.distcp", start, f.tell() - start)
+        metas.append(ChunkStorageMetadata(offsets=torch.Size([r, c]), sizes=torch.Size([nr, nc])))
+    (root / "sparse").mkdir(parents=True)
+    for rank, f in files.items():
+        (root / "sparse" / f"__{rank}_0.distcp").write_bytes(f.getvalue())
+    md = Metadata(state_dict_metadata={fqn: TensorStorageMetadata(TensorProperties(dtype=torch.float16),
+                                                                  torch.Size(table.shape), metas)},
+                  storage_data=storage)
+    (root / "sparse" / ".metadata").write_bytes(pickle.dumps(md))
+
+
+def test_rows_across_chunks_of_several_ranks(tmp_path: Path) -> None:
+    """Rows 0-3 saved by rank 0; rows 4-9 split by columns, both halves in rank 1's file (the
+    second at a byte offset): a row range spanning them reads back exactly."""
+    table = torch.arange(60, dtype=torch.float16).reshape(10, 6)
+    _write_chunked(tmp_path / "a", table, [((0, 0), (4, 6), 0), ((4, 0), (6, 3), 1), ((4, 3), (6, 3), 1)])
+    assert table_shape(tmp_path / "a", "item_id") == (10, 6, torch.float16)
+    assert torch.equal(read_table_rows(tmp_path / "a", "item_id", 2, 9), table[2:9])
+    assert torch.equal(read_table_rows(tmp_path / "a", "item_id", 5, 6), table[5:6])
+    _write_chunked(tmp_path / "b", table, [((0, 0), (4, 6), 0), ((4, 0), (6, 3), 1)])     # a half is missing:
+    # rows 2-3 whole (12 values) + rows 4-8 left half (15) of 7 x 6 = 42
+    with pytest.raises(ValueError, match=r"cover 27 of 42 values of rows \[2, 9\)"):
+        read_table_rows(tmp_path / "b", "item_id", 2, 9)
