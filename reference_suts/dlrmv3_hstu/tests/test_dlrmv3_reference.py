@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ def test_reference_sizes_are_the_mlperf_config() -> None:
     assert got[P + "_action_embedding_mlp.0.weight"] == (256, 40)
     assert got[T + "_positional_encoder._timestamp_embeddings_weight"] == (2049, 512)
     assert REFERENCE.max_uih_len == 16384 - 32 - 1
+    dense = sum(math.prod(v) for k, v in got.items() if "embedding_collection" not in k)
+    assert dense == 16_693_594                                  # 63.7 MiB in float32 (README)
     # The params block's defaults are the same sizes (pydantic-only module, so written twice).
     assert reference_config(ReferenceModelParams().model_dump()) == REFERENCE
     # 1e9 x 512 FP16 rows = 1.024e12 bytes; 8 shards hold 125e6 rows = 128 GB each.
