@@ -336,3 +336,19 @@ def test_rows_across_chunks_of_several_ranks(tmp_path: Path) -> None:
     # rows 2-3 whole (12 values) + rows 4-8 left half (15) of 7 x 6 = 42
     with pytest.raises(ValueError, match=r"cover 27 of 42 values of rows \[2, 9\)"):
         read_table_rows(tmp_path / "b", "item_id", 2, 9)
+
+
+def test_script_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert make_main(["--out", str(tmp_path / "c3"), "--set", "num_layers=3", "--set", "item_rows=1024"]) == 0
+    values = json.loads((tmp_path / "c3" / "model.json").read_text())
+    assert (values["num_layers"], values["item_rows"]) == (3, 1024)
+    state = full_state_dict(tmp_path / "c3")
+    assert state["_embedding_collection.embeddings.item_id.weight"].shape == (1024, 16)
+    ReferenceDlrmHSTU(reference_config(values)).load_state_dict(state, strict=True)
+    capsys.readouterr()
+    assert make_main(["--out", str(tmp_path / "bad"), "--set", "num_layerz=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("make_dlrmv3_reference_checkpoint: --set 'num_layerz=3': expected <field>=<value>")
+    assert make_main(["--out", str(tmp_path / "big"), "--set", "item_rows=100000000"]) == 2
+    assert "too big for a test checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "big").exists()
