@@ -216,6 +216,8 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     order = getattr(library, "issue_order", None)
     plan = build_plan(scenario, settings, int(library.total_count), int(library.performance_count),
                       issue_order=order() if callable(order) else order)
+    if config.slo is not None:  # counted exactly by every shard (ShardSlice.slo)
+        plan.meta["slo_ns"] = config.slo.to_ns()
     return PreparedRun(
         config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
         plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),

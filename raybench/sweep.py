@@ -160,7 +160,9 @@ def point_metrics(
 
     Args:
         records: columns ``intended_ns, first_token_ns, completed_ns, n_tokens, error`` (all
-            shards concatenated), times relative to the run start.
+            shards concatenated), times relative to the run start; optional ``n_input`` (input
+            tokens, 0 = unknown) and ``finish_reason`` (names, "" = none) fill the summary's
+            input lengths and finish-reason counts.
         warmup_ns / warmup_queries: queries issued before ``warmup_ns`` or among the first
             ``warmup_queries`` issues are dropped.
 
@@ -205,11 +207,16 @@ def point_metrics(
         "ttft_ms": _pct_ms(ttft),
         "tpot_ms": _pct_ms(tpot),
     }
+    n_input = np.asarray(records.get("n_input", np.zeros(intended.shape[0])), dtype=np.int64)[keep][ok]
+    finish = np.asarray(records.get("finish_reason", np.full(intended.shape[0], "")))[keep][ok]
+    names, counts = np.unique(finish[finish != ""], return_counts=True)
     summary = build_result_summary(
         ttft_ns=ttft,
         tpot_ns=tpot,
         latency_ns=latency,
         output_tokens=tokens,
+        input_tokens=n_input[n_input > 0],
+        finish_reasons={str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)},
         n_samples_issued=int(keep.sum()),
         n_samples_failed=int(keep.sum()) - n_ok,
         duration_ns=elapsed_ns or None,
@@ -225,13 +232,19 @@ def point_metrics(
 
 
 def _merged_records(run_dir: Path) -> dict[str, np.ndarray]:
-    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error")
+    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error", "n_input", "finish_reason")
     with np.load(run_dir / "records.npz", allow_pickle=False) as z:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
-        for key in z.files:
-            shard, _, col = key.partition("/")
-            if col in parts:
-                parts[col].append(z[key])
+        for shard in sorted({k.partition("/")[0] for k in z.files}):
+            n = z[f"{shard}/intended_ns"].shape[0]
+            for col in cols[:-1]:
+                key = f"{shard}/{col}"
+                parts[col].append(z[key] if key in z.files else np.zeros(n, np.int64))
+            # Finish codes are per shard: turned into names before the shards are concatenated.
+            names = np.array(["", *z[f"{shard}/finish_reasons"].tolist()]) if f"{shard}/finish_reasons" in z.files \
+                else np.array([""])
+            codes = z[f"{shard}/finish"] if f"{shard}/finish" in z.files else np.zeros(n, np.int64)
+            parts["finish_reason"].append(names[np.clip(codes, 0, len(names) - 1)])
     return {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in parts.items()}
 
 

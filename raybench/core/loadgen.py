@@ -98,7 +98,8 @@ class ShardRunner:
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
         self._snaps: list[dict[str, Any]] = []
-        self.rec = ShardRecorder(slice_, keep_records=keep_records, records_path=records_path)
+        self.rec = ShardRecorder(slice_, keep_records=keep_records, records_path=records_path,
+                                 input_tokens=getattr(library, "input_tokens", None))
         self.buf = self.rec.buf
         self.t0 = 0
         self.issued_queries = 0
