@@ -313,12 +313,30 @@ class ShardRunner:
         row = self.buf.size
         return self._spawn(phase_i, stream, -1, [sample], intended_rel, None), row
 
+    def spawn_turn(self, phase_i: int, sample: int, conversation: int, turn: int, intended_rel: int, payload: Any,
+                   answers: list[bytes], log: bool = False) -> tuple[asyncio.Task[None], int]:
+        """Multi-turn: issue turn ``turn`` (from 1) of ``conversation`` with its own ``payload``
+        (the history so far, built by the library); a successful answer is appended to ``answers``.
+
+        Returns the task and its record row. ``log``: write the answer to the accuracy log (its
+        ``seq_id`` is the sample index: every turn is issued once in an accuracy run).
+        """
+        row = self.buf.size
+        task = self._spawn(phase_i, conversation, sample if log else -1, [sample], intended_rel,
+                           _LOG_ONE if log else None, payload=payload, answers=answers)
+        self.buf.cols["turn"][row] = turn
+        return task, row
+
+    def failed_at(self, row: int) -> bool:
+        """Whether the query recorded at ``row`` ended with an error."""
+        return bool(self.buf.cols["error"][row])
+
     def completed_at(self, row: int) -> int:
         """When the query recorded at ``row`` completed (ns since T0; 0 if it has not)."""
         return int(self.buf.cols["completed_ns"][row])
 
     def _spawn(self, phase_i: int, qid: int, seq0: int, indices: list[int], intended_rel: int,
-               log_mask: np.ndarray | None) -> asyncio.Task[None]:
+               log_mask: np.ndarray | None, payload: Any = None, answers: list[bytes] | None = None) -> asyncio.Task[None]:
         """Record the query's rows and start its task (scalar writes for one-sample queries)."""
         n = len(indices)
         row = self.buf.reserve(n)
@@ -338,7 +356,9 @@ class ShardRunner:
             cols["intended_ns"][rows] = intended_rel
         self.issued_queries += 1
         self._issued_samples += n
-        return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask))
+        if payload is None:
+            return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask))
+        return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask, payload, answers))
 
     def _start(self, row: int, n: int, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         """Run the query's coroutine now, up to its first suspension (as Python 3.12's eager tasks).
@@ -356,10 +376,14 @@ class ShardRunner:
             self._started[row] = coro
         return task
 
-    async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None) -> None:
+    async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None,
+                   payload: Any = None, answers: list[bytes] | None = None) -> None:
         clock = self.clock
         get = self.library.get
-        samples = [get(indices[0])] if n == 1 else [get(i) for i in indices]
+        if payload is not None:
+            samples = [payload]
+        else:
+            samples = [get(indices[0])] if n == 1 else [get(i) for i in indices]
         q = Query(id=qid, indices=indices, samples=samples, clock=clock)
         issued = clock.now_ns() - self.t0
         if n == 1:
@@ -379,6 +403,8 @@ class ShardRunner:
             if getattr(exc, "fatal", False):  # e.g. every SUT replica is gone: stop the run
                 self.abort(err)
         self.rec.finish(row, n, q, self.t0, clock.now_ns(), resps, err, seq0, indices, log_mask, issued)
+        if answers is not None and err is None and resps and not resps[0].error:
+            answers.append(bytes(resps[0].data))
         self._release(row)
 
     def _on_done(self, row: int, n: int) -> None:
@@ -485,4 +511,5 @@ class _NoTask:
 
 
 _NO_TASK: Any = _NoTask()
+_LOG_ONE = np.ones(1, dtype=bool)
 

@@ -1,0 +1,80 @@
+"""Token metrics of a chat run against the scripted server: exact lengths, finish reasons, SLO
+goodput, end-to-end interactivity and the per-request export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raybench.export import ExportError, export_run
+from reference_suts.openai_endpoint.tests.scripted_server import Script
+
+from .scripted_run import run_scripted
+
+# name: (chunks, ttft_ms, itl_ms, finish_reason, prompt_tokens)
+CASES = {
+    "a": (5, 10, 5, "stop", 7),     # TTFT 10, TPOT 5, latency 30: meets every SLO
+    "b": (5, 100, 5, "length", 11),  # TTFT 100 > 50: misses
+    "c": (3, 10, 40, "length", 13),  # TPOT 40 > 20: misses
+    "d": (1, 20, 0, "stop", 5),      # one token: no TPOT, latency 20: meets
+    "e": (4, 10, 5, "stop", 9),      # TTFT 10, TPOT 5, latency 25: meets
+}
+SCRIPTS = {k: Script(chunks=[k] * n, ttft_ms=t, itl_ms=i, finish_reason=f, prompt_tokens=p, usage=n)
+           for k, (n, t, i, f, p) in CASES.items()}
+
+
+def _prompts(tmp_path: Path) -> Path:
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": k}) + "\n" for k in CASES))
+    return f
+
+
+def test_lengths_finish_reasons_goodput_and_interactivity(tmp_path: Path) -> None:
+    out, ex = run_scripted(tmp_path, _prompts(tmp_path), SCRIPTS, [
+        "scenario=SingleStream", "mode=AccuracyOnly", "accuracy=false", "records=all",
+        "slo.ttft_ms=50", "slo.tpot_ms=20", "slo.e2el_ms=1000"])
+    m = out.metrics
+    assert len(ex.requests) == 5 and m.samples_completed == 5
+    assert m.total_tokens == 18 and m.total_input_tokens == 45
+    assert m.input_tokens["min"] == 5 and m.input_tokens["max"] == 13 and m.input_tokens["count"] == 5
+    assert m.output_tokens["min"] == 1 and m.output_tokens["max"] == 5
+    assert m.finish_reasons == {"stop": 3, "length": 2}
+    g = m.goodput
+    assert g["slo_ms"] == {"ttft": 50.0, "tpot": 20.0, "e2el": 1000.0}
+    assert (g["requests_met"], g["requests_completed"], g["output_tokens_met"]) == (3, 5, 10)
+    assert g["fraction_met"] == 0.6
+    assert g["requests_per_second"] == pytest.approx(m.samples_per_second * 3 / 5)
+    # Sum of latencies: 30 + 120 + 90 + 20 + 25 = 285 ms for 18 tokens.
+    assert m.e2e_interactivity == pytest.approx(18 / 0.285)
+    res = json.loads((out.run_dir / "result.json").read_text())
+    assert res["finish_reasons"] == {"stop": 3, "length": 2} and res["goodput"]["requests_met"] == 3
+    assert res["total_input_tokens"] == 45
+
+    path = export_run(out.run_dir, "jsonl")
+    rows = sorted((json.loads(x) for x in path.read_text().splitlines()), key=lambda r: r["input_tokens"])
+    assert [r["input_tokens"] for r in rows] == [5, 7, 9, 11, 13]
+    assert [r["output_tokens"] for r in rows] == [1, 5, 4, 5, 3]
+    assert [r["finish_reason"] for r in rows] == ["stop", "stop", "stop", "length", "length"]
+    assert [len(r["token_ns"]) for r in rows] == [1, 5, 4, 5, 3]
+    b = rows[3]  # "b": the first chunk 100 ms after the send, then every 5 ms
+    assert b["ttft_ns"] == 100_000_000 and b["latency_ns"] == 120_000_000 and b["error"] is None
+    assert [t - b["send_ns"] for t in b["token_ns"]] == [100_000_000, 105_000_000, 110_000_000, 115_000_000,
+                                                       120_000_000]
+    assert b["first_token_ns"] == b["token_ns"][0] and b["end_ns"] == b["token_ns"][-1]
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(export_run(out.run_dir, "parquet"))
+    assert table.num_rows == 5 and sorted(table.column("input_tokens").to_pylist()) == [5, 7, 9, 11, 13]
+
+
+def test_ttft_only_slo_counts_and_no_records(tmp_path: Path) -> None:
+    out, _ = run_scripted(tmp_path, _prompts(tmp_path), SCRIPTS, [
+        "scenario=SingleStream", "mode=AccuracyOnly", "accuracy=false", "slo.ttft_ms=20"])
+    g = out.metrics.goodput
+    assert (g["requests_met"], g["output_tokens_met"]) == (4, 13)  # a, c, d (20 <= 20), e
+    with pytest.raises(ExportError, match="no records.npz or records-shard"):
+        export_run(out.run_dir, "jsonl")
+    with pytest.raises(ExportError, match="--format: expected jsonl or parquet"):
+        export_run(out.run_dir, "csv")
