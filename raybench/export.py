@@ -56,11 +56,19 @@ def _shard_tables(run_dir: Path) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
 
 
 def iter_requests(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """Every request of the run as a dict (the module docstring lists the fields)."""
+    """Every request of the run as a dict (the module docstring lists the fields).
+
+    Raises:
+        ExportError: (at once, not when iterated) no such directory, or no records in it.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: run directory not found")
-    for shard, cols in _shard_tables(run_dir):
+    return _rows(run_dir, list(_shard_tables(run_dir)))
+
+
+def _rows(run_dir: Path, tables: list[tuple[int, dict[str, np.ndarray]]]) -> Iterator[dict[str, Any]]:
+    for shard, cols in tables:
         if "issued_ns" not in cols:
             raise ExportError(f"{run_dir}: shard {shard}'s records have no issued_ns column")
         n = int(cols["issued_ns"].shape[0])
