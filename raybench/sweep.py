@@ -59,7 +59,7 @@ from raybench.core.endpoints import (
 )
 from raybench.core.logs.atomic import atomic_write_json, to_jsonable
 from raybench.core.stats import ExactStats
-from raybench.core.tokens import tpot_ns
+from raybench.core.tokens import meets_slo, tpot_ns
 from raybench.run import Executor, RunOutcome, run_benchmark
 
 __all__ = ["PointResult", "SweepResult", "point_metrics", "plot_sweep", "run_sweep", "sweep_values"]
@@ -90,6 +90,7 @@ class PointResult:
     ttft_ms: dict[str, float] = field(default_factory=dict)
     tpot_ms: dict[str, float] = field(default_factory=dict)
     early_stopping_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    goodput: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +156,7 @@ def point_metrics(
     warmup_ns: int = 0,
     warmup_queries: int = 0,
     run_config: dict[str, Any] | None = None,
+    slo_ns: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Point metrics and ``result_summary.json`` from one run's merged records (see module doc).
 
@@ -165,6 +167,9 @@ def point_metrics(
             input lengths and finish-reason counts.
         warmup_ns / warmup_queries: queries issued before ``warmup_ns`` or among the first
             ``warmup_queries`` issues are dropped.
+        slo_ns: goodput SLOs (``ttft`` / ``tpot`` / ``e2el`` in ns): ``metrics["goodput"]`` counts
+            the kept requests meeting all of them (:func:`raybench.core.tokens.meets_slo`) and
+            their rates over the kept window.
 
     Returns:
         ``(metrics, result_summary)``.
@@ -224,6 +229,16 @@ def point_metrics(
         test_started_at=start,
         early_stopping=_es_estimator,
     )
+    if slo_ns:
+        met = meets_slo(latency, np.where(first > 0, first - issue, -1), tokens, slo_ns)
+        met_tokens = int(tokens[met].sum())
+        el = elapsed_ns / 1e9
+        metrics["goodput"] = {
+            "slo_ms": {k: v / 1e6 for k, v in slo_ns.items()}, "requests_met": int(met.sum()),
+            "output_tokens_met": met_tokens, "fraction_met": float(met.mean()) if met.size else 0.0,
+            "requests_per_second": int(met.sum()) / el if el > 0 else 0.0,
+            "output_tokens_per_second": met_tokens / el if el > 0 else 0.0,
+        }
     metrics["early_stopping_ms"] = {
         name: {k: (v / 1e6 if v is not None else None) for k, v in summary[name].get("early_stopping_percentiles", {}).items()}
         for name in ("ttft", "tpot", "latency")
@@ -318,6 +333,7 @@ def run_sweep(
             warmup_ns=int(warmup_s * 1e9),
             warmup_queries=warmup_queries,
             run_config=run_cfg,
+            slo_ns=cfg.slo.to_ns() if cfg.slo is not None else None,
         )
         atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
         pr = PointResult(

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raybench.core.histogram import Histogram
-from raybench.core.tokens import tpot_ns
+from raybench.core.tokens import meets_slo, tpot_ns
 
 __all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "SLO_METRICS", "RunStats", "merge_stats"]
 
@@ -255,15 +255,7 @@ class RunStats:
 
     def _fold_slo(self, lat: np.ndarray, ttft: np.ndarray, tokens: np.ndarray) -> None:
         """Count the successful samples meeting every SLO (``ttft`` is -1 where none streamed)."""
-        met = np.ones(lat.shape[0], dtype=bool)
-        if "e2el" in self.slo:
-            met &= lat <= self.slo["e2el"]
-        if "ttft" in self.slo:
-            met &= (ttft >= 0) & (np.maximum(ttft, 0) <= self.slo["ttft"])
-        if "tpot" in self.slo:
-            multi = tokens > 1
-            tpot = (lat - np.maximum(ttft, 0)) // np.maximum(tokens - 1, 1)
-            met &= ~multi | ((ttft >= 0) & (np.maximum(tpot, 0) <= self.slo["tpot"]))
+        met = meets_slo(lat, ttft, tokens, self.slo)
         self.slo_met += int(met.sum())
         self.slo_met_tokens += int(tokens[met].sum())
 

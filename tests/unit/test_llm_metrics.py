@@ -82,6 +82,20 @@ def test_sweep_summary_fills_input_lengths_and_finish_reasons(tmp_path: Path) ->
     assert (isl["total"], isl["min"], isl["max"]) == (26, 5, 8)  # the unknown (0) is left out
 
 
+def test_sweep_point_goodput_over_the_kept_window() -> None:
+    # Issued at 0, 100, 200, 300 ms; the first is warm-up. TTFTs 10, 80, 10, 10 ms; 3 tokens each.
+    rec = {"intended_ns": np.array([0, 100, 200, 300]) * MS, "first_token_ns": np.array([10, 180, 210, 310]) * MS,
+           "completed_ns": np.array([50, 190, 250, 400]) * MS, "n_tokens": np.array([3, 3, 3, 3]),
+           "error": np.zeros(4, np.int32)}
+    m, _ = point_metrics(rec, concurrency=1, qps_target=None, warmup_queries=1,
+                         slo_ns={"ttft": 50 * MS, "tpot": 30 * MS})
+    g = m["goodput"]
+    # Kept: 100 (TTFT 80: misses), 200 (TPOT 15: met), 300 (TPOT 45: misses); window 100 -> 400 ms.
+    assert (g["requests_met"], g["output_tokens_met"]) == (1, 3) and g["fraction_met"] == pytest.approx(1 / 3)
+    assert g["requests_per_second"] == pytest.approx(1 / 0.3) and g["output_tokens_per_second"] == pytest.approx(10.0)
+    assert "goodput" not in point_metrics(rec, concurrency=1, qps_target=None)[0]
+
+
 def test_slo_option_and_config_block() -> None:
     assert parse_slo("ttft_ms=500, tpot_ms=50") == ["slo.ttft_ms=500", "slo.tpot_ms=50"]
     cfg = load_run_config(None, ["workload=synthetic", *parse_slo("e2el_ms=1.5,ttft_ms=2")])
