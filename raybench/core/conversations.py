@@ -82,7 +82,7 @@ async def _play(runner: ShardRunner, phase_i: int, conv: int, turns: list[int], 
         task, row = runner.spawn_turn(phase_i, idx, conv, t + 1, intended, lib.turn_payload(idx, answers), answers, log)
         await asyncio.gather(task, return_exceptions=True)
         done = runner.completed_at(row) or runner.now()
-        if runner.failed_at(row):
+        if runner.buf.cols["error"][row]:
             stats.conversations_failed += 1
             return done
         ready = done + think_ns

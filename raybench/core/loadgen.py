@@ -315,21 +315,13 @@ class ShardRunner:
 
     def spawn_turn(self, phase_i: int, sample: int, conversation: int, turn: int, intended_rel: int, payload: Any,
                    answers: list[bytes], log: bool = False) -> tuple[asyncio.Task[None], int]:
-        """Multi-turn: issue turn ``turn`` (from 1) of ``conversation`` with its own ``payload``
-        (the history so far, built by the library); a successful answer is appended to ``answers``.
-
-        Returns the task and its record row. ``log``: write the answer to the accuracy log (its
-        ``seq_id`` is the sample index: every turn is issued once in an accuracy run).
-        """
+        """Multi-turn: issue turn ``turn`` (from 1) of ``conversation`` with its own ``payload``; a
+        successful answer is appended to ``answers``. ``log``: accuracy-log it (``seq_id`` = sample)."""
         row = self.buf.size
         task = self._spawn(phase_i, conversation, sample if log else -1, [sample], intended_rel,
-                           _LOG_ONE if log else None, payload=payload, answers=answers)
+                           np.ones(1, dtype=bool) if log else None, payload=payload, answers=answers)
         self.buf.cols["turn"][row] = turn
         return task, row
-
-    def failed_at(self, row: int) -> bool:
-        """Whether the query recorded at ``row`` ended with an error."""
-        return bool(self.buf.cols["error"][row])
 
     def completed_at(self, row: int) -> int:
         """When the query recorded at ``row`` completed (ns since T0; 0 if it has not)."""
@@ -356,8 +348,6 @@ class ShardRunner:
             cols["intended_ns"][rows] = intended_rel
         self.issued_queries += 1
         self._issued_samples += n
-        if payload is None:
-            return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask))
         return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask, payload, answers))
 
     def _start(self, row: int, n: int, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
@@ -380,10 +370,7 @@ class ShardRunner:
                    payload: Any = None, answers: list[bytes] | None = None) -> None:
         clock = self.clock
         get = self.library.get
-        if payload is not None:
-            samples = [payload]
-        else:
-            samples = [get(indices[0])] if n == 1 else [get(i) for i in indices]
+        samples = [payload] if payload is not None else [get(indices[0])] if n == 1 else [get(i) for i in indices]
         q = Query(id=qid, indices=indices, samples=samples, clock=clock)
         issued = clock.now_ns() - self.t0
         if n == 1:
@@ -511,5 +498,4 @@ class _NoTask:
 
 
 _NO_TASK: Any = _NoTask()
-_LOG_ONE = np.ones(1, dtype=bool)
 
