@@ -64,6 +64,13 @@ def test_lengths_finish_reasons_goodput_and_interactivity(tmp_path: Path) -> Non
                                                        120_000_000]
     assert b["first_token_ns"] == b["token_ns"][0] and b["end_ns"] == b["token_ns"][-1]
 
+    pytest.importorskip("matplotlib")
+    from raybench.report.html import iter_cells, write_report
+
+    cells = dict(iter_cells(write_report(out.run_dir).read_text()))
+    assert cells["tok-finish-stop"] == 3 and cells["tok-finish-length"] == 2
+    assert cells["tok-goodput-met"] == 3 and cells["tok-input_tokens-mean"] == 9.0
+
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(export_run(out.run_dir, "parquet"))
     assert table.num_rows == 5 and sorted(table.column("input_tokens").to_pylist()) == [5, 7, 9, 11, 13]
