@@ -126,3 +126,30 @@ def test_cli_run_with_slo_and_export(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "run directory not found" in bad.output
     bad = runner.invoke(app, ["run", "--workload", "synthetic", "--slo", "ttft=3"])
     assert bad.exit_code == 2 and "--slo 'ttft=3'" in bad.output
+
+
+def test_direct_channel_carries_input_tokens_and_finish_reason() -> None:
+    import asyncio
+
+    from raybench.core.protocols import Response
+    from raybench.ray.direct import DirectClient, serve_direct
+
+    secret = bytes(range(32))
+
+    async def issue(qid: int, indices: list[int], samples: list[object], on_token: object) -> list[Response]:
+        return [Response(b"x", 4, None, 7, n_input_tokens=11 + i, finish_reason=("stop", None)[i])
+                for i in range(len(samples))]
+
+    async def main() -> list[Response]:
+        srv = await serve_direct("127.0.0.1", issue, secret)
+        try:
+            c = DirectClient("127.0.0.1", srv.port, "replica 0", secret)
+            await c.connect()
+            try:
+                return list(await c.request(1, [0, 1], ["a", "b"], None))
+            finally:
+                await c.close()
+        finally:
+            srv.close()
+
+    assert asyncio.run(main()) == [Response(b"x", 4, None, 7, 11, "stop"), Response(b"x", 4, None, 7, 12, None)]
