@@ -102,8 +102,11 @@ class ChatLibrary:
     """
 
     def __init__(self, rows: Sequence[dict[str, Any]], max_tokens: int | None = None,
-                 think_time_s: float = 0.0) -> None:
+                 think_time_s: float = 0.0, tokenizer: str | None = None) -> None:
         self.name = "chat"
+        self.tokenizer = tokenizer
+        self._tok: Any = None
+        self._isl: dict[int, int] = {}
         self.think_time_s = float(think_time_s)
         self.rows: list[dict[str, Any]] = []
         self._turn_of: list[tuple[list[dict[str, str]], int]] = []  # per sample: (conversation, user turn)
@@ -125,6 +128,26 @@ class ChatLibrary:
         self.expected: list[str | None] = [r.get("expected") for r in self.rows]
         self._max_tokens = max_tokens
         self._loaded: dict[int, dict[str, Any]] = {}
+
+    def input_tokens(self, index: int) -> int:
+        """Input tokens of a loaded sample by ``tokenizer`` (0 without one): the prompt with the
+        tokenizer's special tokens, or the messages through its chat template (with the generation
+        prompt; without a template, the contents joined by newlines). A multi-turn sample counts
+        the file's history, not the model's answers."""
+        return self._isl.get(index, 0)
+
+    def _count(self, sample: dict[str, Any]) -> int:
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(self.tokenizer)
+        tok = self._tok
+        if "prompt" in sample:
+            return len(tok(sample["prompt"])["input_ids"])
+        msgs = sample["messages"]
+        if getattr(tok, "chat_template", None):
+            return len(tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True))
+        return len(tok("\n".join(str(m.get("content", "")) for m in msgs))["input_ids"])
 
     def turn_payload(self, index: int, answers: Sequence[bytes]) -> dict[str, Any]:
         """Turn ``index``'s payload with the conversation's actual earlier ``answers`` as history."""
@@ -150,6 +173,8 @@ class ChatLibrary:
             if mt is not None:
                 s["max_tokens"] = int(mt)
             self._loaded[i] = s
+            if self.tokenizer:
+                self._isl[i] = self._count(s)
 
     def unload(self, indices: Sequence[int]) -> None:
         for i in indices:
@@ -198,9 +223,11 @@ def _demo_path() -> Path:
 
 
 def load_library(params: dict[str, Any]) -> ChatLibrary:
-    """``params``: ``path`` (JSONL; None = demo), ``count`` (lines), ``max_tokens``, ``think_time_s``."""
+    """``params``: ``path`` (JSONL; None = demo), ``count`` (lines), ``max_tokens``, ``think_time_s``,
+    ``tokenizer``."""
     path = Path(params["path"]) if params.get("path") else _demo_path()
     rows = read_jsonl(path)
     if params.get("count") is not None:
         rows = rows[: int(params["count"])]
-    return ChatLibrary(rows, params.get("max_tokens"), float(params.get("think_time_s") or 0.0))
+    return ChatLibrary(rows, params.get("max_tokens"), float(params.get("think_time_s") or 0.0),
+                       params.get("tokenizer"))

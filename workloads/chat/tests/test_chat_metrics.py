@@ -85,3 +85,29 @@ def test_ttft_only_slo_counts_and_no_records(tmp_path: Path) -> None:
         export_run(out.run_dir, "jsonl")
     with pytest.raises(ExportError, match="--format: expected jsonl or parquet"):
         export_run(out.run_dir, "csv")
+
+
+def _word_tokenizer(d: Path) -> Path:
+    """A tiny local word-level tokenizer (no download): one token per known word."""
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    vocab = {"[UNK]": 0, "one": 1, "two": 2, "three": 3, "four": 4}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(d)
+    return d
+
+
+def test_input_tokens_from_the_workload_tokenizer_without_usage(tmp_path: Path) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"prompt": "one two three"}) + "\n"
+                 + json.dumps({"messages": [{"role": "user", "content": "four one"}]}) + "\n")
+    scripts = {"one two three": Script(chunks=["x"], ttft_ms=5, usage=None, finish_reason="stop"),
+               "four one": Script(chunks=["y", "z"], ttft_ms=5, usage=None, finish_reason="length")}
+    tok = _word_tokenizer(tmp_path / "tok")
+    out, _ = run_scripted(tmp_path, f, scripts, ["scenario=SingleStream", "mode=AccuracyOnly", "accuracy=false",
+                                                 f"workload.params.tokenizer={tok}"])
+    m = out.metrics
+    # No usage from the server: 3 and 2 words counted by the tokenizer (the messages joined).
+    assert m.total_input_tokens == 5 and (m.input_tokens["min"], m.input_tokens["max"]) == (2, 3)
+    assert m.total_tokens == 3 and m.finish_reasons == {"stop": 1, "length": 1}
