@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raybench.export import ExportError, export_run
+from raybench.export import ExportError, export_run, iter_requests
 from reference_suts.openai_endpoint.tests.scripted_server import Script
 
 from .scripted_run import run_scripted
@@ -111,3 +111,14 @@ def test_input_tokens_from_the_workload_tokenizer_without_usage(tmp_path: Path) 
     # No usage from the server: 3 and 2 words counted by the tokenizer (the messages joined).
     assert m.total_input_tokens == 5 and (m.input_tokens["min"], m.input_tokens["max"]) == (2, 3)
     assert m.total_tokens == 3 and m.finish_reasons == {"stop": 1, "length": 1}
+
+
+def test_export_from_shard_records(tmp_path: Path) -> None:
+    out, _ = run_scripted(tmp_path, _prompts(tmp_path), SCRIPTS, [
+        "scenario=Concurrency", "settings.target_concurrency=2", "shards=2", "mode=AccuracyOnly", "accuracy=false",
+        "records=shard"])
+    assert sorted(p.name for p in out.run_dir.glob("records-shard*.npz")) == ["records-shard0.npz", "records-shard1.npz"]
+    rows = list(iter_requests(out.run_dir))
+    assert sorted(r["shard"] for r in rows) == [0, 0, 0, 1, 1]
+    assert sorted((r["input_tokens"], r["finish_reason"], len(r["token_ns"])) for r in rows) == [
+        (5, "stop", 1), (7, "stop", 5), (9, "stop", 4), (11, "length", 5), (13, "length", 3)]
