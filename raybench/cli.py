@@ -285,6 +285,8 @@ def sweep_cmd(
     c_max: int | None = typer.Option(None, "--c-max", help="Endpoints rules: highest concurrency (> 32)."),
     n_points: int = typer.Option(7, "--points", help="Points chosen from --c-min/--c-max (7..32)."),
     qps: str | None = typer.Option(None, "--qps", help="Poisson mode: target QPS values, e.g. 1,2,4 (Server runs)."),
+    rates: str | None = typer.Option(None, "--rates", help="Rate mode: request rates, e.g. 10,20,40 (Server runs with "
+                                     "the config's scenario.arrival shape; Poisson by default)."),
     warmup_s: float = typer.Option(0.0, "--warmup-s", help="Seconds at the start of each point excluded from its metrics."),
     warmup_queries: int = typer.Option(0, "--warmup-queries", help="First N queries of each point excluded."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
@@ -315,8 +317,9 @@ def sweep_cmd(
     try:
         if slo is not None:
             overrides += parse_slo(slo)
-        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float))
-        base = load_run_config(config, overrides)
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
+                                    rates=_nums(rates, float))
+        base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -327,7 +330,7 @@ def sweep_cmd(
         return _make_executor(cfg)
 
     def _show(p: Any) -> None:
-        x = f"c={p.concurrency}" if p.concurrency is not None else f"qps={p.qps_target:g}"
+        x = f"c={p.concurrency}" if p.concurrency is not None else f"{'rate' if mode == 'rate' else 'qps'}={p.qps_target:g}"
         tpu = f"{p.tps_per_user:.1f}" if p.tps_per_user else "-"
         ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
         typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
@@ -397,6 +400,99 @@ def compare_cmd(
     Console(width=max(100, 40 + 28 * len(runs))).print(t)
     for p in pngs:
         typer.echo(str(p))
+
+
+@app.command("package")
+def package_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories: one performance and one accuracy run per scenario."),
+    org: str = typer.Option(..., "--org", help="Submitter (organisation) name: <division>/<org>/."),
+    system_json: Path = typer.Option(..., "--system-json", help="System description JSON (the checker's fields)."),
+    measurements_json: Path = typer.Option(..., "--measurements-json", help="measurements.json: input_data_types, retraining, starting_weights_filename, weight_data_types, weight_transformations."),
+    division: str = typer.Option(..., "--division", help="closed or open."),
+    out: Path = typer.Option(..., "--out", "-o", help="Submission root directory."),
+    system: str | None = typer.Option(None, "--system", help="System folder name (default: the system JSON's file stem)."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help="MLPerf benchmark name (default: from the workload, e.g. dlrmv3 -> dlrm-v3)."),
+    version: str = typer.Option("v6.0", "--version", help="Checker version whose seeds the runs must carry (v6.0 or v6.1)."),
+    compliance: list[str] = typer.Option([], "--compliance", help="[SCENARIO=]DIR/TESTxx from raybench compliance (repeatable)."),
+) -> None:
+    """Write an MLPerf submission tree (v6.0 layout) from run directories; refuses runs the checker would reject."""
+    import os
+
+    from raybench.submission.package import PackageError, PackageOptions, package
+
+    tests: list[tuple[str | None, Path]] = []
+    for item in compliance:
+        scen, sep, path = item.rpartition("=")
+        tests.append((scen if sep else None, Path(path)))
+    allow_short = os.environ.get("RAYBENCH_PACKAGE_ALLOW_SHORT") == "1"
+    if allow_short:
+        _status_line("RAYBENCH_PACKAGE_ALLOW_SHORT=1: runs shorter than 600 s accepted (tests only; the checker refuses them)")
+    opts = PackageOptions(org=org, division=division, system_json=system_json, measurements_json=measurements_json,
+                          out=out, system=system, benchmark=benchmark, version=version, compliance=tuple(tests),
+                          allow_short=allow_short)
+    try:
+        res = package(run_dirs, opts)
+    except (PackageError, ValueError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    for d in res.scenario_dirs:
+        typer.echo(str(d))
+    typer.echo(f"submission tree: {res.root} ({len(res.files)} files); check it with the MLPerf submission checker "
+               f"(docs/SUBMITTING.md)")
+
+
+@app.command("search-peak")
+def search_peak_cmd(
+    config: Path | None = typer.Argument(None, help="YAML run config shared by every probe (optional)."),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="Workload name."),
+    sut: str | None = typer.Option(None, "--sut", help="SUT name (default: the workload's)."),
+    scenario: str | None = typer.Option(None, "--scenario", "-s", help="Server (default; target QPS) or Concurrency (streams)."),
+    start: float | None = typer.Option(None, "--start", help="Lower bound to start from (default: settings.server_target_qps / target_concurrency)."),
+    criterion: str = typer.Option("constraints", "--criterion", help="constraints (LoadGen: latency bounds only) or valid (the whole verdict)."),
+    max_probes: int = typer.Option(40, "--max-probes", help="Stop after this many runs."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
+    user_conf: str | None = typer.Option(None, "--user-conf", help="MLPerf user.conf."),
+    out: str = typer.Option("results", "--out", "-o", help="Results root; the search goes to OUT/<utc>-peak-<workload>-<scenario>."),
+    executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+) -> None:
+    """LoadGen's FindPeakPerformance: the highest Server QPS (or concurrency) whose run meets the latency bounds."""
+    import datetime as dt
+
+    from raybench.config import ConfigError, load_run_config
+    from raybench.registry import RegistryError
+    from raybench.submission.peak import run_peak_search
+
+    overrides = [f"{k}={v}" for k, v in (("workload", workload), ("sut", sut), ("executor", executor),
+                                         ("user_conf", user_conf)) if v is not None]
+    if address is not None:
+        overrides.append(f"ray.address={address}")
+    if scenario is not None or config is None:
+        overrides.append(f"scenario={scenario or 'Server'}")
+    overrides += ["report=false", *set_]
+    try:
+        base = load_run_config(config, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if base.scenario.name not in ("Server", "Concurrency"):
+        raise _fail(f"scenario: peak search runs Server (target QPS) or Concurrency (streams), not {base.scenario.name}")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    search_dir = Path(out) / f"{stamp}-peak-{base.workload.name}-{base.scenario.name}"
+    typer.echo(f"peak search ({base.scenario.name}) -> {search_dir}")
+
+    def _show(p: Any) -> None:
+        typer.echo(f"  probe {p.index} ({p.phase}): {p.field} {p.value:g}: p{p.percentile * 100:g} {p.p_latency_ms:.3f} ms, "
+                   f"{'meets' if p.ok else 'misses'} the bounds, {p.validity}")
+
+    try:
+        res = run_peak_search(search_dir, overrides, config_path=config, start=start, criterion=criterion,
+                              max_probes=max_probes, executor_factory=_make_executor, on_probe=_show)
+    except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if res.peak is None:
+        typer.echo(f"no peak: {res.message}")
+        raise typer.Exit(EXIT_INVALID)
+    typer.echo(f"peak {res.field} = {res.peak:g} ({res.message}); files in {res.search_dir}")
+    raise typer.Exit(EXIT_VALID)
 
 
 @app.command("submit", context_settings={"allow_interspersed_args": False})

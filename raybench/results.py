@@ -146,6 +146,7 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "percentile_relative_error": m.percentile_relative_error,
         "records": prepared.config.records,
         "warnings": prepared.warnings,
+        **({"load_shape": prepared.plan.meta["arrival"]} if "arrival" in prepared.plan.meta else {}),
     })
 
 

@@ -214,8 +214,13 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     library = make_library(wl, wparams)
     _check_plan_size(config, settings, int(library.total_count), int(library.performance_count))
     order = getattr(library, "issue_order", None)
+    arrivals = getattr(library, "arrival_ns", None)
     plan = build_plan(scenario, settings, int(library.total_count), int(library.performance_count),
-                      issue_order=order() if callable(order) else order)
+                      issue_order=order() if callable(order) else order,
+                      arrival_ns=arrivals() if callable(arrivals) else arrivals)
+    if "arrival" in plan.meta:  # a load shape other than MLPerf's Poisson
+        warnings = [*warnings, f"scenario.arrival: {plan.meta['arrival']['kind']} arrivals are not MLPerf's "
+                               "Poisson Server schedule; this run is not MLPerf-compliant"]
     if config.slo is not None:  # counted exactly by every shard (ShardSlice.slo)
         plan.meta["slo_ns"] = config.slo.to_ns()
     return PreparedRun(

@@ -8,6 +8,10 @@ A sweep is a list of ordinary raybench runs that share one config:
   ``settings.target_concurrency = N``).
 - **QPS mode**: a list of target QPS values, each a Poisson ``Server`` run
   (``settings.server_target_qps = q``).
+- **Rate mode** (``--rates``): a list of request rates, each a ``Server`` run at that
+  ``server_target_qps`` with the load shape of the shared config (``scenario.arrival``: Poisson by
+  default, or constant / gamma / ramp, whose ``end_qps`` defaults to the rate). Its points are
+  ``qps_target`` rows like QPS mode; ``result_summary.json`` names the shape in ``load_pattern``.
 
 Warm-up is excluded *inside each run*, not by a separate run, so the queries measured are served
 by the very SUT instance (and, for ``vllm``, the very server process) that the warm-up warmed:
@@ -111,15 +115,22 @@ def sweep_values(
     c_max: int | None = None,
     n_points: int = 7,
     qps: Sequence[float] | None = None,
+    rates: Sequence[float] | None = None,
 ) -> tuple[str, list[int] | list[float]]:
-    """``("concurrency", points)`` or ``("qps", values)`` from exactly one way of naming them.
+    """``("concurrency", points)``, ``("qps", values)`` or ``("rate", values)`` from exactly one way
+    of naming them.
 
     Raises:
-        ValueError: none or several of concurrencies / c_min+c_max / qps, or bad values.
+        ValueError: none or several of concurrencies / c_min+c_max / qps / rates, or bad values.
     """
-    given = [concurrencies is not None, c_min is not None or c_max is not None, qps is not None]
+    given = [concurrencies is not None, c_min is not None or c_max is not None, qps is not None, rates is not None]
     if sum(given) != 1:
-        raise ValueError("sweep: give exactly one of --concurrency LIST, --c-min/--c-max, --qps LIST")
+        raise ValueError("sweep: give exactly one of --concurrency LIST, --c-min/--c-max, --qps LIST, --rates LIST")
+    if rates is not None:
+        vals = [float(r) for r in rates]
+        if not vals or any(not (r > 0 and math.isfinite(r)) for r in vals):
+            raise ValueError(f"rates: need positive request rates, got {list(rates)}")
+        return "rate", vals
     if qps is not None:
         vals = [float(q) for q in qps]
         if not vals or any(not (q > 0 and math.isfinite(q)) for q in vals):
@@ -280,8 +291,8 @@ def run_sweep(
     Args:
         sweep_dir: where the point run directories, JSON and PNGs go.
         overrides: ``--set`` style overrides shared by every point (workload, sut, settings...).
-        mode: ``"concurrency"`` or ``"qps"`` (see :func:`sweep_values`).
-        values: concurrencies or target QPS values.
+        mode: ``"concurrency"``, ``"qps"`` or ``"rate"`` (see :func:`sweep_values`).
+        values: concurrencies, target QPS values or rates.
         warmup_s / warmup_queries: warm-up excluded from each point (see the module docstring).
         executor_factory: builds the executor for a point's config (default: in-process).
         on_point: called after each point (progress output).
@@ -289,15 +300,15 @@ def run_sweep(
     Raises:
         ValueError / ConfigError: bad mode, values or config (before any run starts).
     """
-    if mode not in ("concurrency", "qps"):
-        raise ValueError(f"mode: expected 'concurrency' or 'qps', got {mode!r}")
+    if mode not in ("concurrency", "qps", "rate"):
+        raise ValueError(f"mode: expected 'concurrency', 'qps' or 'rate', got {mode!r}")
     if warmup_s < 0 or warmup_queries < 0:
         raise ValueError("warmup_s / warmup_queries: must be >= 0")
     out = Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     configs = []
     for v in values:
-        tag = f"c{int(v):05d}" if mode == "concurrency" else f"qps{float(v):g}"
+        tag = f"c{int(v):05d}" if mode == "concurrency" else f"{mode}{float(v):g}"
         point = (
             ["scenario=Concurrency", f"settings.target_concurrency={int(v)}"]
             if mode == "concurrency"
@@ -318,10 +329,13 @@ def run_sweep(
             if callable(close):
                 close()
         conc = int(v) if mode == "concurrency" else None
-        qps_t = float(v) if mode == "qps" else None
+        qps_t = float(v) if mode != "concurrency" else None
+        arrival = getattr(cfg.scenario, "arrival", None)
+        shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
         run_cfg = {
             "scenario": cfg.scenario.name,
-            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc else {"type": "poisson", "target_qps": qps_t},
+            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
+            else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
             "warmup": {"seconds": warmup_s, "queries": warmup_queries},
             "workload": cfg.workload.name,
             "sut": cfg.sut.name if cfg.sut else None,
@@ -359,7 +373,7 @@ def _extend_min_duration(cfg: RunConfig, warmup_s: float) -> RunConfig:
 
 
 def _finish(out: Path, mode: str, points: list[PointResult]) -> SweepResult:
-    x_key = "concurrency" if mode == "concurrency" else "qps_target"
+    x_key = "concurrency" if mode == "concurrency" else "qps_target"  # rate points are qps_target rows
     pareto = [
         ParetoPoint(i, p.system_tps, p.tps_per_user, p.ttft_p90_ms if p.ttft_p90_ms is not None else float("nan"))
         for i, p in enumerate(points)
@@ -405,7 +419,7 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
     import matplotlib.pyplot as plt
 
     files: list[Path] = []
-    x_name = "concurrency" if mode == "concurrency" else "qps"
+    x_name = mode
     xs = [float(p.concurrency if mode == "concurrency" else p.qps_target) for p in points]  # type: ignore[arg-type]
 
     pp = [ParetoPoint(i, p.system_tps, p.tps_per_user) for i, p in enumerate(points) if p.tps_per_user]
@@ -437,7 +451,7 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
             ax.scatter([a for a, _ in pairs], [b for _, b in pairs], color="C1", zorder=3)
         if mode == "concurrency" and pairs and pairs[-1][0] / max(pairs[0][0], 1) >= 8:
             ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrency" if mode == "concurrency" else "target QPS")
+        ax.set_xlabel({"concurrency": "concurrency", "qps": "target QPS", "rate": "request rate (queries/s)"}[mode])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         files.append(_save(fig, out / f"{key}_vs_{x_name}.png"))

@@ -20,27 +20,36 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["MonotonicClock", "VirtualClock", "SPIN_NS"]
+from raybench.core.timerfd import timer_for
+
+__all__ = ["MonotonicClock", "VirtualClock", "SPIN_NS", "EARLY_NS"]
 
 T = TypeVar("T")
 
-# Below this distance to a deadline the real clock stops trusting the event loop's timer
-# (epoll waits in whole milliseconds) and yields in a tight loop instead.
+# Without a timerfd: below this distance to a deadline the clock stops trusting the event loop's
+# timer (epoll waits in whole milliseconds) and yields in a tight loop instead.
 SPIN_NS = 1_500_000
+# With a timerfd: wake this long before the deadline and yield for the rest, which covers the
+# kernel's wake-up latency while keeping the core idle between queries. ``RAYBENCH_SPIN_US``
+# trades CPU for precision on nodes whose wake-ups are slow (see docs/USAGE.md).
+EARLY_NS = int(float(os.environ.get("RAYBENCH_SPIN_US", "60")) * 1000)
 
 
 class MonotonicClock:
     """``time.monotonic_ns`` with a precise ``sleep_until``.
 
-    ``sleep_until`` sleeps on the loop timer until ~1.5 ms before the target, then yields to
-    the loop (``asyncio.sleep(0)``) until the target passes, so other tasks still run while
-    the deadline is approached. Precision is then limited by how long other callbacks hold
-    the loop, which the loadgen reports as lateness.
+    ``sleep_until`` waits on the loop's timerfd (:mod:`raybench.core.timerfd`) until
+    ``EARLY_NS`` before the target, then yields to the loop (``asyncio.sleep(0)``) until the
+    target passes, so the core idles between sends and other tasks still run near the deadline.
+    Where timerfd is unavailable it sleeps on the loop timer until ``SPIN_NS`` before the target
+    and yields from there. Precision is then limited by how long other callbacks hold the loop,
+    which the loadgen reports as lateness.
     """
 
     __slots__ = ()
@@ -50,8 +59,12 @@ class MonotonicClock:
 
     async def sleep_until(self, t_ns: int) -> None:
         delta = t_ns - time.monotonic_ns()
-        if delta > SPIN_NS:
-            await asyncio.sleep((delta - SPIN_NS) / 1e9)
+        if delta > EARLY_NS:
+            timer = timer_for(asyncio.get_running_loop())
+            if timer is not None:
+                await timer.wait_until(t_ns - EARLY_NS)
+            elif delta > SPIN_NS:
+                await asyncio.sleep((delta - SPIN_NS) / 1e9)
         while time.monotonic_ns() < t_ns:
             await asyncio.sleep(0)
 

@@ -13,6 +13,15 @@ shuffle (``numpy.random.default_rng([order_seed, ts_idx]).permutation``). ``quer
 the request's rank by user id within its timestamp; ``(ts_idx, query_idx)`` is what the SUT
 writes into the accuracy payload.
 
+Two on-disk layouts give the same samples: ``npz`` (our generator's shards, :class:`DLRMv3Data`)
+and ``reference`` (the MLPerf reference's CSV files, e.g. the benchmark's ``sampled_data/``,
+:class:`~workloads.dlrmv3.reference_layout.ReferenceData`, read one user line at a time).
+``dataset_percentage`` keeps the first ``int(count * p)`` requests (by user id) of each
+timestamp, as the reference's ``--dataset-percentage``; ``order: reference`` shuffles each
+timestamp's requests with Python's ``random.Random(order_seed).shuffle``, one timestamp after
+the other, which is the reference's ``StreamingQuerySampler`` execution order (``random.seed
+(numpy_rand_seed)``, then ``random.shuffle`` per timestamp).
+
 Issue order: the library decides what is issued (:meth:`DLRMv3Library.issue_order`, one epoch
 of the reference ``StreamingQuerySampler``: timestamp by timestamp, each timestamp's requests
 ``repeats`` times). The plan issues it (performance runs cyclically, accuracy runs every
@@ -22,6 +31,7 @@ them by timestamp (``reference_suts/dlrmv3_hstu/scheduler.py``).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +122,18 @@ class DLRMv3Data:
         a, b = self.user_start[self.slot_user[slot]], self.slot_start[slot]
         return self.stream_ids[a:b], self.stream_ratings[a:b], self.stream_ts[a:b]
 
+    def request_count(self, t: int) -> int:
+        """Inference requests at timestamp ``t``."""
+        return int(self.slots_of(KIND_INFER, t).size)
+
+    def inference_requests(self, t: int, n: int) -> np.ndarray:
+        """The first ``n`` inference requests at ``t`` (slot numbers, in user order)."""
+        return self.slots_of(KIND_INFER, t)[:n]
+
+    def request(self, t: int, handle: int) -> dict[str, Any]:
+        """The sample of an inference request (``handle`` from :meth:`inference_requests`)."""
+        return self.example(int(handle))
+
     def example(self, slot: int) -> dict[str, Any]:
         """Model inputs and labels of one slot (train or inference)."""
         ids, ratings, ts = self.history(slot)
@@ -137,36 +159,45 @@ class DLRMv3Library:
 
     name = "dlrmv3"
 
-    def __init__(self, data: DLRMv3Data, *, order_seed: int = 123,
-                 max_requests_per_ts: int | None = None, repeats: int = 1) -> None:
+    def __init__(self, data: Any, *, order_seed: int = 123, max_requests_per_ts: int | None = None,
+                 repeats: int = 1, dataset_percentage: float = 1.0, order: str = "numpy") -> None:
         if int(repeats) < 1:
             raise ValueError(f"dlrmv3: repeats must be >= 1, got {repeats}")
+        if order not in ("numpy", "reference"):
+            raise ValueError(f"dlrmv3: order must be 'numpy' or 'reference', got {order!r}")
         self.data = data
         self.repeats = int(repeats)
         p = data.params
         self.train_ts = p.train_ts
-        order: list[np.ndarray] = []
+        handles: list[np.ndarray] = []
         qidx: list[np.ndarray] = []
         tsi: list[np.ndarray] = []
+        shuffler = random.Random(order_seed) if order == "reference" else None
         for ts_idx, t in enumerate(range(p.train_ts, p.num_timestamps)):
-            slots = data.slots_of(KIND_INFER, t)
-            perm = np.random.default_rng([order_seed, ts_idx]).permutation(slots.size)
+            n = int(data.request_count(t) * dataset_percentage)
+            reqs = data.inference_requests(t, n)
+            if shuffler is not None:
+                within = list(range(n))
+                shuffler.shuffle(within)
+                perm = np.array(within, dtype=np.int64)
+            else:
+                perm = np.random.default_rng([order_seed, ts_idx]).permutation(n)
             if max_requests_per_ts is not None:
                 perm = perm[:max_requests_per_ts]
-            order.append(slots[perm])
+            handles.append(reqs[perm])
             qidx.append(perm)
             tsi.append(np.full(perm.size, ts_idx))
-        self._slots = np.concatenate(order)
+        self._handles = np.concatenate(handles).astype(np.int64)
         self._query_idx = np.concatenate(qidx)
         self._ts_idx = np.concatenate(tsi)
-        self.counts_per_ts = [int(o.size) for o in order]
+        self.counts_per_ts = [int(o.size) for o in handles]
         self.ts_offsets = np.concatenate([[0], np.cumsum(self.counts_per_ts)]).astype(np.int64)
         self._by_key = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(self._ts_idx, self._query_idx, strict=True))}
         self._loaded: dict[int, dict[str, Any]] = {}
 
     @property
     def total_count(self) -> int:
-        return int(self._slots.size)
+        return int(self._handles.size)
 
     @property
     def performance_count(self) -> int:
@@ -209,7 +240,7 @@ class DLRMv3Library:
     def _build(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.total_count:
             raise IndexError(f"dlrmv3: sample index {index} out of range 0..{self.total_count - 1}")
-        ex = self.data.example(int(self._slots[index]))
+        ex = self.data.request(self.train_ts + int(self._ts_idx[index]), int(self._handles[index]))
         ex["index"] = index
         ex["ts_idx"], ex["query_idx"] = self.key(index)
         return ex
@@ -226,28 +257,51 @@ def load_library(params: dict[str, Any]) -> DLRMv3Library:
     """Build the library from workload params.
 
     Params:
-        data_dir: a generated dataset; when unset, the ``preset`` (``tiny`` or ``small``) is
-            generated deterministically into the cache on first use.
+        layout: ``npz`` (our generator's shards) or ``reference`` (the MLPerf reference's CSV
+            files in ``data_dir``, e.g. the benchmark's ``sampled_data/``).
+        data_dir: the dataset; with layout ``npz`` and no ``data_dir``, the ``preset`` (``tiny``
+            or ``small``) is generated deterministically into the cache on first use.
         preset, seed: which demo dataset to generate.
-        shards: load only these shards (e.g. ``[0]`` for the reference's sampled subset).
+        shards: load only these shards (layout ``npz``; e.g. ``[0]``).
+        train_ts, num_items, num_categories: layout ``reference`` only; what the files do not
+            say (default: the directory's ``meta.json`` from our generator, else the reference's
+            90, 1e9, 128).
+        order: ``numpy`` (default for ``npz``) or ``reference`` (default for ``reference``).
         order_seed: seed of the within-timestamp shuffle (reference default 123).
+        dataset_percentage: keep the first ``int(count * p)`` requests of each timestamp.
         max_requests_per_ts: keep only the first N requests of each timestamp's order.
         repeats: times each timestamp is issued before the next (:meth:`DLRMv3Library.issue_order`).
     """
+    layout = params.get("layout", "npz")
     data_dir = params.get("data_dir")
-    if not data_dir:
-        name = params.get("preset", "tiny")
-        if name not in ("tiny", "small"):
-            raise ValueError(f"dlrmv3: preset {name!r} cannot be auto-generated; set data_dir")
-        seed = params.get("seed")
-        gp = preset(name, **({} if seed is None else {"seed": int(seed)}))
-        data_dir = demo_dir(name, seed)
-        if not (data_dir / "meta.json").exists():
-            generate(gp, data_dir)
-    elif not Path(data_dir).is_dir():
-        raise ValueError(f"dlrmv3: data_dir {data_dir} does not exist")
-    data = DLRMv3Data(data_dir, params.get("shards"))
+    if layout == "reference":
+        from workloads.dlrmv3.reference_layout import ReferenceData
+
+        if not data_dir:
+            raise ValueError("dlrmv3: layout 'reference' needs workload.params.data_dir "
+                             "(the directory holding offset.csv, e.g. sampled_data/)")
+        data: Any = ReferenceData(data_dir, train_ts=params.get("train_ts"),
+                                  num_items=params.get("num_items"),
+                                  num_categories=params.get("num_categories"))
+    else:
+        if not data_dir:
+            name = params.get("preset", "tiny")
+            if name not in ("tiny", "small"):
+                raise ValueError(f"dlrmv3: preset {name!r} cannot be auto-generated; set data_dir")
+            seed = params.get("seed")
+            gp = preset(name, **({} if seed is None else {"seed": int(seed)}))
+            data_dir = demo_dir(name, seed)
+            if not (data_dir / "meta.json").exists():
+                generate(gp, data_dir)
+        elif not Path(data_dir).is_dir():
+            raise ValueError(f"dlrmv3: data_dir {data_dir} does not exist")
+        elif (Path(data_dir) / "offset.csv").exists() and not (Path(data_dir) / "part-00000.npz").exists():
+            raise ValueError(f"dlrmv3: {data_dir} is in the reference layout; set "
+                             f"workload.params.layout=reference")
+        data = DLRMv3Data(data_dir, params.get("shards"))
     mr = params.get("max_requests_per_ts")
+    order = params.get("order") or ("reference" if layout == "reference" else "numpy")
     return DLRMv3Library(data, order_seed=int(params.get("order_seed", 123)),
                          max_requests_per_ts=None if mr is None else int(mr),
-                         repeats=int(params.get("repeats", 1)))
+                         repeats=int(params.get("repeats", 1)),
+                         dataset_percentage=float(params.get("dataset_percentage", 1.0)), order=order)

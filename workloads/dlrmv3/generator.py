@@ -35,7 +35,10 @@ Output (``out/``): ``meta.json`` (parameters), ``item_quality.npy`` (uint8, one 
 (0 base, 1 train, 2 eval, 3 inference), ``uih_offsets/uih_ids/uih_ratings`` and
 ``cand_offsets/cand_ids/cand_ratings``. Everything is a pure function of ``seed``.
 
-CLI: ``python -m workloads.dlrmv3.generator --preset tiny --out DIR``.
+``layout="reference"`` writes the same data as the MLPerf reference's CSV files instead
+(``reference_layout.py``).
+
+CLI: ``python -m workloads.dlrmv3.generator --preset tiny --out DIR [--layout reference]``.
 """
 
 from __future__ import annotations
@@ -291,7 +294,7 @@ def _pack(params: GeneratorParams, first: int, n: int, cats: np.ndarray,
 
 
 def generate(params: GeneratorParams, out: str | Path, *, shards: list[int] | None = None,
-             log: bool = False) -> Path:
+             log: bool = False, layout: str = "npz") -> Path:
     """Write the dataset for ``params`` into ``out`` (atomically: temp dir + rename).
 
     Args:
@@ -300,11 +303,21 @@ def generate(params: GeneratorParams, out: str | Path, *, shards: list[int] | No
         shards: generate only these shards (for spreading the reference preset over machines);
             ``None`` = all. Partial outputs are written in place without the atomic rename.
         log: print progress per shard.
+        layout: ``npz`` (``part-XXXXX.npz``) or ``reference``: the MLPerf reference's CSV files
+            (``{shard}.csv``, ``offset.csv``, ``ts_{shard}_{t}.csv``, ``requests_per_ts.csv``,
+            ``requests_per_ts_offset.csv``, ``users_cumsum_per_ts.csv``; see
+            ``reference_layout.py``), same data; always every shard.
     """
     params.validate()
     out = Path(out)
+    if layout not in ("npz", "reference"):
+        raise ValueError(f"dlrmv3: unknown layout {layout!r} (npz, reference)")
     if shards is None and (out / "meta.json").exists():
         return out
+    if layout == "reference":
+        if shards is not None:
+            raise ValueError("dlrmv3: layout 'reference' writes every shard (its metadata spans them)")
+        return _generate_reference(params, out, log)
     if shards is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".dlrmv3-gen-", dir=out.parent))
@@ -332,6 +345,34 @@ def generate(params: GeneratorParams, out: str | Path, *, shards: list[int] | No
     return out
 
 
+def _generate_reference(params: GeneratorParams, out: Path, log: bool) -> Path:
+    from workloads.dlrmv3.reference_layout import write_layout
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".dlrmv3-gen-", dir=out.parent))
+    try:
+        quality = item_quality(params)
+
+        def shards() -> Any:
+            for s in range(params.num_shards):
+                t0 = time.time()
+                arrays = generate_shard(params, s, quality)
+                if log:
+                    print(f"shard {s}: {arrays['user_ids'].size} users, {time.time() - t0:.1f}s", flush=True)
+                yield s, arrays
+
+        write_layout(params, shards(), work)
+        meta = {"format_version": FORMAT_VERSION, "layout": "reference", "params": asdict(params)}
+        (work / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if (out / "meta.json").exists():  # another process finished first: keep theirs
+            return out
+        raise
+    return out
+
+
 def read_meta(data_dir: str | Path) -> GeneratorParams:
     """Parameters of a generated dataset (``ValueError`` naming the file when unreadable)."""
     path = Path(data_dir) / "meta.json"
@@ -351,11 +392,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--shards", default=None,
                     help="comma-separated shard indices to generate (default: all)")
+    ap.add_argument("--layout", default="npz", choices=("npz", "reference"),
+                    help="npz shards, or the MLPerf reference's CSV files (0.csv, offset.csv, ...)")
+    ap.add_argument("--num-users", type=int, default=None, help="override the preset's num_users")
+    ap.add_argument("--num-shards", type=int, default=None, help="override the preset's num_shards (files)")
     args = ap.parse_args(argv)
-    overrides = {} if args.seed is None else {"seed": args.seed}
-    params = preset(args.preset, **overrides)
-    shards = None if args.shards is None else [int(s) for s in args.shards.split(",")]
-    out = generate(params, args.out, shards=shards, log=True)
+    overrides: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
+    if args.num_users is not None:
+        overrides["num_users"] = args.num_users
+    if args.num_shards is not None:
+        overrides["num_shards"] = args.num_shards
+    try:
+        params = preset(args.preset, **overrides)
+        shards = None if args.shards is None else [int(s) for s in args.shards.split(",")]
+        out = generate(params, args.out, shards=shards, log=True, layout=args.layout)
+    except ValueError as exc:
+        ap.exit(2, f"{exc}\n")
     print(f"wrote {out}")
 
 

@@ -84,6 +84,8 @@ def detail_lines(
     for k, v in plan.effective.log_items().items():
         d.log(k, v)
     d.log("raybench_shards", shards)
+    if "arrival" in plan.meta:  # a load shape other than MLPerf's Poisson (scenario.arrival)
+        d.log("raybench_load_shape", plan.meta["arrival"], is_warning=True)
     d.log("generic_message", "Starting accuracy mode" if plan.effective.accuracy else "Starting performance mode")
     for phase in plan.phases[:1]:
         d.log("loaded_qsl_set", [int(x) for x in phase.loaded_set[:4096]])
@@ -217,7 +219,9 @@ def summary_lines(plan: Plan, m: RunMetrics, *, sut_name: str, qsl_performance_c
     out += _summary_stats(plan, m)
     out += ["", bar, "Test Parameters Used", bar]
     out += _summary_parameters(plan)
-    out += ["", "No warnings encountered during test.", ""]
+    warning = ("1 warning encountered. See detailed log (raybench_load_shape: not MLPerf's Poisson schedule)."
+               if "arrival" in plan.meta else "No warnings encountered during test.")
+    out += ["", warning, ""]
     out.append("No errors encountered during test." if not m.errors else
                f"{len(m.errors)} ERROR{'S' if len(m.errors) > 1 else ''} encountered. See detailed log.")
     return out
