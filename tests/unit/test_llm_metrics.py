@@ -153,3 +153,12 @@ def test_direct_channel_carries_input_tokens_and_finish_reason() -> None:
             srv.close()
 
     assert asyncio.run(main()) == [Response(b"x", 4, None, 7, 11, "stop"), Response(b"x", 4, None, 7, 12, None)]
+
+
+def test_llm_library_counts_input_tokens_from_its_token_ids() -> None:
+    from workloads.llm.dataset import LLMLibrary
+
+    lib = LLMLibrary([{"tok_input": [5, 6, 7], "input": "a b c", "output": "a"},
+                      {"tok_input": np.arange(9, dtype=np.int32), "input": "x", "output": "b"},
+                      {"messages": [{"role": "user", "content": "hi"}], "output": "c"}], prompt="text")
+    assert [lib.input_tokens(i) for i in range(3)] == [3, 9, 0]
