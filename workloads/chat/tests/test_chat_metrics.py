@@ -64,6 +64,16 @@ def test_lengths_finish_reasons_goodput_and_interactivity(tmp_path: Path) -> Non
                                                        120_000_000]
     assert b["first_token_ns"] == b["token_ns"][0] and b["end_ns"] == b["token_ns"][-1]
 
+    from rich.console import Console
+
+    from raybench.progress import print_summary
+
+    con = Console(record=True, width=200)
+    print_summary(con, out)
+    text = con.export_text()
+    assert "finish reasons" in text and "stop=3, length=2" in text
+    assert "goodput (ttft<=50ms, tpot<=20ms, e2el<=1000ms)" in text and "(3/5 met)" in text
+
     pytest.importorskip("matplotlib")
     from raybench.report.html import iter_cells, write_report
 
