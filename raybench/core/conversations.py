@@ -17,9 +17,10 @@ Rules (what :class:`~raybench.core.scenarios.Concurrency` does with such a libra
   is that moment, so a turn's latency, TTFT and TPOT exclude the think time and the time the
   harness took to react shows as lateness. A conversation lives on the shard of its stream.
 * A failed turn ends its conversation (the later turns are not sent; it counts as failed).
-* Issuing stops between conversations (min duration and the stream's share of min queries, as
-  single samples); a run cut by ``max_duration`` or the deadline leaves its conversation out of the
-  conversation counts.
+* A stream checks the stop rule (min duration and its share of min queries, as for single
+  samples) after each conversation; once any stream has stopped the run, or at ``max_duration``
+  or an abort, the other streams send no further turn: a conversation cut that way counts as
+  neither completed nor failed (its sent turns count as requests).
 * Conversation latency = completion of the last turn - intended send of the first turn (think
   times included), recorded in :attr:`RunStats.conversation`.
 * Accuracy mode: every conversation is played once, conversations dealt round-robin to shards
@@ -73,10 +74,10 @@ async def _play(runner: ShardRunner, phase_i: int, conv: int, turns: list[int], 
     start = -1
     done = ready
     for t, idx in enumerate(turns):
-        if runner.stopped:
-            return runner.now()  # cut by the end of the run: counted neither way
         if t and think_ns:
             await runner.clock.sleep_until(runner.t0 + ready)
+        if runner.stopped or runner.check_limits(runner.now()):
+            return runner.now()  # cut by the end of the run (max_duration, an abort): counted neither way
         intended = min(ready, runner.now())
         start = intended if start < 0 else start
         task, row = runner.spawn_turn(phase_i, idx, conv, t + 1, intended, lib.turn_payload(idx, answers), answers, log)

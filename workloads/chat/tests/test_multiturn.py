@@ -108,8 +108,21 @@ def test_performance_mode_streams_play_whole_conversations(tmp_path: Path) -> No
         users = [x["content"] for x in r["messages"] if x["role"] == "user"]
         answers = [x["content"] for x in r["messages"] if x["role"] == "assistant"]
         assert answers == ["ans" + t for t in users[:-1]]
-    n_turns = {"A1": 3, "B1": 2}
     firsts = [r["messages"][-1]["content"] for r in ex.requests if len(r["messages"]) <= 2]
-    assert c["completed"] == len(firsts) and m.samples_completed == sum(n_turns[f] for f in firsts)
-    assert (c["completed"], m.samples_completed) == (12, 31)  # the seeded draws: 7 x A, 5 x B
+    # The seeded draws: 7 x A and 5 x B started; when one stream met min duration and min queries
+    # the other was between A2 and A3, so that A was cut (counted neither way): 6 A + 5 B complete.
+    assert sorted(firsts) == ["A1"] * 7 + ["B1"] * 5
+    assert (c["completed"], m.samples_completed, len(ex.requests)) == (11, 30, 30)
+    assert [r["messages"][-1]["content"] for r in ex.requests][-4:] == ["A1", "B1", "A2", "B2"]
     assert (c["latency_ns"]["min"], c["latency_ns"]["max"]) == (130_000_000, 245_000_000)
+
+
+def test_max_duration_cuts_a_conversation_between_turns(tmp_path: Path) -> None:
+    # One stream; A takes 15 + 1000 + 15 + 1000 + 15 ms: max_duration 1.5 s stops it before A3.
+    out, ex = run_scripted(tmp_path, _file(tmp_path, CONV_A), _scripts(), [
+        "scenario=Concurrency", "settings.target_concurrency=1", "settings.min_duration_ms=60000",
+        "settings.max_duration_ms=1500", "workload.params.think_time_s=1"])
+    assert [r["messages"][-1]["content"] for r in ex.requests] == ["A1", "A2"]
+    m = out.metrics
+    assert m.samples_completed == 2 and m.conversations == {}  # cut: neither completed nor failed
+    assert all(s["status"] == "ok" for s in m.shards)
