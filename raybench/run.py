@@ -258,12 +258,65 @@ def execute_run(prepared: PreparedRun, executor: Executor | None = None,
     executor = executor or InProcessExecutor()
     shards = prepared.shard_count(prepared.config.shards or executor.default_shards(prepared))
     started = _dt.datetime.now(_dt.UTC)
-    reports = executor.run(prepared, prepared.jobs(shards), progress)
+    scraper, progress = _start_telemetry(prepared, progress)
+    try:
+        reports = executor.run(prepared, prepared.jobs(shards), progress)
+    finally:
+        if scraper is not None:
+            scraper.stop()
     extra = getattr(executor, "system_extra", None)
     result_extra = getattr(executor, "result_extra", None)
+    res_extra = result_extra() if callable(result_extra) else None
+    if scraper is not None:
+        res_extra = {**(res_extra or {}), "telemetry": _write_telemetry(prepared, executor, reports, scraper)}
     return finish_run(prepared, reports, started=started, shards=shards,
-                      system_extra=extra() if callable(extra) else None,
-                      result_extra=result_extra() if callable(result_extra) else None)
+                      system_extra=extra() if callable(extra) else None, result_extra=res_extra)
+
+
+def _start_telemetry(prepared: PreparedRun, progress: ProgressFn | None) -> tuple[Any, ProgressFn | None]:
+    """Start scraping the server's metrics (``raybench.telemetry``) if the SUT's params ask for it.
+
+    Returns the scraper (or ``None``) and the progress callback to use: it also tells the scraper
+    the run's deadline once the first snapshot reveals T0.
+    """
+    from raybench.telemetry import Scraper, targets
+
+    urls, interval = targets(prepared.sut_params)
+    if not urls:
+        return None, progress
+    p = prepared.sut_params
+    scraper = Scraper(urls, interval, proxy=p.get("proxy", "env"), ca_bundle=p.get("ca_bundle"),
+                      verify_tls=bool(p.get("verify_tls", True)))
+    scraper.start()
+    deadline_s = prepared.deadline_s
+    if deadline_s is None:
+        return scraper, progress
+
+    told: list[bool] = []
+
+    def tap(shard: int, snap: dict[str, Any]) -> None:
+        if not told and "t_ns" in snap:
+            import time
+
+            told.append(True)
+            scraper.set_deadline(time.monotonic_ns() - int(snap["t_ns"]) + int((deadline_s + interval) * 1e9))
+        if progress is not None:
+            progress(shard, snap)
+
+    return scraper, tap
+
+
+def _write_telemetry(prepared: PreparedRun, executor: Executor, reports: list[ShardReport], scraper: Any) -> dict[str, Any]:
+    """``telemetry.jsonl`` in the run directory, aligned to T0; the summary for result.json."""
+    from raybench.core.clock import MonotonicClock
+    from raybench.telemetry import write_telemetry
+
+    t0_wall = next((r.t0_wall_ns for r in reports if r.t0_wall_ns), 0)
+    clock = getattr(executor, "clock", None)
+    t0_mono = next((r.start_ns for r in reports if r.start_ns), 0) if (
+        not t0_wall and (clock is None or isinstance(clock, MonotonicClock))) else 0
+    prepared.run_dir.mkdir(parents=True, exist_ok=True)
+    return write_telemetry(prepared.run_dir, scraper, t0_wall_ns=t0_wall, t0_mono_ns=t0_mono)
 
 
 def run_benchmark(config: RunConfig, executor: Executor | None = None, progress: ProgressFn | None = None) -> RunOutcome:

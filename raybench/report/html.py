@@ -22,7 +22,7 @@ from raybench.report.load import RunData, fmt_ms, load_run
 
 __all__ = ["SECTIONS", "SUMMARY_KEYS", "iter_cells", "render_html", "write_report"]
 
-SECTIONS = ("verdict", "summary", "accuracy", "latency", "timeline", "shards", "tokens", "pareto", "system", "config")
+SECTIONS = ("verdict", "summary", "accuracy", "latency", "timeline", "telemetry", "shards", "tokens", "pareto", "system", "config")
 """Section ids, in page order; every one is present on every page."""
 SUMMARY_KEYS = (
     "samples_per_second", "scheduled_samples_per_second", "tokens_per_second", "queries_issued", "samples_issued",
@@ -166,6 +166,25 @@ def _timeline(run: RunData, pngs: dict[str, bytes]) -> str:
     return _img("timeline", timeline_png(run.timeline), pngs)
 
 
+def _telemetry(run: RunData, pngs: dict[str, bytes]) -> str:
+    from raybench.report.plots import telemetry_png
+
+    summ = run.metric("telemetry") or {}
+    if not run.telemetry and not summ:
+        return _na("no server telemetry (telemetry.jsonl missing: not an HTTP endpoint SUT, or telemetry_interval_s: 0)")
+    rows = "".join(f"<tr><td>{_e(k)}</td>{_cell('tel-' + k, summ.get(k))}</tr>"
+                   for k in ("scrapes", "failures", "interval_s", "aligned") if k in summ)
+    reasons = summ.get("failure_reasons") or {}
+    fails = ("<table id='telemetry-failures'><tr><th>failed scrape</th><th>count</th></tr>"
+             + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in reasons.items()) + "</table>") if reasons else ""
+    targets = "".join(f"<li><code>{_e(u)}</code></li>" for u in summ.get("targets") or [])
+    head = (f"<table id='telemetry-table'><tr><th>telemetry</th><th>value</th></tr>{rows}</table>{fails}"
+            + (f"<ul id='telemetry-targets'>{targets}</ul>" if targets else ""))
+    if not any("values" in r for r in run.telemetry):
+        return head + _na("no successful scrape: nothing to plot")
+    return head + _img("telemetry", telemetry_png(run.telemetry, run.timeline), pngs)
+
+
 def _shards(run: RunData, pngs: dict[str, bytes]) -> str:
     from raybench.report.plots import shards_png
 
@@ -276,6 +295,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunData, dict[str, bytes]], str]]] = {
     "accuracy": ("Accuracy and performance", _accuracy),
     "latency": ("Latency distribution", _latency),
     "timeline": ("Throughput and latency over time", _timeline),
+    "telemetry": ("Server telemetry (Prometheus /metrics) beside the client", _telemetry),
     "shards": ("Load-generator shards and lateness", _shards),
     "tokens": ("Token latencies (TTFT, TPOT)", _tokens),
     "pareto": ("Concurrency sweep: Pareto step function", _pareto),

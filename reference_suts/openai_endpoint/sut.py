@@ -19,7 +19,9 @@ which is what MLPerf Endpoints does so that servers cannot misreport them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import secrets
 from array import array
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +64,9 @@ class OpenAIEndpointSUT:
         self._client: EndpointClient | None = None
         self._tokenizer: Any = None
         self._has_key = False
+        # cache_salt: a random prefix per SUT instance (so shards differ) plus a counter.
+        self._salt = itertools.count() if p["cache_salt"] else None
+        self._salt_prefix = secrets.token_hex(6)
         # Validate URLs now so that a bad config fails before any actor starts.
         EndpointClient(p["urls"], max_inflight=self.max_inflight, balance=p["balance"])
 
@@ -101,6 +106,7 @@ class OpenAIEndpointSUT:
             connections=int(p["connections"]),
             max_inflight=self.max_inflight,
             balance=p["balance"],
+            **{k: p[k] for k in ("follow_redirects", "proxy", "ca_bundle", "verify_tls")},
         )
         client.secrets = (secret,) if secret else ()
         try:
@@ -167,6 +173,15 @@ class OpenAIEndpointSUT:
         return r
 
     def _body(self, sample: Any) -> bytes:
+        return dumps(self._salted(self._request(sample)))
+
+    def _salted(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Add vLLM's ``cache_salt`` (distinct per request) so repeated prompts miss the prefix cache."""
+        if self._salt is not None:
+            req["cache_salt"] = f"{self._salt_prefix}-{next(self._salt)}"
+        return req
+
+    def _request(self, sample: Any) -> dict[str, Any]:
         if isinstance(sample, dict):
             req = dict(self._base)
             if "max_tokens" in sample:
@@ -182,10 +197,10 @@ class OpenAIEndpointSUT:
                 self._put_prompt(req, sample["prompt"])
             else:
                 raise ValueError("payload has neither 'prompt' nor 'messages'")
-            return dumps(req)
+            return req
         req = dict(self._base)
         self._put_prompt(req, sample)
-        return dumps(req)
+        return req
 
     def _put_prompt(self, req: dict[str, Any], prompt: Any) -> None:
         if isinstance(prompt, str):

@@ -315,7 +315,9 @@ class VllmServerSUT:
         self.server.launch()  # on the event-loop thread: the die-with-parent flag follows it
         try:
             self.startup_s = await asyncio.to_thread(self.server.wait_ready)
-            client = OpenAIEndpointSUT({**self.client_params, "urls": [self.server.url], "model": self.server.model_name})
+            # The server is this host's own (loopback): never through an HTTP_PROXY of the environment.
+            client = OpenAIEndpointSUT({**self.client_params, "urls": [self.server.url], "model": self.server.model_name,
+                                        "proxy": "none"})
             await client.start(ctx)
         except BaseException:
             await asyncio.to_thread(self.server.stop)
