@@ -10,15 +10,19 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from raybench.config import load_run_config
-from raybench.core.clock import VirtualClock
-from raybench.core.loadgen import ShardRunner
-from raybench.inprocess import SharedLibrary
-from raybench.registry import make_sut
-from raybench.run import RunOutcome, execute_run, prepare_run
-from reference_suts.openai_endpoint.tests.scripted_server import Script, ScriptedServer
+import pytest
 
-__all__ = ["ScriptedExecutor", "run_scripted"]
+pytest.importorskip("aiohttp")  # the scripted server (reference_suts/openai_endpoint/tests)
+
+from raybench.config import load_run_config  # noqa: E402
+from raybench.core.clock import VirtualClock  # noqa: E402
+from raybench.core.loadgen import ShardRunner  # noqa: E402
+from raybench.inprocess import SharedLibrary  # noqa: E402
+from raybench.registry import make_sut  # noqa: E402
+from raybench.run import RunOutcome, execute_run, prepare_run  # noqa: E402
+from reference_suts.openai_endpoint.tests.scripted_server import Script, ScriptedServer  # noqa: E402
+
+__all__ = ["Script", "ScriptedExecutor", "run_scripted"]
 
 
 class ScriptedExecutor:

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from raybench.export import ExportError, export_run, iter_requests
-from reference_suts.openai_endpoint.tests.scripted_server import Script
 
-from .scripted_run import run_scripted
+from .scripted_run import Script, run_scripted
 
 # name: (chunks, ttft_ms, itl_ms, finish_reason, prompt_tokens)
 CASES = {

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from raybench.export import iter_requests
-from reference_suts.openai_endpoint.tests.scripted_server import Script
 from workloads.chat.dataset import load_library
 
-from .scripted_run import run_scripted
+from .scripted_run import Script, run_scripted
 
 SYS = {"role": "system", "content": "Be brief."}
 CONV_A = {"conversation": [SYS, {"role": "user", "content": "A1"}, {"role": "assistant", "content": "file reply 1"},
