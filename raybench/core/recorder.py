@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,8 +54,11 @@ class ShardRecorder:
                               slo=dict(getattr(slice_, "slo", None) or {}))
         self.finish_codes: dict[str, int] = {}
         self._input_tokens = input_tokens
-        # Every streamed chunk's time per row, only when records are kept (the export needs them).
-        self._token_times: dict[int, np.ndarray] | None = {} if (keep_records or records_path) else None
+        # Every streamed chunk's time, only when records are kept (the export needs them): flat
+        # int64 buffers (8 bytes a chunk), in completion order, ordered by row when frozen.
+        self._keep_tokens = bool(keep_records or records_path)
+        self._tok_rows, self._tok_counts, self._tok_flat = array("q"), array("q"), array("q")
+        self._t0 = 0
         self.keep_records = keep_records
         self.records_path = records_path
         self.accuracy: list[tuple[int, int, bytes, int]] = []
@@ -120,8 +124,11 @@ class ShardRecorder:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
         if q.token_ns and len(q.token_ns) > 1:
             self._token_gaps.append(inter_token_latencies_ns(q.token_ns))
-        if self._token_times is not None and n == 1 and q.token_ns:
-            self._token_times[row] = np.asarray(q.token_ns, dtype=np.int64) - t0
+        if self._keep_tokens and n == 1 and q.token_ns:
+            self._t0 = t0
+            self._tok_rows.append(row)
+            self._tok_counts.append(len(q.token_ns))
+            self._tok_flat.extend(q.token_ns)
         if err is not None:
             cols["error"][rows] = self.code(err)
             self.error_samples += n
@@ -204,13 +211,17 @@ class ShardRecorder:
         """The per-sample records so far (with ``token_ns`` / ``token_offsets``, see
         :mod:`raybench.core.records`) and the error reasons their codes refer to."""
         cols = self.buf.freeze()
-        times = self._token_times or {}
+        rows = np.frombuffer(self._tok_rows, dtype=np.int64) if self._tok_rows else np.zeros(0, np.int64)
+        n = np.frombuffer(self._tok_counts, dtype=np.int64) if self._tok_counts else np.zeros(0, np.int64)
+        flat = np.frombuffer(self._tok_flat, dtype=np.int64) if self._tok_flat else np.zeros(0, np.int64)
         counts = np.zeros(self.buf.size, dtype=np.int64)
-        for row, t in times.items():
-            counts[row] = t.size
+        counts[rows] = n
         cols["token_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        cols["token_ns"] = (np.concatenate([times[r] for r in sorted(times)]) if times
-                            else np.zeros(0, dtype=np.int64))
+        # Each row's run of chunk times, moved from completion order to row order.
+        order = np.argsort(rows, kind="stable")
+        starts = np.cumsum(n) - n
+        take = np.repeat(starts[order] - (np.cumsum(n[order]) - n[order]), n[order]) + np.arange(int(n.sum()))
+        cols["token_ns"] = flat[take] - self._t0
         return cols, list(self.error_codes)
 
     def write_records(self, path: str) -> str:

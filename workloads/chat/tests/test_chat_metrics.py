@@ -131,3 +131,15 @@ def test_export_from_shard_records(tmp_path: Path) -> None:
     assert sorted(r["shard"] for r in rows) == [0, 0, 0, 1, 1]
     assert sorted((r["input_tokens"], r["finish_reason"], len(r["token_ns"])) for r in rows) == [
         (5, "stop", 1), (7, "stop", 5), (9, "stop", 4), (11, "length", 5), (13, "length", 3)]
+
+
+def test_export_token_times_stay_with_their_request_when_completions_reorder(tmp_path: Path) -> None:
+    out, _ = run_scripted(tmp_path, _prompts(tmp_path), SCRIPTS, [
+        "scenario=Concurrency", "settings.target_concurrency=3", "mode=AccuracyOnly", "accuracy=false",
+        "records=all"])
+    rows = list(iter_requests(out.run_dir))
+    ends = [r["end_ns"] for r in rows]
+    assert ends != sorted(ends)  # requests completed out of their record order
+    for r in rows:
+        assert len(r["token_ns"]) == r["output_tokens"]
+        assert r["token_ns"][0] == r["first_token_ns"] and r["token_ns"][-1] == r["end_ns"]
