@@ -30,7 +30,7 @@ MODE_ALIASES = {
 
 
 _LOWER_NAMES = frozenset(n.lower() for n in SCENARIO_NAMES)
-_STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir"})
+_STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir", "audit_config"})
 
 
 class ConfigError(ValueError):
@@ -132,6 +132,8 @@ class RunConfig(BaseModel):
         model: the mlperf.conf model key (default: the workload's).
         mlperf_conf / user_conf: conf files (``mlperf_conf: none`` skips the bundled one).
         round: MLPerf round whose seeds to use (``v6.1`` or ``v6.0``).
+        audit_config: a compliance ``audit.config`` applied after every other setting, as LoadGen
+            does (``None``: ``./audit.config`` if the working directory has one; ``none``: never).
         executor: ``inprocess`` or ``ray``.
         shards: load-generator shards (``None``: one per load node on Ray, 1 in-process).
         out: results root; the run directory is ``out/<utc>-<workload>-<scenario>``.
@@ -159,6 +161,7 @@ class RunConfig(BaseModel):
     model: str | None = None
     mlperf_conf: str | None = None
     user_conf: str | None = None
+    audit_config: str | None = None
     round: str = "v6.1"
     executor: Literal["inprocess", "ray"] = "ray"
     shards: int | None = None
