@@ -21,6 +21,7 @@ and any shard count:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -97,12 +98,12 @@ class PhaseSource:
 
 
 # ---------------------------------------------------------------------------------- schedules
-def stamp_chunks(spec: ScheduleSpec, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+def stamp_chunks(spec: ScheduleSpec, chunk: int | None = None) -> Iterator[np.ndarray]:
     """The schedule's absolute timestamps (ns), ``chunk`` at a time, from query 0 on (endless,
     except a trace)."""
     from raybench.core.arrival import gamma_gaps, ramp_stamps
 
-    chunk = max(1, int(chunk))
+    chunk = max(1, int(chunk or CHUNK))
     if spec.kind == "trace":
         ts = spec.trace if spec.trace is not None else np.zeros(0, np.int64)
         for i in range(0, ts.shape[0], chunk):
@@ -130,7 +131,7 @@ def stamp_chunks(spec: ScheduleSpec, chunk: int = CHUNK) -> Iterator[np.ndarray]
 
 
 def count_schedule(spec: ScheduleSpec, gen_duration_ns: int, min_queries: int,
-                   chunk: int = CHUNK) -> tuple[int, int, int]:
+                   chunk: int | None = None) -> tuple[int, int, int]:
     """LoadGen's generation rule, counted without keeping the stamps.
 
     Query ``j`` is generated, and generation goes on while ``stamp[j] < gen_duration`` or
@@ -161,7 +162,7 @@ def count_schedule(spec: ScheduleSpec, gen_duration_ns: int, min_queries: int,
     raise AssertionError("timestamp stream ended")  # pragma: no cover - the streams are endless
 
 
-def first_stamps(spec: ScheduleSpec, n: int, chunk: int = CHUNK) -> np.ndarray:
+def first_stamps(spec: ScheduleSpec, n: int, chunk: int | None = None) -> np.ndarray:
     """The first ``n`` stamps of a schedule (a phase bounded by the library, or a test)."""
     out: list[np.ndarray] = []
     got = 0
@@ -182,6 +183,12 @@ def _uniform(seed: int, tag: int, lo: int, hi: int) -> np.ndarray:
     return g.random(hi - lo)
 
 
+@functools.lru_cache(maxsize=2)
+def _pass(seed: int, p: int, m: int) -> np.ndarray:
+    """Equal issue: the order of pass ``p`` over ``m`` samples (kept while chunks walk through it)."""
+    return rng(seed, 2, p).permutation(m).astype(np.int64)
+
+
 def _starts(src: PhaseSource, q0: int, q1: int) -> np.ndarray:
     """Start positions (in ``base``) of queries ``q0..q1-1`` (``cyclic``/``equal``: of samples)."""
     m = src.dist_end
@@ -194,7 +201,7 @@ def _starts(src: PhaseSource, q0: int, q1: int) -> np.ndarray:
     if src.mode == "equal":
         parts = []
         for p in range(q0 // m, -(-q1 // m)):
-            perm = rng(src.seed, 2, p).permutation(m).astype(np.int64)
+            perm = _pass(src.seed, p, m)
             a, b = max(q0, p * m) - p * m, min(q1, (p + 1) * m) - p * m
             parts.append(perm[a:b])
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -277,7 +284,7 @@ def mark_accuracy_sampling(plan: Plan) -> None:
 
 
 # ---------------------------------------------------------------------------------- a shard's part
-def regenerate(src: PhaseSource, shard: int, shards: int, chunk: int = CHUNK
+def regenerate(src: PhaseSource, shard: int, shards: int, chunk: int | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Shard ``shard``'s queries ``shard, shard + shards, ...`` of a scheduled phase.
 
@@ -308,7 +315,7 @@ def regenerate(src: PhaseSource, shard: int, shards: int, chunk: int = CHUNK
             cat(masks, np.bool_) if src.mask is not None else None)
 
 
-def regenerate_whole(src: PhaseSource, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def regenerate_whole(src: PhaseSource, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A streamed phase's whole ``(intended offsets, samples, mask)`` (tests and small tools)."""
     if src.schedule is None:
         n = src.sample_count
@@ -318,7 +325,7 @@ def regenerate_whole(src: PhaseSource, chunk: int = CHUNK) -> tuple[np.ndarray, 
     return intended, samples, mask
 
 
-def regenerate_slice(part: PhaseSlice, chunk: int = CHUNK
+def regenerate_slice(part: PhaseSlice, chunk: int | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """A streamed :class:`PhaseSlice`'s ``(query ids, intended offsets, samples, mask)``."""
     src = part.source
