@@ -89,9 +89,11 @@ def run_cmd(
     audit_config: str | None = typer.Option(None, "--audit-config", help="Compliance audit.config, applied last as LoadGen does (default: ./audit.config if present; 'none' to skip)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    slo: str | None = typer.Option(None, "--slo", help="Goodput SLOs in ms: ttft_ms=500,tpot_ms=50,e2el_ms=10000."),
+    export: str | None = typer.Option(None, "--export", help="Also write requests.jsonl|requests.parquet (keeps records)."),
 ) -> None:
     """Run one benchmark; writes MLPerf-compatible logs and result.json into a run directory."""
-    from raybench.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config, parse_slo
 
     overrides: list[str] = []
     for key, val in (("workload", workload), ("sut", sut), ("scenario", scenario), ("mode", mode), ("out", out),
@@ -105,21 +107,27 @@ def run_cmd(
         overrides.append(f"ray.address={address}")
     if no_report:
         overrides.append("report=false")
+    if export is not None and export not in ("jsonl", "parquet"):
+        raise _fail(f"--export: expected jsonl or parquet, got {export!r}")
     try:
+        if slo is not None:
+            overrides += parse_slo(slo)
+        if export is not None:
+            overrides.append("records=all")
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     from raybench.signals import interrupts
 
     with interrupts():
-        code = _guarded_run(cfg, quiet)
+        code = _guarded_run(cfg, quiet, export)
     raise typer.Exit(code)
 
 
-def _guarded_run(cfg: Any, quiet: bool) -> int:
+def _guarded_run(cfg: Any, quiet: bool, export: str | None = None) -> int:
     """:func:`_run`, with interrupts before any measurement and internal errors turned into exit codes."""
     try:
-        return _run(cfg, quiet)
+        return _run(cfg, quiet, export)
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
@@ -143,7 +151,7 @@ def _guarded_run(cfg: Any, quiet: bool) -> int:
         return EXIT_CRASH
 
 
-def _run(cfg: Any, quiet: bool) -> int:
+def _run(cfg: Any, quiet: bool, export: str | None = None) -> int:
     from rich.console import Console
 
     from raybench.core.settings import SettingsError
@@ -209,6 +217,13 @@ def _run(cfg: Any, quiet: bool) -> int:
     from raybench.progress import print_summary
 
     print_summary(Console(), outcome)
+    if export is not None:
+        from raybench.export import ExportError, export_run
+
+        try:
+            con.print(f"per-request export: {export_run(outcome.run_dir, export)}")
+        except (ExportError, ImportError) as exc:
+            con.print(f"[yellow]export not written: {exc}[/yellow]")
     return EXIT_VALID if outcome.metrics.validity == "VALID" else EXIT_INVALID
 
 
@@ -283,11 +298,12 @@ def sweep_cmd(
     out: str = typer.Option("results", "--out", "-o", help="Results root; the sweep goes to OUT/<utc>-sweep-<workload>."),
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+    slo: str | None = typer.Option(None, "--slo", help="Goodput SLOs in ms: ttft_ms=500,tpot_ms=50,e2el_ms=10000."),
 ) -> None:
     """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
     import datetime as dt
 
-    from raybench.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config, parse_slo
     from raybench.registry import RegistryError
     from raybench.sweep import run_sweep, sweep_values
 
@@ -304,6 +320,8 @@ def sweep_cmd(
         overrides.append(f"ray.address={address}")
     overrides += ["report=false", *set_]
     try:
+        if slo is not None:
+            overrides += parse_slo(slo)
         mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
                                     rates=_nums(rates, float))
         base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
@@ -329,6 +347,21 @@ def sweep_cmd(
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory with records (records: all or shard)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or parquet."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default RUN_DIR/requests.<format>)."),
+) -> None:
+    """Write one row per request (send, first token, every token, end, tokens, finish reason, error)."""
+    from raybench.export import ExportError, export_run
+
+    try:
+        typer.echo(str(export_run(run_dir, fmt, out)))
+    except (ExportError, ImportError) as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("report")

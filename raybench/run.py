@@ -253,6 +253,8 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     audit = audit_config_path(config)
     if audit is not None:  # the detail log says so, as LoadGen does
         plan.meta["audit_config"] = str(audit)
+    if config.slo is not None:  # counted exactly by every shard (ShardSlice.slo)
+        plan.meta["slo_ns"] = config.slo.to_ns()
     return PreparedRun(
         config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
         plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),

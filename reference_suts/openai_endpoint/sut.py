@@ -166,7 +166,12 @@ class OpenAIEndpointSUT:
                 query.extra["prompt_tokens"] = c.prompt_tokens
         if c.error is not None:
             return Response(error=c.error)
-        return self._response(c)
+        r = self._response(c)
+        # Input tokens and finish reason travel with the response too (multi-sample queries have
+        # no Query hooks; a remote replica returns only the Response).
+        r.n_input_tokens = int(c.prompt_tokens or 0)
+        r.finish_reason = c.finish_reason
+        return r
 
     def _body(self, sample: Any) -> tuple[bool, bytes]:
         """``(chat, JSON body)`` of one sample.
