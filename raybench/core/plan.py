@@ -11,7 +11,8 @@ they share:
   (``schedule_rng_seed``), each gap truncated to whole nanoseconds; SingleStream and MultiStream
   use the fixed period ``1/target_qps``. Queries are generated while the previous timestamp is
   below the generation duration or fewer than ``min_query_count`` queries exist.
-* **Samples**: performance mode draws uniformly from the loaded set (``sample_index_rng_seed``);
+* **Samples**: performance mode draws uniformly from the loaded set (``sample_index_rng_seed``;
+  query ``j`` starts at ``floor(u_j * n)``, ``u_j`` the ``j``-th double of its stream);
   accuracy mode visits every loaded sample once in a shuffled order, one phase per loadable set;
   equal issue (``sample_concatenate_permutation``) concatenates shuffled permutations.
 * **Load shapes**: Server's ``arrival`` block may replace the Poisson schedule with a constant
@@ -24,8 +25,10 @@ they share:
 
 Random streams come from numpy's PCG64 seeded with LoadGen's seeds, not ``std::mt19937``: the
 sequences differ from LoadGen's bit for bit while following the same rules. The global sequence
-of (intended offset, sample index) does not depend on the number of shards; a shard receives
-only its :class:`ShardSlice`.
+of (intended offset, sample index, accuracy-log mark) does not depend on the number of shards; a
+shard receives only its :class:`ShardSlice`. Performance phases are streamed
+(:mod:`raybench.core.plan_stream`): the driver keeps their metadata and recipe, and each shard
+regenerates its own queries.
 """
 
 from __future__ import annotations

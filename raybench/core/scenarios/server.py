@@ -6,8 +6,8 @@ raybench's additions for LLM serving studies and make a run non-MLPerf (flagged 
 ``gamma`` (gaps with mean ``1/target_qps``, shape ``burstiness``; 1 = Poisson exactly),
 ``ramp`` (rate linear from ``start_qps`` to ``end_qps`` over ``duration_ms``, then constant),
 ``trace`` (a dataset's recorded timestamps divided by ``speedup``, each entry sent once). Every
-shape is built once from the seed for the whole run and split round-robin over shards, so the
-global schedule does not depend on the shard count.
+shape is one seeded global sequence split round-robin over shards (each shard regenerates its
+own queries, :mod:`raybench.core.plan_stream`), so it does not depend on the shard count.
 
 * Effective: ``target_qps = server_target_qps``, latency bound ``server_target_latency_ns`` at
   ``server_target_latency_percentile``, ``max_async_queries = server_max_async_queries``.
