@@ -205,37 +205,29 @@ class PhaseSlice:
         self.samples_per_query = int(samples_per_query)
         self.seq_base = int(seq_base)
         self.source, self.shard, self.shards, self.lo, self.hi = source, int(shard), int(shards), int(lo), int(hi)
-        self._arrays: dict[str, np.ndarray | None] = {}
         if source is None:
-            self._arrays = dict(zip(self._NAMES, (query_ids, intended_ns, samples, log_accuracy), strict=True))
+            self.query_ids, self.intended_ns, self.samples, self.log_accuracy = (
+                query_ids, intended_ns, samples, log_accuracy)
 
-    def _get(self, name: str) -> np.ndarray | None:
-        if name not in self._arrays:
-            from raybench.core.plan_stream import regenerate_slice
+    # A streamed slice builds its arrays on first read; they are then plain attributes (the
+    # issuing loop reads them per query).
+    query_ids: np.ndarray
+    intended_ns: np.ndarray
+    samples: np.ndarray
+    log_accuracy: np.ndarray | None
 
-            self._arrays.update(zip(self._NAMES, regenerate_slice(self), strict=True))
-        return self._arrays[name]
+    def __getattr__(self, name: str) -> Any:
+        if name not in PhaseSlice._NAMES or self.__dict__.get("source") is None:
+            raise AttributeError(name)
+        from raybench.core.plan_stream import regenerate_slice
 
-    @property
-    def query_ids(self) -> np.ndarray:
-        return self._get("query_ids")  # type: ignore[return-value]
-
-    @property
-    def intended_ns(self) -> np.ndarray:
-        return self._get("intended_ns")  # type: ignore[return-value]
-
-    @property
-    def samples(self) -> np.ndarray:
-        return self._get("samples")  # type: ignore[return-value]
-
-    @property
-    def log_accuracy(self) -> np.ndarray | None:
-        return self._get("log_accuracy")
+        self.__dict__.update(zip(self._NAMES, regenerate_slice(self), strict=True))
+        return self.__dict__[name]
 
     @property
     def query_count(self) -> int:
         if self.source is None:
-            return int(self._arrays["query_ids"].shape[0])  # type: ignore[union-attr]
+            return int(self.query_ids.shape[0])
         if self.source.schedule is None:
             return 1
         return len(range(self.shard, self.source.query_count, self.shards))
@@ -243,7 +235,7 @@ class PhaseSlice:
     @property
     def sample_count(self) -> int:
         if self.source is None:
-            return int(self._arrays["samples"].shape[0])  # type: ignore[union-attr]
+            return int(self.samples.shape[0])
         if self.source.schedule is None:
             return self.hi - self.lo
         return self.query_count * self.samples_per_query
@@ -269,10 +261,8 @@ class PhaseSlice:
         return cached
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_list_")}
-        if self.source is not None:  # a streamed slice travels as its recipe
-            state["_arrays"] = {}
-        return state
+        drop = self._NAMES if self.source is not None else ()  # a streamed slice travels as its recipe
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_list_") and k not in drop}
 
 
 @dataclass

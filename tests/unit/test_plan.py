@@ -413,6 +413,7 @@ def test_driver_memory_and_slice_size_do_not_grow_with_the_query_count() -> None
     # a materialised plan would hold 2e6 x (8 + 8 + 1) bytes = 34 MB; the streamed one, a few chunks
     assert peak < 12_000_000, peak
     assert all(len(b) < 80_000 for b in blobs)  # the loaded set (4096 x 8 bytes) and the recipe
+    assert not any(name in p.__dict__ for sl in slices for p in sl.phases for name in ("intended_ns", "samples"))
     part = pickle.loads(blobs[3]).phases[0]
     assert part.query_count == 500_000 and part.intended_ns.shape[0] == 500_000
     assert part.query_ids[:3].tolist() == [3, 7, 11]
