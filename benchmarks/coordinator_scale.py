@@ -23,6 +23,12 @@ regeneration of its slice (its job pickled and unpickled, as it travels), in sec
 queries of the whole run and its RSS growth. ``--plan-root DIR`` measures the code of another
 checkout (e.g. the main branch, for a before/after).
 
+Measured on 2 shared cores (driver peak RSS growth; prepare_run; 64 jobs): before streaming,
+1e5: 8 MB, 0.30 s, 0.01 s; 1e7: 387 MB, 0.89 s, 0.44 s; 1e8: 3831 MB, 10.2 s, 6.5 s (a 37 MB
+slice per shard job). Streamed: 7 MB at every size from 1e5 to 1e8; prepare_run 0.3 s at 1e5 and
+2.2-6.7 s at 1e8 (counting the schedule), jobs < 0.01 s, a 10 KB slice; a shard regenerates its
+slice in 0.04-0.07 s per million queries of the whole run.
+
 Usage:
     python benchmarks/coordinator_scale.py [--quick] [--plan] [--plan-root DIR]
 """
