@@ -115,7 +115,12 @@ _EXIT = "=== RAYBENCH-EXIT"
 _LINE = 76
 
 
+#: How long ``submit`` retries a head whose job agent has not registered yet.
+AGENT_WAIT_S = 60.0
+
+
 # ----------------------------------------------------------------------------------- auth
+
 def read_auth_token(env: Mapping[str, str] | None = None, home: Path | None = None) -> str | None:
     """The Ray auth token: ``RAY_AUTH_TOKEN``, else the ``RAY_AUTH_TOKEN_PATH`` file, else ``~/.ray/auth_token``."""
     env = os.environ if env is None else env
@@ -604,9 +609,20 @@ def submit(
         client = client_factory(address, headers)
     if upload:
         echo(upload)
-    with _dashboard_call(where, "the upload and job submission", token):
-        sid = client.submit_job(entrypoint=entry, runtime_env=runtime_env, submission_id=sid,
-                                metadata={"tool": "raybench"})
+    # A head started moments ago answers 500 "No available agent" until its job agent registers:
+    # no job was created, so the same submission id is retried for up to AGENT_WAIT_S.
+    agent_wait_until = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            with _dashboard_call(where, "the upload and job submission", token):
+                sid = client.submit_job(entrypoint=entry, runtime_env=runtime_env, submission_id=sid,
+                                        metadata={"tool": "raybench"})
+            break
+        except SubmitError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() >= agent_wait_until:
+                raise
+            echo(f"raybench: the head's job agent is not ready yet; retrying (up to {AGENT_WAIT_S:g} s)")
+            time.sleep(3.0)
     echo(f"raybench: submitted job {sid}; results go to {out} on the head node")
     if not wait:
         return sid, -1, []

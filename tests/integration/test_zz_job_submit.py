@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,19 @@ def test_ray_job_submit_runs_a_benchmark(tmp_path: Path) -> None:
     try:
         out = tmp_path / "results"
         runtime_env = {"excludes": [".venv", ".venv-vllm", ".git", ".cache", "results", "*.egg-info"], "env_vars": {"RAY_AUTH_MODE": "disabled"}}
-        res = subprocess.run(
-            ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
-             "--runtime-env-json", json.dumps(runtime_env), "--",
-             "raybench", "run", "--workload", "synthetic", "--sut", "fake", "--scenario", "Server",
-             "--set", "settings.server_target_qps=100", "--set", "settings.min_duration_ms=6000",
-             "--set", "ray.replica_num_cpus=0.5", "--set", "ray.shard_num_cpus=0.5", "--set", "lateness_p99_ms=100",
-             "--out", str(out), "--quiet", "--no-report"],
-            env=env, capture_output=True, text=True, timeout=600,
-        )
+        cmd = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
+               "--runtime-env-json", json.dumps(runtime_env), "--",
+               "raybench", "run", "--workload", "synthetic", "--sut", "fake", "--scenario", "Server",
+               "--set", "settings.server_target_qps=100", "--set", "settings.min_duration_ms=6000",
+               "--set", "ray.replica_num_cpus=0.5", "--set", "ray.shard_num_cpus=0.5", "--set", "lateness_p99_ms=100",
+               "--out", str(out), "--quiet", "--no-report"]
+        # A head started moments ago refuses jobs ("No available agent") until its job agent registers.
+        until = time.monotonic() + 90
+        while True:
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if res.returncode == 0 or "No available agent" not in res.stderr + res.stdout or time.monotonic() > until:
+                break
+            time.sleep(3)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         assert "succeeded" in (res.stdout + res.stderr)
         (run_dir,) = list(out.iterdir())

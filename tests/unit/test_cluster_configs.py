@@ -246,3 +246,34 @@ def app_() -> Any:
     from raybench.cli import app
 
     return app
+
+
+class _AgentNotReady(_FakeClient):
+    """A head whose job agent registers after ``fails`` submissions (HTTP 500 until then)."""
+
+    def __init__(self, fails: int) -> None:
+        super().__init__("=== RAYBENCH-EXIT 0 ===\n")
+        self.fails, self.calls = fails, 0
+
+    def submit_job(self, **kw: Any) -> str:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                               "please try again later..")
+        return super().submit_job(**kw)
+
+
+def test_submit_waits_for_a_fresh_heads_job_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    fake = _AgentNotReady(fails=2)
+    echoed: list[str] = []
+    sid, code, _ = jobs.submit(["run"], address="http://h:8265", working_dir=None, wait=False, auth="none",
+                               echo=echoed.append, client_factory=lambda a, h: fake)
+    assert fake.calls == 3 and fake.submitted["submission_id"] == sid and code == -1
+    assert sum("job agent is not ready yet" in e for e in echoed) == 2
+    # Past AGENT_WAIT_S the error is the dashboard's, in one line.
+    monkeypatch.setattr(jobs, "AGENT_WAIT_S", 0.0)
+    with pytest.raises(jobs.SubmitError, match="No available agent") as err:
+        jobs.submit(["run"], address="http://h:8265", working_dir=None, wait=False, auth="none",
+                    echo=echoed.append, client_factory=lambda a, h: _AgentNotReady(fails=5))
+    assert "\n" not in str(err.value)
