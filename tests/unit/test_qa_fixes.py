@@ -18,3 +18,14 @@ def test_bad_arrival_field_is_named_as_the_user_writes_it() -> None:
         load_run_config(None, ["workload=synthetic", "scenario=Server", "scenario.arrival.kind=gamma",
                                "scenario.arrival.burstiness=-1"])
     assert str(exc.value) == "config: scenario.arrival.burstiness: Input should be greater than 0"
+
+
+def test_token_early_stopping_reasons_name_ttft_and_tpot(vrun) -> None:
+    # 2 s at 20 q/s: too few queries for both token early-stopping estimates (100 of 459);
+    # each reason names its metric instead of the same line twice.
+    out = vrun("scenario=Server", "sut.params.tokens={n: 4, ttft_ms: 5, tpot_ms: 2}", "settings.server_target_qps=20",
+               "settings.min_duration_ms=2000", "settings.use_token_latencies=true",
+               "settings.server_ttft_latency=100000000", "settings.server_tpot_latency=10000000")
+    es = [r for r in out.metrics.invalid_reasons if r.startswith("early stopping")]
+    assert es == ["early stopping not met (TPOT): need 359 more queries",
+                  "early stopping not met (TTFT): need 359 more queries"]
