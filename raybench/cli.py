@@ -286,21 +286,22 @@ def sweep_cmd(
     from raybench.registry import RegistryError
     from raybench.sweep import run_sweep, sweep_values
 
-    def _nums(text: str | None, kind: type) -> list[Any] | None:
+    def _nums(text: str | None, kind: type, flag: str) -> list[Any] | None:
         if text is None:
             return None
         try:
             return [kind(x) for x in text.replace(" ", "").split(",") if x]
         except ValueError:
-            raise _fail(f"expected a comma-separated list of numbers, got {text!r}") from None
+            what = "integers" if kind is int else "numbers"
+            raise _fail(f"{flag}: expected a comma-separated list of {what}, got {text!r}") from None
 
     overrides = [f"{k}={v}" for k, v in (("workload", workload), ("sut", sut), ("executor", executor)) if v is not None]
     if address is not None:
         overrides.append(f"ray.address={address}")
     overrides += ["report=false", *set_]
     try:
-        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
-                                    rates=_nums(rates, float))
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int, "--concurrency"), c_min=c_min, c_max=c_max, n_points=n_points,
+                                    qps=_nums(qps, float, "--qps"), rates=_nums(rates, float, "--rates"))
         base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from raybench.cli import app
 from raybench.config import ConfigError, load_run_config
 
 
@@ -29,3 +31,13 @@ def test_token_early_stopping_reasons_name_ttft_and_tpot(vrun) -> None:
     es = [r for r in out.metrics.invalid_reasons if r.startswith("early stopping")]
     assert es == ["early stopping not met (TPOT): need 359 more queries",
                   "early stopping not met (TTFT): need 359 more queries"]
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--rates", "10,abc", "raybench: error: --rates: expected a comma-separated list of numbers, got '10,abc'"),
+    ("--concurrency", "1,2.5", "raybench: error: --concurrency: expected a comma-separated list of integers, got '1,2.5'"),
+])
+def test_sweep_bad_list_names_the_flag(tmp_path, flag: str, value: str, message: str) -> None:
+    res = CliRunner().invoke(app, ["sweep", "--workload", "synthetic", flag, value, "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip() == message
