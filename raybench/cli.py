@@ -279,7 +279,7 @@ def sweep_cmd(
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
 ) -> None:
-    """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
+    """Concurrency, target-QPS or request-rate sweep: one run per point, Pareto step function, PNG charts."""
     import datetime as dt
 
     from raybench.config import ConfigError, load_run_config

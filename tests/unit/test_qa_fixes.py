@@ -41,3 +41,9 @@ def test_sweep_bad_list_names_the_flag(tmp_path, flag: str, value: str, message:
     res = CliRunner().invoke(app, ["sweep", "--workload", "synthetic", flag, value, "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert res.output.strip() == message
+
+
+def test_sweep_help_names_all_three_modes() -> None:
+    res = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    assert "Concurrency, target-QPS or request-rate sweep" in res.output
