@@ -318,13 +318,37 @@ def sweep_cmd(
         ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
         typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
 
+    from raybench.signals import interrupts
+
     try:
-        res = run_sweep(sweep_dir, overrides, mode=mode, values=values, config_path=config, warmup_s=warmup_s,
-                        warmup_queries=warmup_queries, executor_factory=_executor, on_point=_show)
+        with interrupts():
+            res = run_sweep(sweep_dir, overrides, mode=mode, values=values, config_path=config, warmup_s=warmup_s,
+                            warmup_queries=warmup_queries, executor_factory=_executor, on_point=_show)
+    except KeyboardInterrupt as exc:
+        raise _series_interrupted(exc, "sweep", sweep_dir / "sweep_summary.json", "points") from None
     except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
+def _series_interrupted(exc: KeyboardInterrupt, what: str, summary: Path, key: str) -> typer.Exit:
+    """Ctrl-C / SIGTERM during a series of runs (sweep, peak search): one line, and exit 1 when
+    runs were kept (as a run stopped mid-measurement), else 130 / 143."""
+    import json
+
+    from raybench.signals import interrupt_reason, signum_of
+
+    try:
+        kept = len(json.loads(summary.read_text()).get(key) or [])
+    except (OSError, ValueError):
+        kept = 0
+    if kept:
+        typer.echo(f"raybench: {what} stopped: {interrupt_reason(exc)}; {kept} run(s) kept in {summary.parent}", err=True)
+        return typer.Exit(EXIT_INVALID)
+    msg = getattr(exc, "message", None) or f"{interrupt_reason(exc)} before anything was measured; nothing was written"
+    typer.echo(f"raybench: {what}: {msg}", err=True)
+    return typer.Exit(int(getattr(exc, "exit_code", 128 + signum_of(exc))))
 
 
 @app.command("report")
@@ -451,9 +475,14 @@ def search_peak_cmd(
         typer.echo(f"  probe {p.index} ({p.phase}): {p.field} {p.value:g}: p{p.percentile * 100:g} {p.p_latency_ms:.3f} ms, "
                    f"{'meets' if p.ok else 'misses'} the bounds, {p.validity}")
 
+    from raybench.signals import interrupts
+
     try:
-        res = run_peak_search(search_dir, overrides, config_path=config, start=start, criterion=criterion,
-                              max_probes=max_probes, executor_factory=_make_executor, on_probe=_show)
+        with interrupts():
+            res = run_peak_search(search_dir, overrides, config_path=config, start=start, criterion=criterion,
+                                  max_probes=max_probes, executor_factory=_make_executor, on_probe=_show)
+    except KeyboardInterrupt as exc:
+        raise _series_interrupted(exc, "peak search", search_dir / "peak_summary.json", "probes") from None
     except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if res.peak is None:

@@ -65,6 +65,7 @@ from raybench.core.logs.atomic import atomic_write_json, to_jsonable
 from raybench.core.stats import ExactStats
 from raybench.core.tokens import tpot_ns
 from raybench.run import Executor, RunOutcome, run_benchmark
+from raybench.signals import Interrupted, interrupted_by
 
 __all__ = ["PointResult", "SweepResult", "point_metrics", "plot_sweep", "run_sweep", "sweep_values"]
 
@@ -290,48 +291,56 @@ def run_sweep(
         cfg = load_run_config(config_path, ["records=all", *overrides, *point, f"run_dir={out / tag}"])
         configs.append((v, cfg))
     points: list[PointResult] = []
-    for v, cfg in configs:
-        if warmup_s > 0:
-            cfg = _extend_min_duration(cfg, warmup_s)
-        executor = executor_factory(cfg) if executor_factory else None
-        try:
-            outcome: RunOutcome = run_benchmark(cfg, executor)
-        finally:
-            close = getattr(executor, "close", None)
-            if callable(close):
-                close()
-        conc = int(v) if mode == "concurrency" else None
-        qps_t = float(v) if mode != "concurrency" else None
-        arrival = getattr(cfg.scenario, "arrival", None)
-        shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
-        run_cfg = {
-            "scenario": cfg.scenario.name,
-            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
-            else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
-            "warmup": {"seconds": warmup_s, "queries": warmup_queries},
-            "workload": cfg.workload.name,
-            "sut": cfg.sut.name if cfg.sut else None,
-        }
-        m, summary = point_metrics(
-            _merged_records(outcome.run_dir),
-            concurrency=conc,
-            qps_target=qps_t,
-            warmup_ns=int(warmup_s * 1e9),
-            warmup_queries=warmup_queries,
-            run_config=run_cfg,
-        )
-        atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
-        pr = PointResult(
-            concurrency=conc,
-            qps_target=qps_t,
-            run_dir=str(outcome.run_dir),
-            validity=outcome.metrics.validity,
-            invalid_reasons=list(outcome.metrics.invalid_reasons),
-            **m,
-        )
-        points.append(pr)
-        if on_point:
-            on_point(pr)
+    try:  # Ctrl-C / SIGTERM stop the sweep after the point they cut short (kept, as measured)
+        for v, cfg in configs:
+            if warmup_s > 0:
+                cfg = _extend_min_duration(cfg, warmup_s)
+            executor = executor_factory(cfg) if executor_factory else None
+            try:
+                outcome: RunOutcome = run_benchmark(cfg, executor)
+            finally:
+                close = getattr(executor, "close", None)
+                if callable(close):
+                    close()
+            conc = int(v) if mode == "concurrency" else None
+            qps_t = float(v) if mode != "concurrency" else None
+            arrival = getattr(cfg.scenario, "arrival", None)
+            shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
+            run_cfg = {
+                "scenario": cfg.scenario.name,
+                "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
+                else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
+                "warmup": {"seconds": warmup_s, "queries": warmup_queries},
+                "workload": cfg.workload.name,
+                "sut": cfg.sut.name if cfg.sut else None,
+            }
+            m, summary = point_metrics(
+                _merged_records(outcome.run_dir),
+                concurrency=conc,
+                qps_target=qps_t,
+                warmup_ns=int(warmup_s * 1e9),
+                warmup_queries=warmup_queries,
+                run_config=run_cfg,
+            )
+            atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
+            pr = PointResult(
+                concurrency=conc,
+                qps_target=qps_t,
+                run_dir=str(outcome.run_dir),
+                validity=outcome.metrics.validity,
+                invalid_reasons=list(outcome.metrics.invalid_reasons),
+                **m,
+            )
+            points.append(pr)
+            if on_point:
+                on_point(pr)
+            signum = interrupted_by(pr.invalid_reasons)
+            if signum is not None:
+                raise Interrupted(signum)
+    except BaseException:
+        if points:
+            _finish(out, mode, points)
+        raise
     return _finish(out, mode, points)
 
 

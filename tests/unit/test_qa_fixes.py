@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -47,3 +55,30 @@ def test_sweep_help_names_all_three_modes() -> None:
     res = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=200)
     assert res.exit_code == 0
     assert "Concurrency, target-QPS or request-rate sweep" in res.output
+
+
+@pytest.mark.parametrize(("cmd", "signum", "summary", "key", "line"), [
+    (["sweep", "--qps", "100,200"], signal.SIGINT, "sweep_summary.json", "points",
+     "raybench: sweep stopped: interrupted by the user (Ctrl-C); 1 run(s) kept in "),
+    (["search-peak", "--set", "settings.server_target_qps=100"], signal.SIGTERM, "peak_summary.json", "probes",
+     "raybench: peak search stopped: terminated (SIGTERM); 1 run(s) kept in "),
+])
+def test_interrupt_stops_a_series_of_runs(tmp_path, cmd: list[str], signum: int, summary: str, key: str,
+                                          line: str) -> None:
+    # Before the fix the interrupted run was judged like any other and the next point/probe started
+    # (a peak search went on for 25 probes from a 22 ms probe and exited 0 with a "peak").
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.Popen([sys.executable, "-m", "raybench.cli", *cmd, "--workload", "synthetic",
+                             "--set", "settings.min_duration_ms=60000", "--executor", "inprocess", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "sweep (qps): ..." / "peak search (Server) -> ..."
+    time.sleep(5.0)  # inside the first run, measuring
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    (series,) = list(tmp_path.iterdir())
+    assert out.splitlines()[-1] == line + str(series)
+    kept = json.loads((series / summary).read_text())[key]
+    assert len(kept) == 1
+    assert sorted(p.name for p in series.iterdir() if p.is_dir() and p.name != "plots") == [Path(kept[0]["run_dir"]).name]
