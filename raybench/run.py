@@ -32,6 +32,7 @@ __all__ = [
     "ProgressFn",
     "RunOutcome",
     "ShardJob",
+    "audit_config_path",
     "execute_run",
     "finish_run",
     "prepare_run",
@@ -172,9 +173,31 @@ def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
     return path
 
 
+def audit_config_path(config: RunConfig) -> Path | None:
+    """The compliance ``audit.config`` this run applies: ``config.audit_config``, else (as LoadGen)
+    ``audit.config`` in the working directory if there is one; ``none`` turns the lookup off.
+
+    Raises:
+        ValueError: one line naming ``audit_config`` when the file named there is not a file.
+    """
+    from raybench.core.conf import AUDIT_CONFIG_NAME
+
+    name = config.audit_config
+    if name is not None and name.lower() == "none":
+        return None
+    if name is None:
+        found = Path.cwd() / AUDIT_CONFIG_NAME
+        return found if found.is_file() else None
+    path = Path(name)
+    if not path.is_file():
+        raise ValueError(f"audit_config: {path} is not a file")
+    return path
+
+
 def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
     """The run's TestSettings: defaults < mlperf.conf < user.conf (else the workload's demo settings)
-    < ``settings`` < the scenario block; plus the conf warnings."""
+    < ``settings`` < the scenario block < the compliance audit.config (:func:`audit_config_path`);
+    plus the conf warnings."""
     from raybench.registry import get_workload
 
     wl = get_workload(config.workload.name)
@@ -185,9 +208,15 @@ def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
         overrides.setdefault("use_token_latencies", True)
     overrides.update(config.settings)
     overrides.update(config.scenario.settings_overrides())
-    return resolve_settings(model=config.model or wl.mlperf_model, scenario=config.scenario.name, mode=config.mode,
-                            mlperf_conf=config.mlperf_conf, user_conf=config.user_conf, overrides=overrides,
-                            round=config.round)
+    settings, warnings = resolve_settings(model=config.model or wl.mlperf_model, scenario=config.scenario.name,
+                                          mode=config.mode, mlperf_conf=config.mlperf_conf, user_conf=config.user_conf,
+                                          overrides=overrides, round=config.round)
+    audit = audit_config_path(config)
+    if audit is not None:
+        from raybench.core.conf import apply_audit_config
+
+        warnings = [*warnings, *apply_audit_config(settings, audit, config.scenario.name)]
+    return settings, warnings
 
 
 def prepare_run(config: RunConfig) -> PreparedRun:
@@ -221,6 +250,11 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     if "arrival" in plan.meta:  # a load shape other than MLPerf's Poisson
         warnings = [*warnings, f"scenario.arrival: {plan.meta['arrival']['kind']} arrivals are not MLPerf's "
                                "Poisson Server schedule; this run is not MLPerf-compliant"]
+    audit = audit_config_path(config)
+    if audit is not None:  # the detail log says so, as LoadGen does
+        plan.meta["audit_config"] = str(audit)
+    if config.slo is not None:  # counted exactly by every shard (ShardSlice.slo)
+        plan.meta["slo_ns"] = config.slo.to_ns()
     return PreparedRun(
         config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
         plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),

@@ -63,7 +63,7 @@ from raybench.core.endpoints import (
 )
 from raybench.core.logs.atomic import atomic_write_json, to_jsonable
 from raybench.core.stats import ExactStats
-from raybench.core.tokens import tpot_ns
+from raybench.core.tokens import meets_slo, tpot_ns
 from raybench.run import Executor, RunOutcome, run_benchmark
 from raybench.signals import Interrupted, interrupted_by
 
@@ -95,6 +95,7 @@ class PointResult:
     ttft_ms: dict[str, float] = field(default_factory=dict)
     tpot_ms: dict[str, float] = field(default_factory=dict)
     early_stopping_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    goodput: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,14 +168,20 @@ def point_metrics(
     warmup_ns: int = 0,
     warmup_queries: int = 0,
     run_config: dict[str, Any] | None = None,
+    slo_ns: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Point metrics and ``result_summary.json`` from one run's merged records (see module doc).
 
     Args:
         records: columns ``intended_ns, first_token_ns, completed_ns, n_tokens, error`` (all
-            shards concatenated), times relative to the run start.
+            shards concatenated), times relative to the run start; optional ``n_input`` (input
+            tokens, 0 = unknown) and ``finish_reason`` (names, "" = none) fill the summary's
+            input lengths and finish-reason counts.
         warmup_ns / warmup_queries: queries issued before ``warmup_ns`` or among the first
             ``warmup_queries`` issues are dropped.
+        slo_ns: goodput SLOs (``ttft`` / ``tpot`` / ``e2el`` in ns): ``metrics["goodput"]`` counts
+            the kept requests meeting all of them (:func:`raybench.core.tokens.meets_slo`) and
+            their rates over the kept window.
 
     Returns:
         ``(metrics, result_summary)``.
@@ -217,11 +224,16 @@ def point_metrics(
         "ttft_ms": _pct_ms(ttft),
         "tpot_ms": _pct_ms(tpot),
     }
+    n_input = np.asarray(records.get("n_input", np.zeros(intended.shape[0])), dtype=np.int64)[keep][ok]
+    finish = np.asarray(records.get("finish_reason", np.full(intended.shape[0], "")))[keep][ok]
+    names, counts = np.unique(finish[finish != ""], return_counts=True)
     summary = build_result_summary(
         ttft_ns=ttft,
         tpot_ns=tpot,
         latency_ns=latency,
         output_tokens=tokens,
+        input_tokens=n_input[n_input > 0],
+        finish_reasons={str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)},
         n_samples_issued=int(keep.sum()),
         n_samples_failed=int(keep.sum()) - n_ok,
         duration_ns=elapsed_ns or None,
@@ -229,6 +241,16 @@ def point_metrics(
         test_started_at=start,
         early_stopping=_es_estimator,
     )
+    if slo_ns:
+        met = meets_slo(latency, np.where(first > 0, first - issue, -1), tokens, slo_ns)
+        met_tokens = int(tokens[met].sum())
+        el = elapsed_ns / 1e9
+        metrics["goodput"] = {
+            "slo_ms": {k: v / 1e6 for k, v in slo_ns.items()}, "requests_met": int(met.sum()),
+            "output_tokens_met": met_tokens, "fraction_met": float(met.mean()) if met.size else 0.0,
+            "requests_per_second": int(met.sum()) / el if el > 0 else 0.0,
+            "output_tokens_per_second": met_tokens / el if el > 0 else 0.0,
+        }
     metrics["early_stopping_ms"] = {
         name: {k: (v / 1e6 if v is not None else None) for k, v in summary[name].get("early_stopping_percentiles", {}).items()}
         for name in ("ttft", "tpot", "latency")
@@ -237,13 +259,19 @@ def point_metrics(
 
 
 def _merged_records(run_dir: Path) -> dict[str, np.ndarray]:
-    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error")
+    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error", "n_input", "finish_reason")
     with np.load(run_dir / "records.npz", allow_pickle=False) as z:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
-        for key in z.files:
-            shard, _, col = key.partition("/")
-            if col in parts:
-                parts[col].append(z[key])
+        for shard in sorted({k.partition("/")[0] for k in z.files}):
+            n = z[f"{shard}/intended_ns"].shape[0]
+            for col in cols[:-1]:
+                key = f"{shard}/{col}"
+                parts[col].append(z[key] if key in z.files else np.zeros(n, np.int64))
+            # Finish codes are per shard: turned into names before the shards are concatenated.
+            names = np.array(["", *z[f"{shard}/finish_reasons"].tolist()]) if f"{shard}/finish_reasons" in z.files \
+                else np.array([""])
+            codes = z[f"{shard}/finish"] if f"{shard}/finish" in z.files else np.zeros(n, np.int64)
+            parts["finish_reason"].append(names[np.clip(codes, 0, len(names) - 1)])
     return {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in parts.items()}
 
 
@@ -291,56 +319,57 @@ def run_sweep(
         cfg = load_run_config(config_path, ["records=all", *overrides, *point, f"run_dir={out / tag}"])
         configs.append((v, cfg))
     points: list[PointResult] = []
-    try:  # Ctrl-C / SIGTERM stop the sweep after the point they cut short (kept, as measured)
-        for v, cfg in configs:
-            if warmup_s > 0:
-                cfg = _extend_min_duration(cfg, warmup_s)
-            executor = executor_factory(cfg) if executor_factory else None
-            try:
-                outcome: RunOutcome = run_benchmark(cfg, executor)
-            finally:
-                close = getattr(executor, "close", None)
-                if callable(close):
-                    close()
-            conc = int(v) if mode == "concurrency" else None
-            qps_t = float(v) if mode != "concurrency" else None
-            arrival = getattr(cfg.scenario, "arrival", None)
-            shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
-            run_cfg = {
-                "scenario": cfg.scenario.name,
-                "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
-                else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
-                "warmup": {"seconds": warmup_s, "queries": warmup_queries},
-                "workload": cfg.workload.name,
-                "sut": cfg.sut.name if cfg.sut else None,
-            }
-            m, summary = point_metrics(
-                _merged_records(outcome.run_dir),
-                concurrency=conc,
-                qps_target=qps_t,
-                warmup_ns=int(warmup_s * 1e9),
-                warmup_queries=warmup_queries,
-                run_config=run_cfg,
-            )
-            atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
-            pr = PointResult(
-                concurrency=conc,
-                qps_target=qps_t,
-                run_dir=str(outcome.run_dir),
-                validity=outcome.metrics.validity,
-                invalid_reasons=list(outcome.metrics.invalid_reasons),
-                **m,
-            )
-            points.append(pr)
-            if on_point:
-                on_point(pr)
-            signum = interrupted_by(pr.invalid_reasons)
-            if signum is not None:
-                raise Interrupted(signum)
-    except BaseException:
-        if points:
+    for v, cfg in configs:
+        if warmup_s > 0:
+            cfg = _extend_min_duration(cfg, warmup_s)
+        executor = executor_factory(cfg) if executor_factory else None
+        try:
+            outcome: RunOutcome = run_benchmark(cfg, executor)
+        except BaseException:  # Ctrl-C before it measured, or a point that cannot run: keep the points before it
+            if points:
+                _finish(out, mode, points)
+            raise
+        finally:
+            close = getattr(executor, "close", None)
+            if callable(close):
+                close()
+        conc = int(v) if mode == "concurrency" else None
+        qps_t = float(v) if mode != "concurrency" else None
+        arrival = getattr(cfg.scenario, "arrival", None)
+        shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
+        run_cfg = {
+            "scenario": cfg.scenario.name,
+            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
+            else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
+            "warmup": {"seconds": warmup_s, "queries": warmup_queries},
+            "workload": cfg.workload.name,
+            "sut": cfg.sut.name if cfg.sut else None,
+        }
+        m, summary = point_metrics(
+            _merged_records(outcome.run_dir),
+            concurrency=conc,
+            qps_target=qps_t,
+            warmup_ns=int(warmup_s * 1e9),
+            warmup_queries=warmup_queries,
+            run_config=run_cfg,
+            slo_ns=cfg.slo.to_ns() if cfg.slo is not None else None,
+        )
+        atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
+        pr = PointResult(
+            concurrency=conc,
+            qps_target=qps_t,
+            run_dir=str(outcome.run_dir),
+            validity=outcome.metrics.validity,
+            invalid_reasons=list(outcome.metrics.invalid_reasons),
+            **m,
+        )
+        points.append(pr)
+        if on_point:
+            on_point(pr)
+        signum = interrupted_by(pr.invalid_reasons)
+        if signum is not None:  # Ctrl-C / SIGTERM cut this point short: no further point starts
             _finish(out, mode, points)
-        raise
+            raise Interrupted(signum)
     return _finish(out, mode, points)
 
 

@@ -182,6 +182,7 @@ class ShardSlice:
         stream_seed: closed loop: seed of the per-stream sample draws.
         use_token_latencies: the workload reports TTFT/TPOT.
         bounds: the latency bounds of the verdict (metric -> ns), counted exactly by the shard.
+        slo: goodput SLOs (``ttft`` / ``tpot`` / ``e2el`` -> ns), counted exactly by the shard.
     """
 
     shard: int
@@ -193,6 +194,7 @@ class ShardSlice:
     stream_seed: int = 0
     use_token_latencies: bool = False
     bounds: dict[str, int] = field(default_factory=dict)
+    slo: dict[str, int] = field(default_factory=dict)
 
     @property
     def accuracy_log_all(self) -> bool:
@@ -399,7 +401,7 @@ def make_slice(plan: Plan, k: int, shards: int, phases: list[PhaseSlice], stream
     return ShardSlice(k, shards, plan.scenario, plan.effective, phases, streams=streams,
                       stream_seed=int(plan.settings.sample_index_rng_seed),
                       use_token_latencies=bool(plan.settings.use_token_latencies),
-                      bounds=plan.scenario.bounds(plan))
+                      bounds=plan.scenario.bounds(plan), slo=dict(plan.meta.get("slo_ns") or {}))
 
 
 def partition(plan: Plan, shards: int) -> list[ShardSlice]:

@@ -267,7 +267,7 @@ class DirectServer:
             try:
                 resps = await self._issue(qid, indices, samples, on_token if stream else None)
                 # Plain tuples pickle several times faster than dataclass instances.
-                transport.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps]))  # type: ignore[union-attr]
+                transport.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns, r.n_input_tokens, r.finish_reason) for r in resps]))  # type: ignore[union-attr]
             except Exception as exc:  # reported to the shard as this query's error
                 fatal = bool(getattr(exc, "fatal", False))
                 transport.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", fatal)))  # type: ignore[union-attr]
@@ -396,7 +396,7 @@ class DirectClient:
         if fut.done():
             return
         if kind == DONE:
-            fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
+            fut.set_result([Response(d, n, e, t, i, f) for d, n, e, t, i, f in payload])
         else:
             msg, fatal = payload
             fut.set_exception(RemoteSUTError(msg, fatal))

@@ -211,7 +211,38 @@ def _tokens(run: RunData, pngs: dict[str, bytes]) -> str:
     if not out:
         return _na("not a token workload (no TTFT/TPOT recorded)")
     tps = run.metric("tokens_per_second")
-    return f"<p>tokens/s: {_e('-' if tps is None else f'{tps:.6g}')}, total tokens: {_e(run.metric('total_tokens', '-'))}</p>" + "".join(out)
+    return (f"<p>tokens/s: {_e('-' if tps is None else f'{tps:.6g}')}, total tokens: {_e(run.metric('total_tokens', '-'))}</p>"
+            + _token_table(run) + "".join(out))
+
+
+def _token_table(run: RunData) -> str:
+    """Sequence lengths, finish reasons, interactivity, goodput and conversations (when measured)."""
+    rows = []
+    for key, label in (("input_tokens", "input tokens"), ("output_tokens", "output tokens")):
+        d = run.metric(key) or {}
+        if d:
+            rows.append((f"tok-{key}-mean", f"{label} mean (min / max)", d["mean"], f"{d['mean']:.6g} ({d['min']} / {d['max']})"))
+    for reason, n in (run.metric("finish_reasons") or {}).items():
+        rows.append((f"tok-finish-{reason}", f"finish reason {reason}", n, None))
+    for key, label in (("interactivity_tps_per_user", "interactivity (tokens/s per user)"),
+                       ("e2e_interactivity", "end-to-end interactivity (tokens/s)")):
+        if run.metric(key) is not None:
+            rows.append((f"tok-{key}", label, run.metric(key), None))
+    g = run.metric("goodput") or {}
+    if g:
+        slo = ", ".join(f"{k} <= {v:g} ms" for k, v in g["slo_ms"].items())
+        rows += [("tok-goodput-met", f"requests meeting every SLO ({slo})", g["requests_met"],
+                  f"{g['requests_met']} of {g['requests_completed']}"),
+                 ("tok-goodput-rps", "goodput (requests/s)", g["requests_per_second"], None),
+                 ("tok-goodput-tps", "goodput (output tokens/s)", g["output_tokens_per_second"], None)]
+    c = run.metric("conversations") or {}
+    if c:
+        rows += [("tok-conversations-completed", "conversations completed", c["completed"], None),
+                 ("tok-conversations-failed", "conversations failed", c["failed"], None)]
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{_e(label)}</th>{_cell(cid, v, text)}</tr>" for cid, label, v, text in rows)
+    return f"<table id='token-metrics'>{body}</table>"
 
 
 def _pareto(run: RunData, pngs: dict[str, bytes]) -> str:

@@ -144,6 +144,12 @@ class LLMLibrary:
             raise KeyError(f"sample {index} is not loaded")
         return sample
 
+    def input_tokens(self, index: int) -> int:
+        """Input tokens of sample ``index`` as the dataset tokenized it (``tok_input``; 0 if absent):
+        what the run reports when the server sends no ``usage``."""
+        ids = self.records[index].get("tok_input")
+        return len(ids) if ids is not None else 0
+
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids -> text, skipping special tokens (as the reference ``batch_decode``).
 
