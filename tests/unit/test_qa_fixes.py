@@ -82,3 +82,15 @@ def test_interrupt_stops_a_series_of_runs(tmp_path, cmd: list[str], signum: int,
     kept = json.loads((series / summary).read_text())[key]
     assert len(kept) == 1
     assert sorted(p.name for p in series.iterdir() if p.is_dir() and p.name != "plots") == [Path(kept[0]["run_dir"]).name]
+
+
+def test_hf_source_given_a_json_file_says_what_it_reads(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    from workloads.llm.sources import read_hf_rows
+
+    f = tmp_path / "data.json"
+    f.write_text('[{"question": "hi"}]\n')
+    with pytest.raises(ValueError) as exc:  # it said "not a readable json file (Not an Arrow file)"
+        read_hf_rows(f, {"prompt": "question"})
+    assert str(exc.value) == (f"{f}: not a readable arrow file (Not an Arrow file); "
+                              "source hf reads .parquet or .arrow files")
