@@ -94,3 +94,20 @@ def test_hf_source_given_a_json_file_says_what_it_reads(tmp_path) -> None:
         read_hf_rows(f, {"prompt": "question"})
     assert str(exc.value) == (f"{f}: not a readable arrow file (Not an Arrow file); "
                               "source hf reads .parquet or .arrow files")
+
+
+def test_unreachable_proxy_is_named(tmp_path) -> None:
+    import asyncio
+    import socket
+
+    from reference_suts.openai_endpoint.client import EndpointClient
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = EndpointClient(["http://127.0.0.1:9"], connections=1, proxy=f"http://127.0.0.1:{port}",
+                            connect_timeout_s=2.0)
+    with pytest.raises(ConnectionError) as exc:  # it named only the endpoint, as if that had refused
+        asyncio.run(client.start())
+    assert str(exc.value) == (f"cannot reach http://127.0.0.1:9 through proxy 127.0.0.1:{port}: "
+                              f"Connect call failed ('127.0.0.1', {port})")
