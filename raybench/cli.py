@@ -389,6 +389,16 @@ def export_cmd(
         raise _fail(str(exc)) from None
 
 
+_RUN_FILES = ("result.json", "histograms.json", "timeline.json", "config.yaml", "mlperf_log_detail.txt",
+              "sweep_summary.json", "peak_summary.json")
+
+
+def _check_run_dir(path: Path) -> None:
+    """Refuse a directory holding none of a run's files (a partial run directory is fine)."""
+    if path.is_dir() and not any((path / name).is_file() for name in _RUN_FILES):
+        raise _fail(f"{path}: not a run directory (no result.json, histograms.json or sweep/peak summary)")
+
+
 @app.command("report")
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (or a sweep directory with sweep_summary.json)."),
@@ -398,6 +408,7 @@ def report_cmd(
         from raybench.report import write_report
     except ImportError as exc:  # pragma: no cover - matplotlib missing
         raise _fail(f"report needs matplotlib (pip install 'raybench[report]'): {exc}") from None
+    _check_run_dir(run_dir)
     try:
         path = write_report(run_dir)
     except FileNotFoundError as exc:
@@ -416,6 +427,8 @@ def compare_cmd(
 
     from raybench.report.compare import compare_runs
 
+    for d in run_dirs:
+        _check_run_dir(d)
     try:
         runs, rows, pngs = compare_runs(run_dirs, out)
     except (FileNotFoundError, ValueError) as exc:

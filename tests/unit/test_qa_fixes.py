@@ -111,3 +111,18 @@ def test_unreachable_proxy_is_named(tmp_path) -> None:
         asyncio.run(client.start())
     assert str(exc.value) == (f"cannot reach http://127.0.0.1:9 through proxy 127.0.0.1:{port}: "
                               f"Connect call failed ('127.0.0.1', {port})")
+
+
+@pytest.mark.parametrize("cmd", [["report"], ["compare", "{run}"]])
+def test_report_and_compare_refuse_a_directory_that_is_no_run(tmp_path, vrun, cmd: list[str]) -> None:
+    # `raybench report /some/dir` wrote an empty report.html into any directory and exited 0.
+    run = vrun("scenario=Offline").run_dir
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    (other / "notes.txt").write_text("x\n")
+    args = [a.format(run=run) for a in cmd]
+    res = CliRunner().invoke(app, [*args, str(other)])
+    assert res.exit_code == 2
+    assert res.output.strip() == (f"raybench: error: {other}: not a run directory "
+                                  "(no result.json, histograms.json or sweep/peak summary)")
+    assert not (other / "report.html").exists()
