@@ -126,3 +126,28 @@ def test_report_and_compare_refuse_a_directory_that_is_no_run(tmp_path, vrun, cm
     assert res.output.strip() == (f"raybench: error: {other}: not a run directory "
                                   "(no result.json, histograms.json or sweep/peak summary)")
     assert not (other / "report.html").exists()
+
+
+def test_rate_sweep_report_plots_ttft_against_the_rate(monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    import matplotlib.axes
+
+    from raybench.report.plots import pareto_png
+
+    plotted: list[tuple[list[float], list[float]]] = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kw):  # record the TTFT panel's data
+        if len(args) >= 2 and kw.get("marker") == "o":
+            plotted.append((list(args[0]), list(args[1])))
+        return real_plot(self, *args, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    points = [{"concurrency": None, "qps_target": 10.0, "system_tps": 80.3, "tps_per_user": 287.0, "ttft_p90_ms": 15.1},
+              {"concurrency": None, "qps_target": 20.0, "system_tps": 160.6, "tps_per_user": 248.2, "ttft_p90_ms": 23.0}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it warned "Data has no positive values" (every x was concurrency 0)
+        assert pareto_png(points).startswith(b"\x89PNG")
+    assert plotted == [([10.0, 20.0], [15.1, 23.0])]
