@@ -644,6 +644,13 @@ def compliance_cmd(
                                      reference_accuracy=reference_accuracy, options=opts)
         except ComplianceRefused as exc:
             raise _fail(str(exc)) from None
+        except KeyboardInterrupt as exc:  # a run was cut short: the test is not judged
+            from raybench.signals import interrupt_reason, signum_of
+
+            kept = sorted(str(p.parent) for p in (Path(out) / "runs").glob("**/result.json"))
+            typer.echo(f"raybench: {test} stopped: {interrupt_reason(exc)}; "
+                       + (f"runs kept: {', '.join(kept)}" if kept else "nothing was measured"), err=True)
+            raise typer.Exit(EXIT_INVALID if kept else 128 + signum_of(exc)) from None
         except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError, RuntimeError) as exc:
             raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except Exception as exc:  # a bug: one line, the traceback in DIR/crash.log

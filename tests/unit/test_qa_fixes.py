@@ -151,3 +151,23 @@ def test_rate_sweep_report_plots_ttft_against_the_rate(monkeypatch) -> None:
         warnings.simplefilter("error")  # it warned "Data has no positive values" (every x was concurrency 0)
         assert pareto_png(points).startswith(b"\x89PNG")
     assert plotted == [([10.0, 20.0], [15.1, 23.0])]
+
+
+def test_interrupt_stops_a_compliance_test(tmp_path) -> None:
+    # Ctrl-C cut the reference performance run short, then the accuracy and audit runs still ran
+    # and the test was judged (TEST FAIL) on the interrupted run.
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    out = tmp_path / "comp"
+    proc = subprocess.Popen([sys.executable, "-m", "raybench.cli", "compliance", "TEST01", "--workload", "synthetic",
+                             "--scenario", "Server", "--set", "settings.server_target_qps=50",
+                             "--set", "settings.min_duration_ms=60000", "--executor", "inprocess", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "raybench: TEST01: reference performance run"
+    time.sleep(5.0)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, rest
+    assert rest.splitlines()[-1] == ("raybench: TEST01 stopped: interrupted by the user (Ctrl-C); "
+                                     f"runs kept: {out / 'runs' / 'reference-performance'}")
+    assert not (out / "TEST01").exists()
