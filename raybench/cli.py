@@ -326,6 +326,9 @@ def sweep_cmd(
         mode, values = sweep_values(concurrencies=_nums(concurrency, int, "--concurrency"), c_min=c_min, c_max=c_max, n_points=n_points,
                                     qps=_nums(qps, float, "--qps"), rates=_nums(rates, float, "--rates"))
         base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
+        if mode in ("qps", "rate") and getattr(getattr(base.scenario, "arrival", None), "kind", None) == "trace":
+            raise ValueError(f"--{mode if mode == 'qps' else 'rates'}: scenario.arrival.kind=trace sends at the trace's own timestamps, so a rate "
+                             "does not apply (scenario.arrival.speedup scales the trace)")
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

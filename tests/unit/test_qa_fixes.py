@@ -171,3 +171,13 @@ def test_interrupt_stops_a_compliance_test(tmp_path) -> None:
     assert rest.splitlines()[-1] == ("raybench: TEST01 stopped: interrupted by the user (Ctrl-C); "
                                      f"runs kept: {out / 'runs' / 'reference-performance'}")
     assert not (out / "TEST01").exists()
+
+
+def test_rate_sweep_of_a_trace_replay_is_refused(tmp_path) -> None:
+    # Every point replayed the same trace: "rate=10" and "rate=20" both measured 4.76 QPS.
+    res = CliRunner().invoke(app, ["sweep", "--workload", "llm", "--rates", "10,20", "--set", "scenario.arrival.kind=trace",
+                                   "--set", "workload.params.source=trace", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip() == ("raybench: error: --rates: scenario.arrival.kind=trace sends at the trace's own "
+                                  "timestamps, so a rate does not apply (scenario.arrival.speedup scales the trace)")
+    assert list(tmp_path.iterdir()) == []
