@@ -277,7 +277,11 @@ def test_run_writes_exact_series_aligned_to_t0_and_the_report_plots_them(
     assert len(good) - 1 <= len(bad) <= len(good)  # scraped after the live URL in each round
     # The time axis is the run's: seconds since T0 (scraping starts before T0 and ends at the end).
     ts = [r["t_s"] for r in good]
-    assert all(b - a >= 0.2 for a, b in zip(ts, ts[1:], strict=False))
+    # In order and never bunched: rounds start an interval apart (a late round is skipped), so at
+    # most one scrape per 0.25 s of the span plus the first (timestamps are fetch midpoints, which
+    # a loaded machine can move by a fetch's duration, so single gaps are not asserted).
+    assert all(b > a for a, b in zip(ts, ts[1:], strict=False))
+    assert len(ts) <= int((ts[-1] - ts[0]) / 0.25 + 1e-9) + 2
     assert ts[0] < 0.25 and ts[-1] <= out.metrics.duration_ns / 1e9 + 0.5
     tel = out.result["telemetry"]
     assert tel == {"targets": [murl, dead], "interval_s": 0.25, "scrapes": len(rows), "failures": len(bad),
