@@ -269,6 +269,9 @@ def accuracy_cmd(
             keys, val = parse_set(item)
             set_path(params, keys, val)
         entries = read_accuracy_log(run_dir / "mlperf_log_accuracy.json")
+        if not entries:
+            raise ValueError(f"{run_dir / 'mlperf_log_accuracy.json'}: no entries to score (a performance run logs "
+                             "none; score a --mode AccuracyOnly run)")
         library = make_library(spec, params)
         res = load_object(spec.accuracy)(entries, library, params)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

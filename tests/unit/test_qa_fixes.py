@@ -181,3 +181,14 @@ def test_rate_sweep_of_a_trace_replay_is_refused(tmp_path) -> None:
     assert res.output.strip() == ("raybench: error: --rates: scenario.arrival.kind=trace sends at the trace's own "
                                   "timestamps, so a rate does not apply (scenario.arrival.speedup scales the trace)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_of_a_performance_run_is_refused(vrun) -> None:
+    # It printed exact_match=0 / ROUGE 0.0 for the empty log, exit 0, and wrote that accuracy.txt.
+    run = vrun("scenario=Offline").run_dir
+    (run / "accuracy.txt").unlink(missing_ok=True)
+    res = CliRunner().invoke(app, ["accuracy", "synthetic", str(run)])
+    assert res.exit_code == 2
+    assert res.output.strip() == (f"raybench: error: {run / 'mlperf_log_accuracy.json'}: no entries to score "
+                                  "(a performance run logs none; score a --mode AccuracyOnly run)")
+    assert not (run / "accuracy.txt").exists()
