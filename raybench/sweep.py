@@ -443,7 +443,8 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
     ax.set_ylabel("System TPS (output tokens/s)")
     ax.set_title(f"System TPS vs interactivity (labels: {x_name})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if pp:  # nothing to label for a workload without tokens
+        ax.legend(fontsize=8)
     files.append(_save(fig, out / "pareto.png"))
     plt.close(fig)
 

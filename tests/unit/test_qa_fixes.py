@@ -192,3 +192,18 @@ def test_accuracy_of_a_performance_run_is_refused(vrun) -> None:
     assert res.output.strip() == (f"raybench: error: {run / 'mlperf_log_accuracy.json'}: no entries to score "
                                   "(a performance run logs none; score a --mode AccuracyOnly run)")
     assert not (run / "accuracy.txt").exists()
+
+
+def test_sweep_of_a_token_free_workload_plots_without_warnings(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    from raybench.sweep import PointResult, plot_sweep
+
+    pt = PointResult(concurrency=None, qps_target=50.0, run_dir=str(tmp_path), validity="VALID", invalid_reasons=[],
+                     n_completed=3000, n_failed=0, n_warmup=0, output_tokens=0, elapsed_s=60.0, system_tps=0.0,
+                     tps_per_user=None, tpot_p90_ms=None, ttft_p90_ms=None, qps=50.49)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "No artists with labels found to put in legend" on the console
+        files = plot_sweep(tmp_path, "qps", [pt])
+    assert tmp_path / "pareto.png" in files
