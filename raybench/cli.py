@@ -334,6 +334,7 @@ def sweep_cmd(
                              "does not apply (scenario.arrival.speedup scales the trace)")
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    _check_out_root(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     sweep_dir = Path(out) / f"{stamp}-sweep-{base.workload.name}-{mode}"
     typer.echo(f"sweep ({mode}): {', '.join(f'{v:g}' for v in values)} -> {sweep_dir}")
@@ -359,6 +360,17 @@ def sweep_cmd(
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
+def _check_out_root(out: str) -> None:
+    """``--out`` of a series of runs (sweep, peak search): a directory that can be created."""
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise _fail(f"--out: {root} is a file, not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"--out: cannot create {root}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _series_interrupted(exc: KeyboardInterrupt, what: str, summary: Path, key: str) -> typer.Exit:
@@ -524,6 +536,7 @@ def search_peak_cmd(
         raise _fail(str(exc)) from None
     if base.scenario.name not in ("Server", "Concurrency"):
         raise _fail(f"scenario: peak search runs Server (target QPS) or Concurrency (streams), not {base.scenario.name}")
+    _check_out_root(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     search_dir = Path(out) / f"{stamp}-peak-{base.workload.name}-{base.scenario.name}"
     typer.echo(f"peak search ({base.scenario.name}) -> {search_dir}")

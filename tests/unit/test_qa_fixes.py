@@ -207,3 +207,13 @@ def test_sweep_of_a_token_free_workload_plots_without_warnings(tmp_path) -> None
         warnings.simplefilter("error")  # "No artists with labels found to put in legend" on the console
         files = plot_sweep(tmp_path, "qps", [pt])
     assert tmp_path / "pareto.png" in files
+
+
+@pytest.mark.parametrize("cmd", [["sweep", "--qps", "10"], ["search-peak"]])
+def test_series_out_that_is_a_file_is_one_line(tmp_path, cmd: list[str]) -> None:
+    # It was a NotADirectoryError traceback with exit 1.
+    f = tmp_path / "file.json"
+    f.write_text("{}\n")
+    res = CliRunner().invoke(app, [*cmd, "--workload", "synthetic", "--executor", "inprocess", "--out", str(f)])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"raybench: error: --out: {f} is a file, not a directory"
