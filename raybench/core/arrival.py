@@ -3,9 +3,10 @@
 Each generator returns ``(intended offsets in ns, generated duration in ns)`` like
 :func:`raybench.core.plan.poisson_schedule`, and follows LoadGen's generation rule (queries are
 generated while the previous timestamp is below the generation duration or fewer than
-``min_queries`` exist), except the trace, whose count is its own. They are built once for the
-whole run from the ``schedule_rng_seed`` (stream tag = the loaded-set index, as Poisson), so the
-global schedule does not depend on the number of shards. ``scenario.arrival`` on
+``min_queries`` exist), except the trace, whose count is its own. They are drawn from the
+``schedule_rng_seed`` (stream tag = the loaded-set index, as Poisson) in chunks whose size does
+not change the values (:mod:`raybench.core.plan_stream`), so the global schedule depends neither
+on the number of shards nor on how it is generated. ``scenario.arrival`` on
 :class:`~raybench.core.scenarios.server.Server` picks one.
 """
 
@@ -17,33 +18,12 @@ import numpy as np
 
 from raybench.core.plan import poisson_schedule, rng
 
-__all__ = ["gamma_schedule", "ramp_schedule", "trace_schedule"]
+__all__ = ["check_ramp", "gamma_gaps", "gamma_schedule", "ramp_schedule", "ramp_stamps", "trace_schedule"]
 
 
-def _cut(chunks: Iterator[np.ndarray], gen_duration_ns: int, min_queries: int) -> tuple[np.ndarray, int]:
-    """LoadGen's generation rule over a stream of timestamps.
-
-    ``chunks`` yields consecutive runs of absolute timestamps (ns); each run ends with the first
-    stamp of the next run (one element of overlap), so the stamp after the last query is known.
-    Query ``j`` is emitted, and generation goes on while ``stamp[j] < gen_duration`` or
-    ``j + 1 < min_queries``. Returns the emitted stamps and the stamp after the last one.
-    """
-    out: list[np.ndarray] = []
-    n = 0
-    for stamps in chunks:
-        want = stamps.shape[0] - 1
-        stop = np.nonzero((stamps[:-1] >= gen_duration_ns) & (n + np.arange(want) + 1 >= min_queries))[0]
-        if stop.size:
-            k = int(stop[0]) + 1
-            out.append(stamps[:k])
-            return np.concatenate(out), int(stamps[k])
-        out.append(stamps[:-1])
-        n += want
-    raise AssertionError("timestamp stream ended")  # pragma: no cover - the streams are endless
-
-
-def _chunk_size(qps: float, gen_duration_ns: int, min_queries: int, n: int) -> int:
-    return max(1024, int(gen_duration_ns / 1e9 * qps * 1.1) + min_queries - n + 16)
+def gamma_gaps(g: np.random.Generator, qps: float, burstiness: float, n: int) -> np.ndarray:
+    """``n`` gamma gaps (ns, truncated) with mean ``1/qps`` and shape ``burstiness``."""
+    return np.floor(g.gamma(burstiness, 1.0 / (qps * burstiness), size=n) * 1e9).astype(np.int64)
 
 
 def gamma_schedule(qps: float, burstiness: float, seed: int, tag: int, gen_duration_ns: int,
@@ -60,19 +40,57 @@ def gamma_schedule(qps: float, burstiness: float, seed: int, tag: int, gen_durat
         raise ValueError(f"scenario.arrival.burstiness: must be > 0, got {burstiness}")
     if burstiness == 1.0:
         return poisson_schedule(qps, seed, tag, gen_duration_ns, min_queries)
+    from raybench.core.plan_stream import ScheduleSpec
+
+    return _materialise(ScheduleSpec("gamma", qps, seed, tag, burstiness=burstiness), gen_duration_ns, min_queries)
+
+
+def _materialise(spec: object, gen_duration_ns: int, min_queries: int) -> tuple[np.ndarray, int]:
+    from raybench.core.plan_stream import count_schedule, first_stamps
+
+    n, gen_dur, _ = count_schedule(spec, gen_duration_ns, min_queries)  # type: ignore[arg-type]
+    return first_stamps(spec, n), gen_dur  # type: ignore[arg-type]
+
+
+def check_ramp(start_qps: float, end_qps: float, ramp_ns: int) -> None:
+    """Refuse a ramp that cannot be scheduled (one line naming the field)."""
+    if start_qps < 0 or end_qps <= 0:
+        raise ValueError(f"scenario.arrival: a ramp needs start_qps >= 0 and end_qps > 0, got {start_qps} -> {end_qps}")
+    if ramp_ns <= 0:
+        raise ValueError("scenario.arrival.duration_ms: a ramp needs a duration > 0 (or min_duration_ms > 0)")
+
+
+def ramp_stamps(start_qps: float, end_qps: float, ramp_ns: int, seed: int, tag: int, random: bool,
+                chunk: int) -> Iterator[np.ndarray]:
+    """The ramp's stamps (see :func:`ramp_schedule`), ``chunk`` at a time from query 0 (endless).
+
+    The expected counts ``L_k`` are summed in order, each chunk carrying the previous sum, so the
+    stamps do not depend on ``chunk``.
+    """
+    check_ramp(start_qps, end_qps, ramp_ns)
+    r0, r1, d = float(start_qps), float(end_qps), ramp_ns / 1e9
+    lam_d = (r0 + r1) * d / 2.0
     g = rng(seed, tag)
 
-    def chunks() -> Iterator[np.ndarray]:
-        t = n = 0
-        while True:
-            want = _chunk_size(qps, gen_duration_ns, min_queries, n)
-            gaps = np.floor(g.gamma(burstiness, 1.0 / (qps * burstiness), size=want) * 1e9).astype(np.int64)
-            stamps = t + np.concatenate([[0], np.cumsum(gaps)])
-            yield stamps
-            n += want
-            t = int(stamps[-1])
+    def inverse(lam: np.ndarray) -> np.ndarray:
+        on_ramp = lam <= lam_d
+        lr = np.where(on_ramp, lam, 0.0)
+        t_ramp = 2.0 * lr / (r0 + np.sqrt(np.maximum(r0 * r0 + 2.0 * (r1 - r0) * lr / d, 0.0)) + (lr == 0))
+        t = np.where(on_ramp, t_ramp, d + (lam - lam_d) / r1)
+        return np.floor(t * 1e9).astype(np.int64)
 
-    return _cut(chunks(), gen_duration_ns, min_queries)
+    n = 0
+    lam_prev: float | None = None
+    while True:
+        if not random:
+            lam = np.arange(n, n + chunk, dtype=np.float64)
+        elif lam_prev is None:
+            lam = np.cumsum(np.concatenate([[0.0], g.exponential(1.0, size=chunk - 1)]))
+        else:
+            lam = np.cumsum(np.concatenate([[lam_prev], g.exponential(1.0, size=chunk)]))[1:]
+        n += chunk
+        lam_prev = float(lam[-1])
+        yield inverse(lam)
 
 
 def ramp_schedule(start_qps: float, end_qps: float, ramp_ns: int, seed: int, tag: int, gen_duration_ns: int,
@@ -89,33 +107,11 @@ def ramp_schedule(start_qps: float, end_qps: float, ramp_ns: int, seed: int, tag
     ``Λ⁻¹(L) = 2L / (r0 + sqrt(r0² + 2(r1 - r0)L/D))`` on the ramp (stable for ``r0 = r1`` and for
     ``r0 = 0``). Times are truncated to whole ns; the generation rule is LoadGen's.
     """
-    r0, r1, d = float(start_qps), float(end_qps), ramp_ns / 1e9
-    if r0 < 0 or r1 <= 0:
-        raise ValueError(f"scenario.arrival: a ramp needs start_qps >= 0 and end_qps > 0, got {r0} -> {r1}")
-    if d <= 0:
-        raise ValueError("scenario.arrival.duration_ms: a ramp needs a duration > 0 (or min_duration_ms > 0)")
-    lam_d = (r0 + r1) * d / 2.0
-    g = rng(seed, tag)
+    from raybench.core.plan_stream import ScheduleSpec
 
-    def inverse(lam: np.ndarray) -> np.ndarray:
-        on_ramp = lam <= lam_d
-        lr = np.where(on_ramp, lam, 0.0)
-        t_ramp = 2.0 * lr / (r0 + np.sqrt(np.maximum(r0 * r0 + 2.0 * (r1 - r0) * lr / d, 0.0)) + (lr == 0))
-        t = np.where(on_ramp, t_ramp, d + (lam - lam_d) / r1)
-        return np.floor(t * 1e9).astype(np.int64)
-
-    def chunks() -> Iterator[np.ndarray]:
-        lam0 = 0.0
-        n = 0
-        while True:
-            want = _chunk_size(max(r0, r1), gen_duration_ns, min_queries, n)
-            steps = g.exponential(1.0, size=want) if random else np.ones(want)
-            lam = lam0 + np.concatenate([[0.0], np.cumsum(steps)]) if random else n + np.arange(want + 1, dtype=np.float64)
-            yield inverse(lam)
-            n += want
-            lam0 = float(lam[-1])
-
-    return _cut(chunks(), gen_duration_ns, min_queries)
+    check_ramp(start_qps, end_qps, ramp_ns)
+    spec = ScheduleSpec("ramp", float(start_qps), seed, tag, end_qps=float(end_qps), ramp_ns=int(ramp_ns), random=random)
+    return _materialise(spec, gen_duration_ns, min_queries)
 
 
 def trace_schedule(timestamps_ns: np.ndarray, speedup: float) -> tuple[np.ndarray, int]:

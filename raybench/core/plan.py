@@ -11,7 +11,8 @@ they share:
   (``schedule_rng_seed``), each gap truncated to whole nanoseconds; SingleStream and MultiStream
   use the fixed period ``1/target_qps``. Queries are generated while the previous timestamp is
   below the generation duration or fewer than ``min_query_count`` queries exist.
-* **Samples**: performance mode draws uniformly from the loaded set (``sample_index_rng_seed``);
+* **Samples**: performance mode draws uniformly from the loaded set (``sample_index_rng_seed``;
+  query ``j`` starts at ``floor(u_j * n)``, ``u_j`` the ``j``-th double of its stream);
   accuracy mode visits every loaded sample once in a shuffled order, one phase per loadable set;
   equal issue (``sample_concatenate_permutation``) concatenates shuffled permutations.
 * **Load shapes**: Server's ``arrival`` block may replace the Poisson schedule with a constant
@@ -24,8 +25,10 @@ they share:
 
 Random streams come from numpy's PCG64 seeded with LoadGen's seeds, not ``std::mt19937``: the
 sequences differ from LoadGen's bit for bit while following the same rules. The global sequence
-of (intended offset, sample index) does not depend on the number of shards; a shard receives
-only its :class:`ShardSlice`.
+of (intended offset, sample index, accuracy-log mark) does not depend on the number of shards; a
+shard receives only its :class:`ShardSlice`. Performance phases are streamed
+(:mod:`raybench.core.plan_stream`): the driver keeps their metadata and recipe, and each shard
+regenerates its own queries.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 from raybench.core.settings import TestSettings
 
 if TYPE_CHECKING:
+    from raybench.core.plan_stream import PhaseSource
     from raybench.core.scenarios.base import Effective, Scenario
 
 __all__ = [
@@ -59,9 +63,14 @@ __all__ = [
 ]
 
 
-@dataclass
 class Phase:
     """One loaded set and the queries issued against it.
+
+    A performance phase is *streamed*: it holds only its metadata and a
+    :class:`~raybench.core.plan_stream.PhaseSource` (``source``), and each shard regenerates its
+    own queries; the arrays below are then built only when read (tests, small tools), never by
+    the driver. Phases bounded by the library (accuracy mode, ``performance_issue_unique``,
+    closed loop) hold their arrays.
 
     Attributes:
         loaded_set: qsl indices to load before the phase (MultiStream: with padding).
@@ -72,23 +81,73 @@ class Phase:
         generated_duration_ns: LoadGen's ``generated_query_duration``.
         log_accuracy: per sample, whether its response goes to the accuracy log
             (``None`` = every sample in accuracy mode, none in performance mode).
+        source: the recipe of a streamed phase (``None``: the arrays are held).
+        last_intended_ns: the offset of the last scheduled query (LoadGen's final query).
     """
 
-    loaded_set: np.ndarray
-    intended_ns: np.ndarray
-    samples: np.ndarray
-    samples_per_query: int
-    seq_base: int = 0
-    generated_duration_ns: int = 0
-    log_accuracy: np.ndarray | None = None
+    def __init__(self, loaded_set: np.ndarray, intended_ns: np.ndarray | None = None, samples: np.ndarray | None = None,
+                 samples_per_query: int = 1, seq_base: int = 0, generated_duration_ns: int = 0,
+                 log_accuracy: np.ndarray | None = None, *, source: PhaseSource | None = None,
+                 last_intended_ns: int | None = None) -> None:
+        self.loaded_set = loaded_set
+        self.samples_per_query = int(samples_per_query)
+        self.seq_base = int(seq_base)
+        self.generated_duration_ns = int(generated_duration_ns)
+        self.source = source
+        self._arrays: dict[str, np.ndarray | None] = {}
+        if source is None:
+            self._arrays = {"intended_ns": intended_ns, "samples": samples, "log_accuracy": log_accuracy}
+        n = self.query_count
+        self.last_intended_ns = int(last_intended_ns if last_intended_ns is not None
+                                    else (intended_ns[-1] if intended_ns is not None and n else 0))
+
+    def _get(self, name: str) -> np.ndarray | None:
+        if name not in self._arrays:  # a streamed phase, read whole: regenerate it
+            from raybench.core.plan_stream import regenerate_whole
+
+            self._arrays.update(zip(("intended_ns", "samples", "log_accuracy"),
+                                    regenerate_whole(self.source), strict=True))  # type: ignore[arg-type]
+        return self._arrays[name]
+
+    @property
+    def intended_ns(self) -> np.ndarray:
+        return self._get("intended_ns")  # type: ignore[return-value]
+
+    @property
+    def samples(self) -> np.ndarray:
+        return self._get("samples")  # type: ignore[return-value]
+
+    @samples.setter
+    def samples(self, value: np.ndarray) -> None:
+        self._get("samples")
+        self._arrays["samples"] = value
+
+    @property
+    def log_accuracy(self) -> np.ndarray | None:
+        return self._get("log_accuracy")
+
+    @log_accuracy.setter
+    def log_accuracy(self, value: np.ndarray | None) -> None:
+        self._get("log_accuracy")
+        self._arrays["log_accuracy"] = value
 
     @property
     def query_count(self) -> int:
-        return int(self.intended_ns.shape[0])
+        if self.source is not None:
+            return self.source.query_count
+        return int(self._arrays["intended_ns"].shape[0])  # type: ignore[union-attr]
 
     @property
     def sample_count(self) -> int:
-        return int(self.samples.shape[0])
+        if self.source is not None:
+            return self.source.sample_count
+        return int(self._arrays["samples"].shape[0])  # type: ignore[union-attr]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.source is not None:
+            state["_arrays"] = {}
+        return state
 
 
 @dataclass
@@ -117,9 +176,12 @@ class Plan:
         return sum(p.sample_count for p in self.phases)
 
 
-@dataclass
 class PhaseSlice:
     """A shard's part of one phase: only the queries it issues.
+
+    A slice of a streamed phase travels as its recipe (``source``, and which part: queries
+    ``shard, shard + shards, ...``, or Offline's samples ``[lo, hi)``) and builds its arrays in the
+    shard on first use (:func:`raybench.core.plan_stream.regenerate`).
 
     Attributes:
         loaded_set: qsl indices the shard loads for the phase.
@@ -133,17 +195,50 @@ class PhaseSlice:
         log_accuracy: per sample of ``samples``, whether its response is logged.
     """
 
-    loaded_set: np.ndarray
+    _NAMES = ("query_ids", "intended_ns", "samples", "log_accuracy")
+
+    def __init__(self, loaded_set: np.ndarray, query_ids: np.ndarray | None = None,
+                 intended_ns: np.ndarray | None = None, samples: np.ndarray | None = None,
+                 samples_per_query: int = 1, seq_base: int = 0, log_accuracy: np.ndarray | None = None, *,
+                 source: PhaseSource | None = None, shard: int = 0, shards: int = 1, lo: int = 0, hi: int = 0) -> None:
+        self.loaded_set = loaded_set
+        self.samples_per_query = int(samples_per_query)
+        self.seq_base = int(seq_base)
+        self.source, self.shard, self.shards, self.lo, self.hi = source, int(shard), int(shards), int(lo), int(hi)
+        if source is None:
+            self.query_ids, self.intended_ns, self.samples, self.log_accuracy = (
+                query_ids, intended_ns, samples, log_accuracy)
+
+    # A streamed slice builds its arrays on first read; they are then plain attributes (the
+    # issuing loop reads them per query).
     query_ids: np.ndarray
     intended_ns: np.ndarray
     samples: np.ndarray
-    samples_per_query: int
-    seq_base: int = 0
-    log_accuracy: np.ndarray | None = None
+    log_accuracy: np.ndarray | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in PhaseSlice._NAMES or self.__dict__.get("source") is None:
+            raise AttributeError(name)
+        from raybench.core.plan_stream import regenerate_slice
+
+        self.__dict__.update(zip(self._NAMES, regenerate_slice(self), strict=True))
+        return self.__dict__[name]
 
     @property
     def query_count(self) -> int:
-        return int(self.query_ids.shape[0])
+        if self.source is None:
+            return int(self.query_ids.shape[0])
+        if self.source.schedule is None:
+            return 1
+        return len(range(self.shard, self.source.query_count, self.shards))
+
+    @property
+    def sample_count(self) -> int:
+        if self.source is None:
+            return int(self.samples.shape[0])
+        if self.source.schedule is None:
+            return self.hi - self.lo
+        return self.query_count * self.samples_per_query
 
     def intended_list(self) -> list[int]:
         """``intended_ns`` as a Python list (cached): the issuing loop reads one element per query,
@@ -166,7 +261,8 @@ class PhaseSlice:
         return cached
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_list_")}
+        drop = self._NAMES if self.source is not None else ()  # a streamed slice travels as its recipe
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_list_") and k not in drop}
 
 
 @dataclass
@@ -203,7 +299,7 @@ class ShardSlice:
     @property
     def sample_capacity(self) -> int:
         """Rows this shard will record (closed-loop performance runs grow as they go)."""
-        return sum(int(p.samples.shape[0]) for p in self.phases)
+        return sum(p.sample_count for p in self.phases)
 
 
 def rng(seed: int, *extra: int) -> np.random.Generator:
@@ -227,33 +323,25 @@ def poisson_schedule(qps: float, seed: int, tag: int, gen_duration_ns: int, min_
     """Exponential gaps (truncated to ns) while ``prev < gen_duration or n < min_queries``.
 
     Returns the intended offsets and the timestamp after the last one (LoadGen's
-    ``generated_query_duration``).
+    ``generated_query_duration``). A streamed phase holds the recipe instead
+    (:class:`~raybench.core.plan_stream.ScheduleSpec`).
     """
+    from raybench.core.plan_stream import ScheduleSpec, count_schedule, first_stamps
+
     if qps <= 0:
         raise ValueError("settings.server_target_qps must be > 0")
-    g = rng(seed, tag)
-    chunks: list[np.ndarray] = []
-    t = n = 0
-    while True:
-        want = max(1024, int(gen_duration_ns / 1e9 * qps * 1.1) + min_queries - n + 16)
-        gaps = np.floor(g.exponential(1.0 / qps, size=want) * 1e9).astype(np.int64)
-        stamps = t + np.concatenate([[0], np.cumsum(gaps)])  # stamps[i] = time of query n+i
-        # Query n+i is emitted; the loop continues while prev(=stamps[i]) < gen or n+i+1 < min.
-        stop = np.nonzero((stamps[:-1] >= gen_duration_ns) & (n + np.arange(want) + 1 >= min_queries))[0]
-        if stop.size:
-            k = int(stop[0]) + 1
-            chunks.append(stamps[:k])
-            return np.concatenate(chunks), int(stamps[k])
-        chunks.append(stamps[:-1])
-        n += want
-        t = int(stamps[-1])
+    spec = ScheduleSpec("poisson", float(qps), int(seed), int(tag))
+    n, gen_dur, _ = count_schedule(spec, gen_duration_ns, min_queries)
+    return first_stamps(spec, n), gen_dur
 
 
 def periodic_schedule(qps: float, gen_duration_ns: int, min_queries: int) -> tuple[np.ndarray, int]:
     """Fixed period ``1/qps``: the same generation rule as :func:`poisson_schedule`."""
+    from raybench.core.plan_stream import ScheduleSpec, count_schedule
+
+    n, gen_dur, _ = count_schedule(ScheduleSpec("periodic", float(qps)), gen_duration_ns, min_queries)
     period = int(1e9 / qps) if qps > 0 else 0
-    n = max(min_queries, (-(-gen_duration_ns // period) + 1) if period and gen_duration_ns else min_queries, 1)
-    return np.arange(n, dtype=np.int64) * period, int(n * period)
+    return np.arange(n, dtype=np.int64) * period, gen_dur
 
 
 def equal_issue_count(n: int, set_size: int) -> int:
@@ -291,6 +379,8 @@ def build_plan(scenario: Scenario, s: TestSettings, total_count: int, qsl_perfor
         arrival_ns: a trace's recorded send times (one per entry of ``issue_order``), used by a
             scenario whose arrival shape replays a trace (``Server`` with ``arrival.kind: trace``).
     """
+    from raybench.core.plan_stream import apply_issue_order, mark_accuracy_sampling
+
     eff = scenario.effective(s, total_count, qsl_performance_count)
     sets = loadable_sets(total_count, eff.performance_sample_count, s.qsl_rng_seed, scenario.padding(eff))
     sample_rng = rng(s.sample_index_rng_seed)
@@ -311,59 +401,10 @@ def build_plan(scenario: Scenario, s: TestSettings, total_count: int, qsl_perfor
     if arrival is not None and not arrival.mlperf:
         plan.meta["arrival"] = arrival.describe()
     if issue_order is not None:
-        _apply_issue_order(plan, np.asarray(issue_order, dtype=np.int64))
+        apply_issue_order(plan, np.asarray(issue_order, dtype=np.int64))
     if not eff.accuracy and (s.accuracy_log_probability > 0 or s.accuracy_log_sampling_target > 0):
-        _mark_accuracy_sampling(plan)
+        mark_accuracy_sampling(plan)
     return plan
-
-
-def _apply_issue_order(plan: Plan, order: np.ndarray) -> None:
-    """Replace the drawn samples with the library's fixed order.
-
-    ``order`` (one epoch) must cover every index of ``[0, total)`` at least once; an index may
-    recur (DLRMv3's ``repeats``). Performance runs issue it cyclically (the k-th sample of the run
-    is ``order[k % len(order)]``); accuracy runs issue every sample exactly once, in the order of
-    its first appearance in ``order``.
-    """
-    total = plan.total_count
-    order = order.reshape(-1)
-    if order.size == 0 or order.min() < 0 or order.max() >= total or np.unique(order).size != total:
-        bad = int(np.count_nonzero((order < 0) | (order >= total)))
-        missing = total - int(np.unique(order[(order >= 0) & (order < total)]).size)
-        raise ValueError(f"sample library: issue_order must cover every index of [0, {total}) at least once "
-                         f"(got {order.size} entries: {missing} indices missing, {bad} out of range)")
-    if len(plan.phases) > 1 or plan.effective.performance_sample_count < total:
-        raise ValueError("sample library: a fixed issue_order needs every sample loaded at once "
-                         "(performance_count == total_count)")
-    if plan.effective.accuracy:
-        _, first = np.unique(order, return_index=True)
-        once = order[np.sort(first)]
-        for phase in plan.phases:
-            if phase.sample_count != total:
-                raise ValueError(f"sample library: an accuracy run with a fixed issue_order must issue every "
-                                 f"sample once ({total}), the plan has {phase.sample_count}")
-            phase.samples = once.copy()
-    else:
-        for phase in plan.phases:
-            k = np.arange(phase.seq_base, phase.seq_base + phase.sample_count, dtype=np.int64)
-            phase.samples = order[k % order.size]
-    plan.meta["issue_order"] = "fixed by the sample library"
-
-
-def _mark_accuracy_sampling(plan: Plan) -> None:
-    """Performance-mode accuracy sampling (compliance TEST01): LoadGen's probability rule."""
-    s, eff = plan.settings, plan.effective
-    prob = float(s.accuracy_log_probability)
-    if s.accuracy_log_sampling_target > 0:
-        expected = int(eff.target_qps * eff.min_duration_ms / 1000)
-        if eff.scenario != "Offline":
-            expected *= eff.samples_per_query
-        expected = max(expected, eff.min_sample_count)
-        prob = s.accuracy_log_sampling_target / max(1, expected)
-    g = rng(s.accuracy_log_rng_seed)
-    offset = g.random()
-    for phase in plan.phases:
-        phase.log_accuracy = ((g.random(phase.sample_count) + offset) % 1.0) <= prob
 
 
 def stream_samples(loaded: np.ndarray, seed: int, stream: int, count: int, start: int = 0) -> np.ndarray:
@@ -391,7 +432,9 @@ def round_robin(plan: Plan, shards: int) -> list[ShardSlice]:
     rate and the union of the slices is the global schedule."""
     out = []
     for k in range(shards):
-        phases = [slice_queries(p, np.arange(k, p.query_count, shards, dtype=np.int64)) for p in plan.phases]
+        phases = [PhaseSlice(p.loaded_set, samples_per_query=p.samples_per_query, seq_base=p.seq_base,
+                             source=p.source, shard=k, shards=shards) if p.source is not None
+                  else slice_queries(p, np.arange(k, p.query_count, shards, dtype=np.int64)) for p in plan.phases]
         out.append(make_slice(plan, k, shards, phases))
     return out
 

@@ -6,7 +6,8 @@
   and ``target_duration = 0``.
 * Plan: the loaded set repeated in order, plus a remainder (equal issue: each repetition shuffled
   and the count padded to whole repetitions); accuracy mode: every loaded sample once, shuffled.
-  Each shard issues a contiguous range of the single query's samples.
+  Each shard issues a contiguous range of the single query's samples; in performance mode it
+  regenerates that range itself (the driver keeps only the count).
 * Issuing: the shard cuts its range into batches of ``sut.max_batch`` samples with at most
   ``sut.max_inflight`` batches outstanding.
 * Throughput: samples/s = ``n / max latency``; tokens/s = ``tokens / max latency``.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from raybench.core.plan import Phase, PhaseSlice, equal_issue_count, make_slice
+from raybench.core.plan_stream import PhaseSource
 from raybench.core.scenarios.base import Effective, Scenario, Throughput
 from raybench.core.settings import TestSettings
 
@@ -62,13 +64,20 @@ class Offline(Scenario):
 
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
-        if eff.accuracy:
+        if eff.accuracy:  # every loaded sample once: held
             samples = loaded[sample_rng.permutation(loaded.shape[0])].copy()
-        elif s.performance_issue_same:
-            samples = np.full(eff.samples_per_query, loaded[s.performance_issue_same_index], dtype=np.int64)
-        else:
-            samples = _repeated(loaded, eff.samples_per_query, s.sample_concatenate_permutation, sample_rng)
-        return Phase(loaded, np.zeros(1, dtype=np.int64), samples, int(samples.shape[0]), seq_base)
+            return Phase(loaded, np.zeros(1, dtype=np.int64), samples, int(samples.shape[0]), seq_base)
+        # performance: streamed (each shard regenerates its range of the single query)
+        m, n = int(loaded.shape[0]), eff.samples_per_query
+        if s.performance_issue_same:
+            mode = "same"
+        elif s.sample_concatenate_permutation:  # shuffled passes, padded to whole passes
+            mode, n = "equal", equal_issue_count(n, m)
+        else:  # the loaded set repeated in order, then a remainder
+            mode = "cyclic"
+        src = PhaseSource(None, 1, n, mode, loaded, m, seed=int(s.sample_index_rng_seed),
+                          same_index=int(s.performance_issue_same_index), seq_base=seq_base)
+        return Phase(loaded, samples_per_query=n, seq_base=seq_base, source=src, last_intended_ns=0)
 
     def partition(self, plan: Plan, shards: int) -> list[ShardSlice]:
         """Shard k issues samples ``[n*k/S, n*(k+1)/S)`` of the single query of every phase."""
@@ -78,6 +87,10 @@ class Offline(Scenario):
             for p in plan.phases:
                 n = p.sample_count
                 lo, hi = (n * k) // shards, (n * (k + 1)) // shards
+                if p.source is not None:
+                    phases.append(PhaseSlice(p.loaded_set, samples_per_query=hi - lo, seq_base=p.seq_base,
+                                             source=p.source, shard=k, shards=shards, lo=lo, hi=hi))
+                    continue
                 mask = p.log_accuracy[lo:hi] if p.log_accuracy is not None else None
                 phases.append(PhaseSlice(p.loaded_set, np.array([lo], np.int64), np.zeros(1, np.int64),
                                          p.samples[lo:hi], hi - lo, p.seq_base, mask))
@@ -110,13 +123,3 @@ class Offline(Scenario):
     def duration_s(self, st: RunStats) -> float:
         return st.latency.max / 1e9 if st.latency.count else 0.0
 
-
-def _repeated(loaded: np.ndarray, n: int, permute: bool, g: np.random.Generator) -> np.ndarray:
-    """The loaded set repeated in order up to ``n`` samples (equal issue: shuffled repetitions)."""
-    m = int(loaded.shape[0])
-    if permute:
-        n = equal_issue_count(n, m)
-    reps, rem = divmod(n, m)
-    blocks = [loaded[g.permutation(m)] if permute else loaded for _ in range(reps)]
-    blocks.append(loaded[:rem])
-    return np.concatenate(blocks).astype(np.int64)

@@ -6,8 +6,8 @@ raybench's additions for LLM serving studies and make a run non-MLPerf (flagged 
 ``gamma`` (gaps with mean ``1/target_qps``, shape ``burstiness``; 1 = Poisson exactly),
 ``ramp`` (rate linear from ``start_qps`` to ``end_qps`` over ``duration_ms``, then constant),
 ``trace`` (a dataset's recorded timestamps divided by ``speedup``, each entry sent once). Every
-shape is built once from the seed for the whole run and split round-robin over shards, so the
-global schedule does not depend on the shard count.
+shape is one seeded global sequence split round-robin over shards (each shard regenerates its
+own queries, :mod:`raybench.core.plan_stream`), so it does not depend on the shard count.
 
 * Effective: ``target_qps = server_target_qps``, latency bound ``server_target_latency_ns`` at
   ``server_target_latency_percentile``, ``max_async_queries = server_max_async_queries``.
@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from raybench.core.arrival import gamma_schedule, ramp_schedule, trace_schedule
+from raybench.core.arrival import check_ramp, trace_schedule
 from raybench.core.early_stopping import EarlyStoppingResult, server_early_stopping
-from raybench.core.plan import Phase, equal_issue_count, periodic_schedule, poisson_schedule, query_samples
+from raybench.core.plan import Phase, equal_issue_count, query_samples
+from raybench.core.plan_stream import PhaseSource, ScheduleSpec, count_schedule, first_stamps
 from raybench.core.scenarios.base import Effective, Scenario, Throughput, Verdict
 from raybench.core.settings import TestSettings
 
@@ -118,11 +119,13 @@ Arrival = Annotated[PoissonArrival | ConstantArrival | GammaArrival | RampArriva
 
 
 def build_scheduled_phase(scenario: Scenario, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
-                          sample_rng: np.random.Generator, seq_base: int, gen_ns: int, schedule: Any) -> Phase:
+                          sample_rng: np.random.Generator, seq_base: int, gen_ns: int, schedule: ScheduleSpec) -> Phase:
     """A phase of scheduled queries (Server, SingleStream, MultiStream).
 
-    ``schedule(gen_ns, min_queries) -> (intended_ns, generated_duration_ns)`` produces the
-    arrival times; accuracy mode and ``performance_issue_unique`` issue each loaded sample once.
+    ``schedule`` is the arrival recipe; the phase is counted by LoadGen's generation rule without
+    keeping the stamps. Accuracy mode and ``performance_issue_unique`` issue each loaded sample once
+    (bounded by the loaded set, so the arrays are held); a performance phase is streamed (each
+    shard regenerates its own queries, :mod:`raybench.core.plan_stream`).
     """
     spq = eff.samples_per_query
     dist_end = int(loaded.shape[0]) - scenario.padding(eff)
@@ -132,13 +135,19 @@ def build_scheduled_phase(scenario: Scenario, s: TestSettings, eff: Effective, l
     equal_issue = bool(s.sample_concatenate_permutation) and not eff.accuracy
     if equal_issue:
         min_q = equal_issue_count(min_q, dist_end)
-    intended, gen_dur = schedule(gen, min_q)
-    if equal_issue and intended.shape[0] % dist_end:
+    n, gen_dur, last = count_schedule(schedule, gen, min_q)
+    if equal_issue and n % dist_end:
         # LoadGen bumps min_queries by a whole dataset while the duration is not met, so the
         # final count is a multiple of the loaded-set size.
-        intended, gen_dur = schedule(gen, equal_issue_count(int(intended.shape[0]), dist_end))
-    samples = query_samples(loaded, dist_end, int(intended.shape[0]), spq, s, sample_rng, unique, equal_issue)
-    return Phase(loaded, intended, samples, spq, seq_base, gen_dur)
+        n, gen_dur, last = count_schedule(schedule, gen, equal_issue_count(n, dist_end))
+    if unique:
+        samples = query_samples(loaded, dist_end, n, spq, s, sample_rng, unique, equal_issue)
+        return Phase(loaded, first_stamps(schedule, n), samples, spq, seq_base, gen_dur)
+    mode = "same" if s.performance_issue_same else "equal" if equal_issue and spq == 1 else "uniform"
+    src = PhaseSource(schedule, n, spq, mode, loaded, dist_end, seed=int(s.sample_index_rng_seed),
+                      same_index=int(s.performance_issue_same_index), seq_base=seq_base)
+    return Phase(loaded, samples_per_query=spq, seq_base=seq_base, generated_duration_ns=gen_dur, source=src,
+                 last_intended_ns=last)
 
 
 class Server(Scenario):
@@ -188,23 +197,27 @@ class Server(Scenario):
                     sample_rng: np.random.Generator, seq_base: int, arrival_ns: np.ndarray | None = None) -> Phase:
         a, qps, seed = self.arrival or PoissonArrival(), eff.target_qps, s.schedule_rng_seed
 
-        def schedule(gen: int, min_q: int) -> tuple[np.ndarray, int]:
-            if isinstance(a, ConstantArrival):
-                return periodic_schedule(qps, gen, min_q)
-            if isinstance(a, GammaArrival):
-                return gamma_schedule(qps, a.burstiness, seed, set_index, gen, min_q)
-            if isinstance(a, RampArrival):
-                ramp_ms = a.duration_ms if a.duration_ms is not None else eff.min_duration_ms
-                return ramp_schedule(a.start_qps, a.end_qps or qps, ramp_ms * 1_000_000, seed, set_index, gen, min_q,
-                                     random=a.random)
-            if isinstance(a, TraceArrival):
-                if arrival_ns is None:
-                    raise ValueError("scenario.arrival: kind 'trace' needs a dataset with timestamps")
-                return trace_schedule(arrival_ns, a.speedup)
-            return poisson_schedule(qps, seed, set_index, gen, min_q)
-
+        if isinstance(a, ConstantArrival):
+            spec = ScheduleSpec("periodic", qps)
+        elif isinstance(a, RampArrival):
+            ramp_ns = (a.duration_ms if a.duration_ms is not None else eff.min_duration_ms) * 1_000_000
+            check_ramp(a.start_qps, a.end_qps or qps, ramp_ns)
+            spec = ScheduleSpec("ramp", a.start_qps, seed, set_index, end_qps=a.end_qps or qps, ramp_ns=ramp_ns,
+                                random=a.random)
+        elif isinstance(a, TraceArrival):
+            if arrival_ns is None:
+                raise ValueError("scenario.arrival: kind 'trace' needs a dataset with timestamps")
+            spec = ScheduleSpec("trace", trace=trace_schedule(arrival_ns, a.speedup)[0])
+        else:
+            if qps <= 0:
+                raise ValueError("settings.server_target_qps must be > 0")
+            gamma = isinstance(a, GammaArrival) and a.burstiness != 1.0  # burstiness 1 is Poisson, bit for bit
+            if gamma and not a.burstiness > 0:
+                raise ValueError(f"scenario.arrival.burstiness: must be > 0, got {a.burstiness}")
+            spec = ScheduleSpec("gamma" if gamma else "poisson", qps, seed, set_index,
+                                burstiness=a.burstiness if gamma else 1.0)
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
-                                     eff.target_duration_ms * 1_000_000, schedule)
+                                     eff.target_duration_ms * 1_000_000, spec)
 
     def bounds(self, plan: Plan) -> dict[str, int]:
         s = plan.settings
@@ -217,7 +230,7 @@ class Server(Scenario):
         bound = super().deadline_s(plan, query_timeout_s, grace_s)
         if bound is not None or plan.accuracy_log_all or not plan.query_count:
             return bound
-        last = max(int(p.intended_ns[-1]) for p in plan.phases if p.query_count)
+        last = max(p.last_intended_ns for p in plan.phases if p.query_count)
         return last / 1e9 + query_timeout_s + grace_s
 
     async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:

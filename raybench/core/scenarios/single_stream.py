@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from raybench.core.early_stopping import EarlyStoppingResult, latency_early_stopping
-from raybench.core.plan import Phase, periodic_schedule
+from raybench.core.plan import Phase
+from raybench.core.plan_stream import ScheduleSpec
 from raybench.core.scenarios.base import Effective, Scenario, Throughput
 from raybench.core.scenarios.server import build_scheduled_phase
 from raybench.core.settings import TestSettings
@@ -68,7 +69,7 @@ class SerialScenario(Scenario):
                     sample_rng: np.random.Generator, seq_base: int) -> Phase:
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
                                      2 * eff.target_duration_ms * 1_000_000,
-                                     lambda gen, min_q: periodic_schedule(eff.target_qps, gen, min_q))
+                                     ScheduleSpec("periodic", eff.target_qps))
 
     async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
         await issue_serial(runner, phase_i, phase)
