@@ -405,6 +405,8 @@ def export_cmd(
         typer.echo(str(export_run(run_dir, fmt, out)))
     except (ExportError, ImportError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"--out: cannot write {out or run_dir}: {exc.strerror or type(exc).__name__}") from None
 
 
 _RUN_FILES = ("result.json", "histograms.json", "timeline.json", "config.yaml", "mlperf_log_detail.txt",

@@ -217,3 +217,12 @@ def test_series_out_that_is_a_file_is_one_line(tmp_path, cmd: list[str]) -> None
     res = CliRunner().invoke(app, [*cmd, "--workload", "synthetic", "--executor", "inprocess", "--out", str(f)])
     assert res.exit_code == 2
     assert res.output.strip() == f"raybench: error: --out: {f} is a file, not a directory"
+
+
+def test_export_to_a_missing_directory_is_one_line(tmp_path, vrun) -> None:
+    # It was a FileNotFoundError traceback with exit 1.
+    run = vrun("scenario=Offline", "records=all").run_dir
+    dest = tmp_path / "no" / "such" / "requests.jsonl"
+    res = CliRunner().invoke(app, ["export", str(run), "--out", str(dest)])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"raybench: error: --out: cannot write {dest}: No such file or directory"
