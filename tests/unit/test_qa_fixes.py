@@ -226,3 +226,14 @@ def test_export_to_a_missing_directory_is_one_line(tmp_path, vrun) -> None:
     res = CliRunner().invoke(app, ["export", str(run), "--out", str(dest)])
     assert res.exit_code == 2
     assert res.output.strip() == f"raybench: error: --out: cannot write {dest}: No such file or directory"
+
+
+def test_peak_report_of_a_search_stopped_before_any_probe_has_no_warning() -> None:
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    from raybench.report.peak import peak_png
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "No artists with labels found to put in legend" after Ctrl-C
+        assert peak_png({"scenario": "Server", "field": "target_qps", "peak": None, "probes": []}).startswith(b"\x89PNG")
