@@ -269,6 +269,9 @@ def accuracy_cmd(
             keys, val = parse_set(item)
             set_path(params, keys, val)
         entries = read_accuracy_log(run_dir / "mlperf_log_accuracy.json")
+        if not entries:
+            raise ValueError(f"{run_dir / 'mlperf_log_accuracy.json'}: no entries to score (a performance run logs "
+                             "none; score a --mode AccuracyOnly run)")
         library = make_library(spec, params)
         res = load_object(spec.accuracy)(entries, library, params)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
@@ -300,20 +303,21 @@ def sweep_cmd(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
     slo: str | None = typer.Option(None, "--slo", help="Goodput SLOs in ms: ttft_ms=500,tpot_ms=50,e2el_ms=10000."),
 ) -> None:
-    """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
+    """Concurrency, target-QPS or request-rate sweep: one run per point, Pareto step function, PNG charts."""
     import datetime as dt
 
     from raybench.config import ConfigError, load_run_config, parse_slo
     from raybench.registry import RegistryError
     from raybench.sweep import run_sweep, sweep_values
 
-    def _nums(text: str | None, kind: type) -> list[Any] | None:
+    def _nums(text: str | None, kind: type, flag: str) -> list[Any] | None:
         if text is None:
             return None
         try:
             return [kind(x) for x in text.replace(" ", "").split(",") if x]
         except ValueError:
-            raise _fail(f"expected a comma-separated list of numbers, got {text!r}") from None
+            what = "integers" if kind is int else "numbers"
+            raise _fail(f"{flag}: expected a comma-separated list of {what}, got {text!r}") from None
 
     overrides = [f"{k}={v}" for k, v in (("workload", workload), ("sut", sut), ("executor", executor)) if v is not None]
     if address is not None:
@@ -322,11 +326,15 @@ def sweep_cmd(
     try:
         if slo is not None:
             overrides += parse_slo(slo)
-        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
-                                    rates=_nums(rates, float))
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int, "--concurrency"), c_min=c_min, c_max=c_max, n_points=n_points,
+                                    qps=_nums(qps, float, "--qps"), rates=_nums(rates, float, "--rates"))
         base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
+        if mode in ("qps", "rate") and getattr(getattr(base.scenario, "arrival", None), "kind", None) == "trace":
+            raise ValueError(f"--{mode if mode == 'qps' else 'rates'}: scenario.arrival.kind=trace sends at the trace's own timestamps, so a rate "
+                             "does not apply (scenario.arrival.speedup scales the trace)")
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    _check_out_root(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     sweep_dir = Path(out) / f"{stamp}-sweep-{base.workload.name}-{mode}"
     typer.echo(f"sweep ({mode}): {', '.join(f'{v:g}' for v in values)} -> {sweep_dir}")
@@ -340,13 +348,48 @@ def sweep_cmd(
         ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
         typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
 
+    from raybench.signals import interrupts
+
     try:
-        res = run_sweep(sweep_dir, overrides, mode=mode, values=values, config_path=config, warmup_s=warmup_s,
-                        warmup_queries=warmup_queries, executor_factory=_executor, on_point=_show)
+        with interrupts():
+            res = run_sweep(sweep_dir, overrides, mode=mode, values=values, config_path=config, warmup_s=warmup_s,
+                            warmup_queries=warmup_queries, executor_factory=_executor, on_point=_show)
+    except KeyboardInterrupt as exc:
+        raise _series_interrupted(exc, "sweep", sweep_dir / "sweep_summary.json", "points") from None
     except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
+def _check_out_root(out: str) -> None:
+    """``--out`` of a series of runs (sweep, peak search): a directory that can be created."""
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise _fail(f"--out: {root} is a file, not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"--out: cannot create {root}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _series_interrupted(exc: KeyboardInterrupt, what: str, summary: Path, key: str) -> typer.Exit:
+    """Ctrl-C / SIGTERM during a series of runs (sweep, peak search): one line, and exit 1 when
+    runs were kept (as a run stopped mid-measurement), else 130 / 143."""
+    import json
+
+    from raybench.signals import interrupt_reason, signum_of
+
+    try:
+        kept = len(json.loads(summary.read_text()).get(key) or [])
+    except (OSError, ValueError):
+        kept = 0
+    if kept:
+        typer.echo(f"raybench: {what} stopped: {interrupt_reason(exc)}; {kept} run(s) kept in {summary.parent}", err=True)
+        return typer.Exit(EXIT_INVALID)
+    msg = getattr(exc, "message", None) or f"{interrupt_reason(exc)} before anything was measured; nothing was written"
+    typer.echo(f"raybench: {what}: {msg}", err=True)
+    return typer.Exit(int(getattr(exc, "exit_code", 128 + signum_of(exc))))
 
 
 @app.command("export")
@@ -362,6 +405,18 @@ def export_cmd(
         typer.echo(str(export_run(run_dir, fmt, out)))
     except (ExportError, ImportError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"--out: cannot write {out or run_dir}: {exc.strerror or type(exc).__name__}") from None
+
+
+_RUN_FILES = ("result.json", "histograms.json", "timeline.json", "config.yaml", "mlperf_log_detail.txt",
+              "sweep_summary.json", "peak_summary.json")
+
+
+def _check_run_dir(path: Path) -> None:
+    """Refuse a directory holding none of a run's files (a partial run directory is fine)."""
+    if path.is_dir() and not any((path / name).is_file() for name in _RUN_FILES):
+        raise _fail(f"{path}: not a run directory (no result.json, histograms.json or sweep/peak summary)")
 
 
 @app.command("report")
@@ -373,6 +428,7 @@ def report_cmd(
         from raybench.report import write_report
     except ImportError as exc:  # pragma: no cover - matplotlib missing
         raise _fail(f"report needs matplotlib (pip install 'raybench[report]'): {exc}") from None
+    _check_run_dir(run_dir)
     try:
         path = write_report(run_dir)
     except FileNotFoundError as exc:
@@ -391,6 +447,8 @@ def compare_cmd(
 
     from raybench.report.compare import compare_runs
 
+    for d in run_dirs:
+        _check_run_dir(d)
     try:
         runs, rows, pngs = compare_runs(run_dirs, out)
     except (FileNotFoundError, ValueError) as exc:
@@ -480,6 +538,7 @@ def search_peak_cmd(
         raise _fail(str(exc)) from None
     if base.scenario.name not in ("Server", "Concurrency"):
         raise _fail(f"scenario: peak search runs Server (target QPS) or Concurrency (streams), not {base.scenario.name}")
+    _check_out_root(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     search_dir = Path(out) / f"{stamp}-peak-{base.workload.name}-{base.scenario.name}"
     typer.echo(f"peak search ({base.scenario.name}) -> {search_dir}")
@@ -488,9 +547,14 @@ def search_peak_cmd(
         typer.echo(f"  probe {p.index} ({p.phase}): {p.field} {p.value:g}: p{p.percentile * 100:g} {p.p_latency_ms:.3f} ms, "
                    f"{'meets' if p.ok else 'misses'} the bounds, {p.validity}")
 
+    from raybench.signals import interrupts
+
     try:
-        res = run_peak_search(search_dir, overrides, config_path=config, start=start, criterion=criterion,
-                              max_probes=max_probes, executor_factory=_make_executor, on_probe=_show)
+        with interrupts():
+            res = run_peak_search(search_dir, overrides, config_path=config, start=start, criterion=criterion,
+                                  max_probes=max_probes, executor_factory=_make_executor, on_probe=_show)
+    except KeyboardInterrupt as exc:
+        raise _series_interrupted(exc, "peak search", search_dir / "peak_summary.json", "probes") from None
     except (ConfigError, RegistryError, ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if res.peak is None:
@@ -601,6 +665,13 @@ def compliance_cmd(
                                      reference_accuracy=reference_accuracy, options=opts)
         except ComplianceRefused as exc:
             raise _fail(str(exc)) from None
+        except KeyboardInterrupt as exc:  # a run was cut short: the test is not judged
+            from raybench.signals import interrupt_reason, signum_of
+
+            kept = sorted(str(p.parent) for p in (Path(out) / "runs").glob("**/result.json"))
+            typer.echo(f"raybench: {test} stopped: {interrupt_reason(exc)}; "
+                       + (f"runs kept: {', '.join(kept)}" if kept else "nothing was measured"), err=True)
+            raise typer.Exit(EXIT_INVALID if kept else 128 + signum_of(exc)) from None
         except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError, RuntimeError) as exc:
             raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except Exception as exc:  # a bug: one line, the traceback in DIR/crash.log

@@ -248,6 +248,15 @@ def set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def _scenario_loc(loc: tuple[Any, ...]) -> str:
+    """``scenario.<field>`` as the user writes it: without the scenario's tag (``Server``) nor
+    the arrival shape's (``gamma``)."""
+    rest = [str(x) for x in loc[2:]]
+    if len(rest) >= 3 and rest[0] == "arrival":
+        del rest[1]
+    return ".".join(["scenario", *rest])
+
+
 def _format_validation(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err["loc"]) or "(root)"
@@ -257,11 +266,20 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         if err["loc"][:1] == ("scenario",) and len(err["loc"]) == 3:
             loc = f"scenario.{err['loc'][2]}"
             msg = f"unknown field for scenario {err['loc'][1]}"
+        elif err["loc"][:1] == ("scenario",) and len(err["loc"]) > 3:
+            loc = _scenario_loc(err["loc"])
+    elif err["type"] == "union_tag_invalid" and loc != "scenario":
+        tags = str(err.get("ctx", {}).get("expected_tags", "")).replace("'", "")
+        key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        if err["loc"][:1] == ("scenario",) and len(err["loc"]) >= 3:
+            loc = _scenario_loc(err["loc"])
+        loc = f"{loc}.{key}" if key else loc
+        msg = f"must be one of {tags}" if tags else msg
     elif err["type"] == "union_tag_invalid":
         msg = f"must be one of {', '.join(SCENARIO_NAMES)}"
-        loc = "scenario.name" if loc == "scenario" else loc
-    elif err["loc"][:1] == ("scenario",) and len(err["loc"]) == 3:
-        loc = f"scenario.{err['loc'][2]}"
+        loc = "scenario.name"
+    elif err["loc"][:1] == ("scenario",) and len(err["loc"]) >= 3:
+        loc = _scenario_loc(err["loc"])
     return f"{source}: {loc}: {msg}"
 
 

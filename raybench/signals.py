@@ -15,11 +15,11 @@ Ctrl-C; the handlers therefore also note the signal, and :func:`signum_of` /
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "interrupt_reason", "interrupts", "last_signal", "note_signal",
+__all__ = ["Interrupted", "interrupt_reason", "interrupted_by", "interrupts", "last_signal", "note_signal",
            "signum_of"]
 
 _REASONS = {signal.SIGINT: "interrupted by the user (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
@@ -58,6 +58,19 @@ def interrupt_reason(exc: BaseException) -> str:
     """The reason to record for an interrupt (a plain ``KeyboardInterrupt``: the last signal noted)."""
     num = signum_of(exc)
     return getattr(exc, "reason", None) or _REASONS.get(signal.Signals(num), f"signal {num}")
+
+
+def interrupted_by(reasons: Iterable[str]) -> int | None:
+    """The signal that stopped a finished run, read from its invalid reasons (``None``: not stopped).
+
+    A run absorbs Ctrl-C/SIGTERM to write what it measured; a series of runs (sweep, peak search)
+    uses this to stop instead of starting the next run.
+    """
+    for reason in reasons:
+        for signum, why in _REASONS.items():
+            if why in reason:
+                return int(signum)
+    return None
 
 
 @contextmanager

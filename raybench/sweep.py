@@ -65,6 +65,7 @@ from raybench.core.logs.atomic import atomic_write_json, to_jsonable
 from raybench.core.stats import ExactStats
 from raybench.core.tokens import meets_slo, tpot_ns
 from raybench.run import Executor, RunOutcome, run_benchmark
+from raybench.signals import Interrupted, interrupted_by
 
 __all__ = ["PointResult", "SweepResult", "point_metrics", "plot_sweep", "run_sweep", "sweep_values"]
 
@@ -324,6 +325,10 @@ def run_sweep(
         executor = executor_factory(cfg) if executor_factory else None
         try:
             outcome: RunOutcome = run_benchmark(cfg, executor)
+        except BaseException:  # Ctrl-C before it measured, or a point that cannot run: keep the points before it
+            if points:
+                _finish(out, mode, points)
+            raise
         finally:
             close = getattr(executor, "close", None)
             if callable(close):
@@ -361,6 +366,10 @@ def run_sweep(
         points.append(pr)
         if on_point:
             on_point(pr)
+        signum = interrupted_by(pr.invalid_reasons)
+        if signum is not None:  # Ctrl-C / SIGTERM cut this point short: no further point starts
+            _finish(out, mode, points)
+            raise Interrupted(signum)
     return _finish(out, mode, points)
 
 
@@ -434,7 +443,8 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
     ax.set_ylabel("System TPS (output tokens/s)")
     ax.set_title(f"System TPS vs interactivity (labels: {x_name})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if pp:  # nothing to label for a workload without tokens
+        ax.legend(fontsize=8)
     files.append(_save(fig, out / "pareto.png"))
     plt.close(fig)
 

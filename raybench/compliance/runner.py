@@ -83,6 +83,7 @@ Status = Callable[[str], None]
 def _run(cfg: RunConfig, executor_for: ExecutorFor, keep: tuple[str, ...] = ()) -> Path:
     """One run into ``cfg.run_dir``, emptied first (but for ``keep``): this command owns ``DIR/runs/``."""
     from raybench.run import execute_run, prepare_run
+    from raybench.signals import Interrupted, interrupted_by
 
     assert cfg.run_dir is not None
     old = Path(cfg.run_dir)
@@ -93,7 +94,10 @@ def _run(cfg: RunConfig, executor_for: ExecutorFor, keep: tuple[str, ...] = ()) 
     prepared = prepare_run(cfg)
     executor = executor_for(cfg)
     try:
-        return execute_run(prepared, executor).run_dir
+        outcome = execute_run(prepared, executor)
+        if (signum := interrupted_by(outcome.metrics.invalid_reasons)) is not None:  # no further run starts
+            raise Interrupted(signum)
+        return outcome.run_dir
     finally:
         close = getattr(executor, "close", None)
         if callable(close):

@@ -144,8 +144,8 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
     perf = Verdict() if accuracy else sc.constraints(st, plan)
     es_results = [] if accuracy else sc.early_stopping(st, plan)
     es_reasons = [
-        "early stopping not met: " + (f"need {r.queries_needed} more queries" if r.queries_needed else " ".join(r.lines))
-        for _, r in es_results if not r.met
+        f"early stopping not met{f' ({name.upper()})' if name in ('ttft', 'tpot') else ''}: " + (f"need {r.queries_needed} more queries" if r.queries_needed else " ".join(r.lines))
+        for name, r in es_results if not r.met
     ]
     own = _raybench_reasons(reports, st, limits, scheduled=sc.lateness_checked() and not accuracy,
                             performance=not accuracy)

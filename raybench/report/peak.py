@@ -43,7 +43,8 @@ def peak_png(summary: Mapping[str, Any]) -> bytes:
     field = str(summary.get("field", "target_qps"))
     a.set(xlabel=field, ylabel=f"p{pct:g} latency (ms)", title=f"Peak search ({summary.get('scenario', '')})")
     a.grid(alpha=0.3)
-    a.legend(fontsize=8)
+    if probes:  # a search stopped before its first probe has nothing to label
+        a.legend(fontsize=8)
     return _png(fig)
 
 

@@ -209,7 +209,8 @@ def pareto_png(points: Sequence[Mapping[str, Any]]) -> bytes:
     """The Endpoints Pareto chart: measured points and the step function through the frontier.
 
     Left: system TPS vs TPS/user with ``raybench.core.endpoints.step_function`` (no
-    interpolation). Right: TTFT p90 vs concurrency when the points carry it.
+    interpolation). Right: TTFT p90 vs concurrency (target QPS for a --qps / --rates sweep)
+    when the points carry it.
     """
     from raybench.core.endpoints import pareto_frontier, step_function
 
@@ -218,15 +219,23 @@ def pareto_png(points: Sequence[Mapping[str, Any]]) -> bytes:
     xs, ys = step_function(pts)
     ax[0][0].plot(xs, ys, color="#4878d0", lw=2, label="step function (frontier)")
     ax[0][0].scatter([p.tps_per_user for p in pts], [p.system_tps for p in pts], color="#ee854a", zorder=3, label="measured")
+    # A --qps / --rates sweep has no concurrency: its points are labelled and plotted by target QPS.
+    by_qps = bool(points) and all(p.get("concurrency") is None for p in points)
+    name, key = ("QPS", "qps_target") if by_qps else ("concurrency", "concurrency")
+    x_of = {(float(p["system_tps"]), float(p["tps_per_user"])): p.get(key) for p in points
+            if p.get("system_tps") is not None and p.get("tps_per_user") is not None}
     for p in pareto_frontier(pts):
-        ax[0][0].annotate(f"c={p.concurrency}", (p.tps_per_user, p.system_tps), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        x = x_of.get((p.system_tps, p.tps_per_user))
+        ax[0][0].annotate(f"{'qps' if by_qps else 'c'}={x if x is None else f'{x:g}'}", (p.tps_per_user, p.system_tps),
+                          fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax[0][0].set(xlabel="tokens/s per user (1000 / TPOT p90 ms)", ylabel="system tokens/s", title="Pareto step function")
     ax[0][0].legend(fontsize=8)
-    with_ttft = sorted((p for p in pts if np.isfinite(p.ttft_p90_ms)), key=lambda p: p.concurrency)
+    with_ttft = sorted((float(p[key]), float(p["ttft_p90_ms"])) for p in points
+                        if p.get(key) and p.get("ttft_p90_ms") is not None and np.isfinite(p["ttft_p90_ms"]))
     if with_ttft:
-        ax[0][1].plot([p.concurrency for p in with_ttft], [p.ttft_p90_ms for p in with_ttft], marker="o", color="#d65f5f")
+        ax[0][1].plot([x for x, _ in with_ttft], [y for _, y in with_ttft], marker="o", color="#d65f5f")
         ax[0][1].set_xscale("log", base=2)
-    ax[0][1].set(xlabel="concurrency", ylabel="TTFT p90 (ms)", title="TTFT p90 vs concurrency")
+    ax[0][1].set(xlabel=name, ylabel="TTFT p90 (ms)", title=f"TTFT p90 vs {name}")
     for a in (ax[0][0], ax[0][1]):
         a.grid(alpha=0.3)
     return _png(fig)

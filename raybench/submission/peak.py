@@ -40,6 +40,7 @@ from pathlib import Path
 from raybench.config import RunConfig, load_run_config
 from raybench.core.logs.atomic import atomic_write_json
 from raybench.run import Executor, RunOutcome, resolve_run_settings, run_benchmark
+from raybench.signals import Interrupted, interrupted_by
 
 __all__ = ["PeakResult", "Probe", "is_finished", "mid_value", "run_peak_search", "widen"]
 
@@ -194,6 +195,9 @@ def run_peak_search(
         probes.append(pr)
         if on_probe:
             on_probe(pr)
+        signum = interrupted_by(pr.reasons)
+        if signum is not None:  # the probe was cut short: its verdict says nothing about the peak
+            raise Interrupted(signum)
         return ok
 
     bracket: list[float | None] = [None, None]  # [lower, upper] as the search goes

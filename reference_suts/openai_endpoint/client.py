@@ -214,7 +214,8 @@ class EndpointClient:
                     await pool.warm(self.connections)
                 except (OSError, TimeoutError) as exc:
                     self.close_now()
-                    raise ConnectionError(f"cannot reach {url}: {_os_reason(exc)}") from None
+                    via = f" through proxy {pool.proxy.host}:{pool.proxy.port}" if pool.proxy is not None else ""
+                    raise ConnectionError(f"cannot reach {url}{via}: {_os_reason(exc)}") from None
 
     def _pool(self, origin: str) -> Pool:
         if origin.startswith("https://") and self._ssl is None:

@@ -154,7 +154,9 @@ def read_hf_rows(path: Path, columns: Mapping[str, str | None]) -> list[dict[str
                 except pa.ArrowInvalid:
                     table = pa.ipc.open_file(pa.memory_map(str(f))).read_all()
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"{f}: not a readable {f.suffix[1:]} file ({str(exc).splitlines()[0]})") from None
+            kind = "parquet" if f.suffix == ".parquet" else "arrow"
+            hint = "" if f.suffix in (".parquet", ".arrow") else "; source hf reads .parquet or .arrow files"
+            raise ValueError(f"{f}: not a readable {kind} file ({str(exc).splitlines()[0]}){hint}") from None
         for key, col in columns.items():
             if col is not None and col not in table.column_names:
                 raise ValueError(f"{f}: no column {col!r} (workload.params.hf.columns.{key}); "
