@@ -238,7 +238,7 @@ def apply_overrides(settings: TestSettings, overrides: Mapping[str, Any]) -> Non
     """
     for name, value in overrides.items():
         if name not in _FIELD_NAMES:
-            raise SettingsError(f"unknown TestSettings field {name!r} in overrides")
+            raise SettingsError(f"settings.{name}: unknown TestSettings field {name!r}")
         if name == "scenario":
             raise SettingsError("override 'scenario' is not allowed; pass scenario= to load_settings")
         setattr(settings, name, _coerce(name, value))
