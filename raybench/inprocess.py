@@ -99,9 +99,13 @@ class InProcessExecutor:
                 runners.append(ShardRunner(job.slice, make_sut(job.sut, dict(job.sut_params)), library, clock,
                                            on_snapshot=cb, **job.runner_options()))
             loop = asyncio.get_running_loop()
-            _install_interrupt(loop, runners)
+            early: list[int] = []  # a signal before T0: nothing is measured yet, so nothing is written
+            _install_interrupt(loop, runners, early)
             try:
                 await asyncio.gather(*(r.prepare() for r in runners))
+                await asyncio.sleep(0)  # run a signal handler queued while the shards prepared
+                if early:
+                    raise Interrupted(early[0])
                 t0 = clock.now_ns() + 20_000_000
                 return list(await asyncio.gather(*(r.run(t0) for r in runners)))
             finally:
@@ -112,12 +116,23 @@ class InProcessExecutor:
         return pickle.loads(pickle.dumps(reports))
 
 
-def _install_interrupt(loop: asyncio.AbstractEventLoop, runners: list[ShardRunner]) -> None:
-    """Ctrl-C or SIGTERM stops issuing, cancels what is in flight and lets the run write what it has."""
+def _install_interrupt(loop: asyncio.AbstractEventLoop, runners: list[ShardRunner], early: list[int]) -> None:
+    """Ctrl-C or SIGTERM stops issuing, cancels what is in flight and lets the run write what it has.
+
+    Before T0 (shards still preparing) the signal is noted in ``early`` instead: the executor then
+    raises :class:`Interrupted`, and the CLI exits 130/143 having written nothing.
+    """
+
+    def handle(signum: int, why: str) -> None:
+        if not any(r.t0 for r in runners):  # no shard has been given T0 yet
+            early.append(signum)
+        for r in runners:
+            r.abort(why)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         reason = interrupt_reason(Interrupted(signum))
         try:
-            loop.add_signal_handler(signum, lambda why=reason: [r.abort(why) for r in runners])
+            loop.add_signal_handler(signum, handle, signum, reason)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             pass
 
