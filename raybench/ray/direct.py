@@ -118,15 +118,18 @@ class _Frames(asyncio.Protocol):
         self._max = max_frame
         self.transport: asyncio.Transport | None = None
 
-    def attach(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> asyncio.Transport:
+    def attach(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> tuple[asyncio.Transport, bytes]:
+        """Take over the connection; returns its transport and the bytes the reader had buffered.
+
+        The caller passes those bytes to :meth:`data_received` once its frame handlers can write
+        to the transport (a request may arrive in the same segment as the handshake's last message).
+        """
         transport = writer.transport
         leftover = bytes(reader._buffer)  # noqa: SLF001 - what the stream reader already holds
         reader._buffer.clear()  # noqa: SLF001
         self.transport = transport  # type: ignore[assignment]
         transport.set_protocol(self)
-        if leftover:
-            self.data_received(leftover)
-        return transport  # type: ignore[return-value]
+        return transport, leftover  # type: ignore[return-value]
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -258,23 +261,25 @@ class DirectServer:
         loop = asyncio.get_running_loop()
         transport: asyncio.Transport | None = None
 
-        async def one(rid: int, payload: tuple[int, list[int], list[Any], bool]) -> None:
-            qid, indices, samples, stream = payload
+        issue = self._issue
 
-            def on_token() -> None:
-                transport.write(_HDR.pack(0, rid, TOK))  # type: ignore[union-attr]
+        def token_sender(rid: int) -> Callable[[], None]:
+            tok = _HDR.pack(0, rid, TOK)
+            return lambda: transport.write(tok)  # type: ignore[union-attr]
 
+        async def one(rid: int, qid: int, indices: list[int], samples: list[Any], stream: bool) -> None:
             try:
-                resps = await self._issue(qid, indices, samples, on_token if stream else None)
+                resps = await issue(qid, indices, samples, token_sender(rid) if stream else None)
                 # Plain tuples pickle several times faster than dataclass instances.
-                transport.write(_frame(rid, DONE, [(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps]))  # type: ignore[union-attr]
+                body = pickle.dumps([(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps], 5)
+                transport.write(_HDR.pack(len(body), rid, DONE) + body)  # type: ignore[union-attr]
             except Exception as exc:  # reported to the shard as this query's error
                 fatal = bool(getattr(exc, "fatal", False))
                 transport.write(_frame(rid, ERR, (f"{type(exc).__name__}: {exc}", fatal)))  # type: ignore[union-attr]
 
         def on_frame(rid: int, kind: int, payload: Any) -> None:
             if kind == REQ:
-                task = start_eagerly(one(rid, payload), loop)
+                task = start_eagerly(one(rid, *payload), loop)
                 if task is not None:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -291,7 +296,10 @@ class DirectServer:
         # The stream objects must outlive this call: a collected StreamWriter closes its transport.
         key = id(writer)
         self._conns[key] = (reader, writer)
-        transport = _Frames(on_frame, on_lost, self.max_frame).attach(writer, reader)
+        frames = _Frames(on_frame, on_lost, self.max_frame)
+        transport, leftover = frames.attach(writer, reader)
+        if leftover:
+            frames.data_received(leftover)
 
 
 async def serve_direct(
@@ -381,7 +389,10 @@ class DirectClient:
                 raise ConnectionError(f"{where}: {exc}") from None
             raise
         self._writer, self._reader = writer, reader  # kept: a collected StreamWriter closes its transport
-        self._transport = _Frames(self._on_frame, self._on_lost, self.max_frame).attach(writer, reader)
+        frames = _Frames(self._on_frame, self._on_lost, self.max_frame)
+        self._transport, leftover = frames.attach(writer, reader)
+        if leftover:
+            frames.data_received(leftover)
 
     def _on_frame(self, rid: int, kind: int, payload: Any) -> None:
         entry = self._pending.get(rid)
