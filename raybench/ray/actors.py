@@ -47,6 +47,22 @@ def _node_label() -> str:
     return f"{socket.gethostname()}/{ip}/{node}"
 
 
+def _node_id() -> str:
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # pragma: no cover - outside Ray
+        return ""
+
+
+def _ray_sockets_dir() -> str | None:
+    """Ray's own socket directory for this session (removed with Ray's temporary files), if known."""
+    try:
+        path = os.path.join(ray._private.worker._global_node.get_session_dir_path(), "sockets")  # noqa: SLF001
+    except Exception:
+        return None
+    return path if os.path.isdir(path) else None
+
+
 def _tighten_gil_switching() -> None:
     """Ray workers run helper threads beside the actor's event loop; with CPython's default 5 ms
     GIL switch interval a timer or socket wake-up on the loop can wait that long for the GIL.
@@ -137,13 +153,17 @@ class SUTReplica:
             if not secret:
                 raise ValueError("the direct transport needs the run secret")
             host = ray.util.get_node_ip_address() if direct_host == "node" else direct_host
-            self._server = await serve_direct(host, _direct_handler(self.sut), secret)
+            # A unix socket beside the TCP port: shards on this node use it (less kernel work per message).
+            self._server = await serve_direct(host, _direct_handler(self.sut), secret, unix=True,
+                                              unix_dir=_ray_sockets_dir())
             direct = (host, self._server.port)
         info = getattr(self.sut, "info", None)
         return {
             "direct": direct,
+            "direct_unix": self._server.unix_path if self._server is not None else None,
             "replica": self.replica,
             "node": self.node,
+            "node_id": _node_id(),
             "name": getattr(self.sut, "name", type(self.sut).__name__),
             "max_batch": int(getattr(self.sut, "max_batch", 1) or 1),
             "max_inflight": int(getattr(self.sut, "max_inflight", 0) or 0),
@@ -203,16 +223,26 @@ class SUTError(RuntimeError):
 
 
 class ReplicaPoolSUT:
-    """The shard's SUT adapter over N replica actors (least outstanding queries first)."""
+    """The shard's SUT adapter over N replica actors (least outstanding queries first).
+
+    Args:
+        handles: the replica actors.
+        infos: what each replica's ``start()`` returned.
+        secret: the run secret for the direct channel.
+        node_id: the Ray node this shard runs on; a replica on the same node is reached over its
+            unix socket (``direct_unix``) when it has one.
+    """
 
     def __init__(
-        self, handles: Sequence[Any], infos: Sequence[dict[str, Any]], secret: bytes | None = None
+        self, handles: Sequence[Any], infos: Sequence[dict[str, Any]], secret: bytes | None = None,
+        node_id: str | None = None,
     ) -> None:
         if not handles:
             raise ValueError("ReplicaPoolSUT needs at least one replica")
         self.handles = list(handles)
         self.infos = list(infos)
         self._secret = secret
+        self._node_id = node_id
         first = self.infos[0]
         self.name = str(first["name"])
         self.max_batch = int(first["max_batch"])
@@ -232,7 +262,9 @@ class ReplicaPoolSUT:
                 raise ValueError("the replicas serve the direct transport but this shard has no run secret")
             for i, info in enumerate(self.infos):
                 host, port = info["direct"]
-                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}", self._secret)
+                local = bool(self._node_id) and info.get("node_id") == self._node_id
+                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}", self._secret,
+                                 unix_path=info.get("direct_unix") if local else None)
                 await c.connect()
                 self.clients.append(c)
 
@@ -322,7 +354,7 @@ class LoadGenShard:
         job = self.job
         lib = make_library(job.workload, dict(job.workload_params))
         if self.replicas:
-            sut = ReplicaPoolSUT(self.replicas, self.replica_infos, self._direct_secret)
+            sut = ReplicaPoolSUT(self.replicas, self.replica_infos, self._direct_secret, _node_id())
             # Token workloads need every chunk's arrival on this shard's clock.
             sut.streaming = sut.streaming or job.slice.use_token_latencies
         else:

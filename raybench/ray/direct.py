@@ -37,8 +37,10 @@ import hmac
 import logging
 import os
 import pickle
+import shutil
 import socket
 import struct
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +102,7 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
-    return str(peer)
+    return str(peer) or "a local (unix) socket"
 
 
 class _Frames(asyncio.Protocol):
@@ -158,7 +160,7 @@ class _Frames(asyncio.Protocol):
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
-    if sock is not None:
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -173,6 +175,9 @@ class DirectServer:
         max_frame: largest payload accepted after the handshake.
 
     Attributes:
+        unix_path: with ``start(..., unix=True)``, a unix socket in a fresh private (0700)
+            directory that serves the same handshake and frames; shards on the same node use it
+            (a loopback TCP message costs about 4 us more CPU per side than a unix socket one).
         rejected_connections: connections dropped before or during the handshake (wrong secret,
             no handshake, silent, closed early); nothing they sent was deserialised.
         rejected_peers: ``host:port`` of the first :data:`MAX_REJECTED_PEERS` of them.
@@ -195,22 +200,53 @@ class DirectServer:
         self.accepted_connections = 0
         self.host = ""
         self.port = 0
+        self.unix_path: str | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._unix_server: asyncio.base_events.Server | None = None
         self._conns: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
     def __repr__(self) -> str:  # never show the secret
         return f"DirectServer({self.host}:{self.port}, rejected={self.rejected_connections})"
 
-    async def start(self, host: str) -> DirectServer:
-        """Listen on ``host`` at a free port (``self.port``)."""
+    async def start(self, host: str, unix: bool = False, unix_dir: str | None = None) -> DirectServer:
+        """Listen on ``host`` at a free port (``self.port``) and, with ``unix``, on :attr:`unix_path`
+        (in a new directory under ``unix_dir``, the system's temporary directory by default).
+
+        The unix socket is best effort: if it cannot be made (no writable temporary directory,
+        a path too long for ``sun_path``), only TCP is served and ``unix_path`` stays None.
+        """
         self._server = await asyncio.start_server(self._handle, host, 0)
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
+        if unix:
+            await self._start_unix(unix_dir)
         return self
+
+    async def _start_unix(self, parent: str | None) -> None:
+        try:
+            folder = tempfile.mkdtemp(prefix="raybench-direct-", dir=parent)  # mode 0700: this user only
+        except OSError:
+            return
+        path = os.path.join(folder, "r.sock")
+        try:
+            if len(os.fsencode(path)) >= 100:  # sun_path holds 108 bytes on Linux, 104 on macOS
+                raise OSError(f"socket path too long: {path}")
+            self._unix_server = await asyncio.start_unix_server(self._handle, path)
+        except OSError as exc:
+            log.info("direct channel: no unix socket (%s); shards on this node use TCP", exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        self.unix_path = path
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._unix_server is not None:
+            self._unix_server.close()
+            self._unix_server = None
+        if self.unix_path is not None:
+            shutil.rmtree(os.path.dirname(self.unix_path), ignore_errors=True)
+            self.unix_path = None
 
     def stats(self) -> dict[str, Any]:
         """Plain counters for the run's result (no secret)."""
@@ -309,9 +345,11 @@ async def serve_direct(
     *,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     max_frame: int = MAX_FRAME,
+    unix: bool = False,
+    unix_dir: str | None = None,
 ) -> DirectServer:
-    """Start the replica side on ``host`` (a free port); see :class:`DirectServer`."""
-    return await DirectServer(issue, secret, handshake_timeout_s, max_frame).start(host)
+    """Start the replica side on ``host`` (a free port; and a unix socket with ``unix``); see :class:`DirectServer`."""
+    return await DirectServer(issue, secret, handshake_timeout_s, max_frame).start(host, unix, unix_dir)
 
 
 class DirectClient:
@@ -323,6 +361,11 @@ class DirectClient:
         secret: the run secret; the replica must prove it knows it too.
         handshake_timeout_s: deadline for connecting and the whole handshake.
         max_frame: largest payload accepted from the replica.
+        unix_path: the replica's unix socket, when this shard runs on the replica's node; tried
+            first, with TCP as the fallback when it cannot be reached (the handshake is the same).
+
+    Attributes:
+        via: ``"unix"`` or ``"tcp"``, the connection in use after :meth:`connect`.
     """
 
     def __init__(
@@ -333,8 +376,11 @@ class DirectClient:
         secret: bytes,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         max_frame: int = MAX_FRAME,
+        unix_path: str | None = None,
     ) -> None:
         self.host, self.port, self.label = host, port, label
+        self.unix_path = unix_path
+        self.via = ""
         self._secret = _check_secret(secret)
         self.handshake_timeout_s = handshake_timeout_s
         self.max_frame = max_frame
@@ -370,13 +416,24 @@ class DirectClient:
             ConnectionError: the replica is unreachable, too slow, or failed the handshake.
         """
         where = f"direct channel to {self.label} at {self.host}:{self.port}"
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                    self.handshake_timeout_s)
-        except (OSError, TimeoutError) as exc:
-            # Across machines the replica's ephemeral port must be reachable from the shard's node.
-            hint = "if a firewall blocks ports between nodes, ray.transport=ray uses Ray's channels"
-            raise ConnectionError(f"{where}: cannot connect ({type(exc).__name__}: {exc}); {hint}") from None
+        reader = writer = None
+        if self.unix_path:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.unix_path),
+                                                        self.handshake_timeout_s)
+                where, self.via = f"direct channel to {self.label} at {self.unix_path}", "unix"
+            except (OSError, TimeoutError) as exc:
+                log.info("%s: unix socket %s unreachable (%s); using TCP", where, self.unix_path, exc)
+        if writer is None:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                        self.handshake_timeout_s)
+                self.via = "tcp"
+            except (OSError, TimeoutError) as exc:
+                # Across machines the replica's ephemeral port must be reachable from the shard's node.
+                hint = "if a firewall blocks ports between nodes, ray.transport=ray uses Ray's channels"
+                raise ConnectionError(f"{where}: cannot connect ({type(exc).__name__}: {exc}); {hint}") from None
+        assert reader is not None
         _nodelay(writer)
         try:
             await asyncio.wait_for(self._handshake(reader, writer), self.handshake_timeout_s)

@@ -1,4 +1,4 @@
-"""The direct channel's framing after the handshake (real sockets on 127.0.0.1, no Ray)."""
+"""The direct channel's framing after the handshake, and its unix socket (real sockets, no Ray)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pickle
 import struct
 from typing import Any
 
+import pytest
+
 from raybench.core.protocols import Response
-from raybench.ray.direct import serve_direct
+from raybench.ray.direct import DirectClient, serve_direct
 
 SECRET = bytes(range(32))
 HDR = struct.Struct("!IQB")  # payload length, request id, kind (0 request, 2 done)
@@ -49,3 +51,62 @@ def test_a_request_in_the_same_segment_as_the_handshake_is_answered() -> None:
     rid, kind, payload = asyncio.run(main())
     assert (rid, kind) == (9, 2)
     assert payload == [(b"7:x", 3, None, 11)]
+
+
+def test_unix_socket_serves_the_same_protocol_and_is_removed_on_close() -> None:
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        srv = await serve_direct("127.0.0.1", _answer, SECRET, unix=True)
+        path = srv.unix_path
+        assert path is not None
+        seen["mode"] = os.stat(os.path.dirname(path)).st_mode & 0o777
+        c = DirectClient("127.0.0.1", srv.port, "replica 0", SECRET, unix_path=path)
+        await c.connect()
+        seen["via"] = c.via
+        seen["resps"] = await asyncio.wait_for(c.request(5, [1, 2], ["a", "b"], None), 2.0)
+        await c.close()
+        seen["accepted"] = srv.accepted_connections
+        srv.close()
+        seen["left"] = os.path.exists(os.path.dirname(path))
+
+    asyncio.run(main())
+    assert seen == {"mode": 0o700, "via": "unix", "resps": [Response(b"5:a", 3, None, 11), Response(b"5:b", 3, None, 11)],
+                    "accepted": 1, "left": False}
+
+
+def test_unreachable_unix_socket_falls_back_to_tcp(tmp_path: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        srv = await serve_direct("127.0.0.1", _answer, SECRET)
+        try:
+            assert srv.unix_path is None
+            c = DirectClient("127.0.0.1", srv.port, "replica 0", SECRET, unix_path=str(tmp_path / "gone.sock"))
+            await c.connect()
+            seen["via"] = c.via
+            seen["resps"] = await asyncio.wait_for(c.request(6, [0], ["z"], None), 2.0)
+            await c.close()
+        finally:
+            srv.close()
+
+    asyncio.run(main())
+    assert seen == {"via": "tcp", "resps": [Response(b"6:z", 3, None, 11)]}
+
+
+def test_unix_socket_still_requires_the_secret() -> None:
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        srv = await serve_direct("127.0.0.1", _answer, SECRET, unix=True)
+        try:
+            c = DirectClient("127.0.0.1", srv.port, "replica 0", bytes(range(1, 33)), unix_path=srv.unix_path)
+            with pytest.raises(ConnectionError, match="secret rejected"):
+                await c.connect()
+            await asyncio.sleep(0.05)
+            seen["counts"] = (srv.accepted_connections, srv.rejected_connections, srv.rejected_peers)
+        finally:
+            srv.close()
+
+    asyncio.run(main())
+    assert seen["counts"] == (0, 1, ["a local (unix) socket"])
