@@ -273,6 +273,8 @@ class ReplicaPoolSUT:
             await c.close()
 
     def _pick(self) -> int:
+        if len(self.outstanding) == 1 and not self.dead:
+            return 0
         best = -1
         for i, n in enumerate(self.outstanding):
             if i in self.dead:

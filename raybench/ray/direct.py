@@ -386,6 +386,7 @@ class DirectClient:
         self.max_frame = max_frame
         self._writer: asyncio.StreamWriter | None = None
         self._transport: asyncio.Transport | None = None
+        self._loop: Any = None  # the connection's loop (set by connect)
         self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
         self._rid = 0
         self.closed_reason: str | None = None
@@ -446,6 +447,7 @@ class DirectClient:
                 raise ConnectionError(f"{where}: {exc}") from None
             raise
         self._writer, self._reader = writer, reader  # kept: a collected StreamWriter closes its transport
+        self._loop = asyncio.get_running_loop()
         frames = _Frames(self._on_frame, self._on_lost, self.max_frame)
         self._transport, leftover = frames.attach(writer, reader)
         if leftover:
@@ -488,11 +490,11 @@ class DirectClient:
     async def request(self, qid: int, indices: list[int], samples: list[Any], query: Any | None) -> Any:
         if self.closed_reason is not None or self._writer is None:
             raise ConnectionError(self.closed_reason or f"not connected to {self.label}")
-        self._rid += 1
-        rid = self._rid
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._rid = rid = self._rid + 1
+        fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[rid] = (fut, query)
-        self._transport.write(_frame(rid, REQ, (qid, indices, samples, query is not None)))
+        body = pickle.dumps((qid, indices, samples, query is not None), 5)
+        self._transport.write(_HDR.pack(len(body), rid, REQ) + body)  # type: ignore[union-attr]
         try:
             return await fut
         finally:
