@@ -4,8 +4,9 @@ A Ray actor call costs a few hundred microseconds to milliseconds of scheduling 
 work per query (+2.6 ms measured across nodes), which is most of the budget when a SUT answers in
 a millisecond; this channel adds about 0.07 ms. It is the default transport: each SUT replica
 listens on a TCP port (127.0.0.1 on a one-node cluster, its node's IP otherwise) and each shard
-keeps one connection per replica. Ray still places, starts, monitors and kills the actors and
-hands out the run secret; only the per-query messages bypass it.
+keeps one connection per replica (over the replica's unix socket when both are on one Ray node:
+the same protocol with less kernel work per message). Ray still places, starts, monitors and
+kills the actors and hands out the run secret; only the per-query messages bypass it.
 
 Why a handshake: a pickle frame runs code when it is loaded, so whoever can reach the port could
 run code inside the replica. Every connection therefore proves, before the server reads a single
