@@ -459,13 +459,14 @@ class DirectClient:
         if entry is None:
             return
         fut, query = entry
+        if fut.done():  # cancelled by its caller: forget it
+            del self._pending[rid]
+            return
         if kind == TOK:
             if query is not None:
                 query.token()
             return
-        self._pending.pop(rid, None)
-        if fut.done():
-            return
+        del self._pending[rid]
         if kind == DONE:
             fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
         else:
@@ -488,7 +489,16 @@ class DirectClient:
                 fut.set_exception(ConnectionError(reason))
         self._pending.clear()
 
-    async def request(self, qid: int, indices: list[int], samples: list[Any], query: Any | None) -> Any:
+    def request(self, qid: int, indices: list[int], samples: list[Any], query: Any | None) -> asyncio.Future[Any]:
+        """Send one query; await the returned future for its responses.
+
+        A future, not a coroutine: one coroutine fewer to create and resume per query. It fails
+        with :class:`RemoteSUTError` (the SUT raised) or ``ConnectionError``; cancelling it forgets
+        the query, whose late tokens and answer are then dropped as they arrive.
+
+        Raises:
+            ConnectionError: the connection is closed (or was never opened).
+        """
         if self.closed_reason is not None or self._writer is None:
             raise ConnectionError(self.closed_reason or f"not connected to {self.label}")
         self._rid = rid = self._rid + 1
@@ -496,10 +506,7 @@ class DirectClient:
         self._pending[rid] = (fut, query)
         body = pickle.dumps((qid, indices, samples, query is not None), 5)
         self._transport.write(_HDR.pack(len(body), rid, REQ) + body)  # type: ignore[union-attr]
-        try:
-            return await fut
-        finally:
-            self._pending.pop(rid, None)
+        return fut
 
     async def close(self) -> None:
         if self.closed_reason is None:

@@ -110,3 +110,38 @@ def test_unix_socket_still_requires_the_secret() -> None:
 
     asyncio.run(main())
     assert seen["counts"] == (0, 1, ["a local (unix) socket"])
+
+
+def test_a_cancelled_request_drops_its_late_tokens_and_answer() -> None:
+    class Tokens:
+        n = 0
+
+        def token(self) -> None:
+            self.n += 1
+
+    async def slow(qid: int, indices: list[int], samples: list[Any], on_token: Any) -> list[Response]:
+        await asyncio.sleep(0.1)
+        if on_token is not None:
+            on_token()
+        return [Response(b"late", 1, None, 0)]
+
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        srv = await serve_direct("127.0.0.1", slow, SECRET)
+        try:
+            c = DirectClient("127.0.0.1", srv.port, "replica 0", SECRET)
+            await c.connect()
+            toks = Tokens()
+            fut = c.request(1, [0], ["a"], toks)
+            await asyncio.sleep(0.02)
+            fut.cancel()
+            await asyncio.sleep(0.3)  # the token and the answer arrive now
+            seen["tokens"], seen["pending"] = toks.n, len(c._pending)
+            seen["next"] = await asyncio.wait_for(c.request(2, [1], ["b"], None), 2.0)
+            await c.close()
+        finally:
+            srv.close()
+
+    asyncio.run(main())
+    assert seen == {"tokens": 0, "pending": 0, "next": [Response(b"late", 1, None, 0)]}
