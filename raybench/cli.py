@@ -2,6 +2,9 @@
 
 Exit codes of ``raybench run`` (docs/USAGE.md has the full table):
 
+``raybench compliance TESTxx``: 0 TEST PASS, 1 TEST FAIL, 2 usage (also a test that does not
+apply to the benchmark), 70 internal.
+
 * 0: the run is VALID; 1: INVALID (also a run stopped by Ctrl-C or SIGTERM: what it measured is
   written and the reason is listed);
 * 2: a usage or config error, one line naming the bad field or file, before anything runs (also
@@ -83,15 +86,19 @@ def run_cmd(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     user_conf: str | None = typer.Option(None, "--user-conf", help="MLPerf user.conf."),
     mlperf_conf: str | None = typer.Option(None, "--mlperf-conf", help="mlperf.conf (default: bundled; 'none' to skip)."),
+    audit_config: str | None = typer.Option(None, "--audit-config", help="Compliance audit.config, applied last as LoadGen does (default: ./audit.config if present; 'none' to skip)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    slo: str | None = typer.Option(None, "--slo", help="Goodput SLOs in ms: ttft_ms=500,tpot_ms=50,e2el_ms=10000."),
+    export: str | None = typer.Option(None, "--export", help="Also write requests.jsonl|requests.parquet (keeps records)."),
 ) -> None:
     """Run one benchmark; writes MLPerf-compatible logs and result.json into a run directory."""
-    from raybench.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config, parse_slo
 
     overrides: list[str] = []
     for key, val in (("workload", workload), ("sut", sut), ("scenario", scenario), ("mode", mode), ("out", out),
-                     ("executor", executor), ("user_conf", user_conf), ("mlperf_conf", mlperf_conf)):
+                     ("executor", executor), ("user_conf", user_conf), ("mlperf_conf", mlperf_conf),
+                     ("audit_config", audit_config)):
         if val is not None:
             overrides.append(f"{key}={val}")
     if shards is not None:
@@ -100,21 +107,27 @@ def run_cmd(
         overrides.append(f"ray.address={address}")
     if no_report:
         overrides.append("report=false")
+    if export is not None and export not in ("jsonl", "parquet"):
+        raise _fail(f"--export: expected jsonl or parquet, got {export!r}")
     try:
+        if slo is not None:
+            overrides += parse_slo(slo)
+        if export is not None:
+            overrides.append("records=all")
         cfg = load_run_config(config, overrides + list(set_))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     from raybench.signals import interrupts
 
     with interrupts():
-        code = _guarded_run(cfg, quiet)
+        code = _guarded_run(cfg, quiet, export)
     raise typer.Exit(code)
 
 
-def _guarded_run(cfg: Any, quiet: bool) -> int:
+def _guarded_run(cfg: Any, quiet: bool, export: str | None = None) -> int:
     """:func:`_run`, with interrupts before any measurement and internal errors turned into exit codes."""
     try:
-        return _run(cfg, quiet)
+        return _run(cfg, quiet, export)
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
@@ -138,7 +151,7 @@ def _guarded_run(cfg: Any, quiet: bool) -> int:
         return EXIT_CRASH
 
 
-def _run(cfg: Any, quiet: bool) -> int:
+def _run(cfg: Any, quiet: bool, export: str | None = None) -> int:
     from rich.console import Console
 
     from raybench.core.settings import SettingsError
@@ -204,6 +217,13 @@ def _run(cfg: Any, quiet: bool) -> int:
     from raybench.progress import print_summary
 
     print_summary(Console(), outcome)
+    if export is not None:
+        from raybench.export import ExportError, export_run
+
+        try:
+            con.print(f"per-request export: {export_run(outcome.run_dir, export)}")
+        except (ExportError, ImportError) as exc:
+            con.print(f"[yellow]export not written: {exc}[/yellow]")
     return EXIT_VALID if outcome.metrics.validity == "VALID" else EXIT_INVALID
 
 
@@ -270,17 +290,20 @@ def sweep_cmd(
     c_max: int | None = typer.Option(None, "--c-max", help="Endpoints rules: highest concurrency (> 32)."),
     n_points: int = typer.Option(7, "--points", help="Points chosen from --c-min/--c-max (7..32)."),
     qps: str | None = typer.Option(None, "--qps", help="Poisson mode: target QPS values, e.g. 1,2,4 (Server runs)."),
+    rates: str | None = typer.Option(None, "--rates", help="Rate mode: request rates, e.g. 10,20,40 (Server runs with "
+                                     "the config's scenario.arrival shape; Poisson by default)."),
     warmup_s: float = typer.Option(0.0, "--warmup-s", help="Seconds at the start of each point excluded from its metrics."),
     warmup_queries: int = typer.Option(0, "--warmup-queries", help="First N queries of each point excluded."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
     out: str = typer.Option("results", "--out", "-o", help="Results root; the sweep goes to OUT/<utc>-sweep-<workload>."),
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+    slo: str | None = typer.Option(None, "--slo", help="Goodput SLOs in ms: ttft_ms=500,tpot_ms=50,e2el_ms=10000."),
 ) -> None:
     """Concurrency (or target-QPS) sweep: one run per point, Pareto step function, PNG charts."""
     import datetime as dt
 
-    from raybench.config import ConfigError, load_run_config
+    from raybench.config import ConfigError, load_run_config, parse_slo
     from raybench.registry import RegistryError
     from raybench.sweep import run_sweep, sweep_values
 
@@ -297,8 +320,11 @@ def sweep_cmd(
         overrides.append(f"ray.address={address}")
     overrides += ["report=false", *set_]
     try:
-        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float))
-        base = load_run_config(config, overrides)
+        if slo is not None:
+            overrides += parse_slo(slo)
+        mode, values = sweep_values(concurrencies=_nums(concurrency, int), c_min=c_min, c_max=c_max, n_points=n_points, qps=_nums(qps, float),
+                                    rates=_nums(rates, float))
+        base = load_run_config(config, [*overrides, *(["scenario=Server"] if mode in ("qps", "rate") else [])])
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -309,7 +335,7 @@ def sweep_cmd(
         return _make_executor(cfg)
 
     def _show(p: Any) -> None:
-        x = f"c={p.concurrency}" if p.concurrency is not None else f"qps={p.qps_target:g}"
+        x = f"c={p.concurrency}" if p.concurrency is not None else f"{'rate' if mode == 'rate' else 'qps'}={p.qps_target:g}"
         tpu = f"{p.tps_per_user:.1f}" if p.tps_per_user else "-"
         ttft = f"{p.ttft_p90_ms:.1f}" if p.ttft_p90_ms is not None else "-"
         typer.echo(f"  {x}: system TPS {p.system_tps:.1f}, TPS/user {tpu}, TTFT p90 {ttft} ms, QPS {p.qps:.2f}, {p.validity}")
@@ -321,6 +347,21 @@ def sweep_cmd(
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(f"Pareto frontier ({mode}): {res.frontier}; files in {res.sweep_dir}")
     raise typer.Exit(EXIT_VALID if all(p.validity == "VALID" for p in res.points) else EXIT_INVALID)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory with records (records: all or shard)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or parquet."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default RUN_DIR/requests.<format>)."),
+) -> None:
+    """Write one row per request (send, first token, every token, end, tokens, finish reason, error)."""
+    from raybench.export import ExportError, export_run
+
+    try:
+        typer.echo(str(export_run(run_dir, fmt, out)))
+    except (ExportError, ImportError) as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("report")
@@ -501,6 +542,83 @@ def submit_cmd(
     except (OSError, RuntimeError) as exc:
         raise _fail(f"job submission failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     raise typer.Exit(code if code >= 0 else 0)
+
+
+@app.command("compliance")
+def compliance_cmd(
+    test: str = typer.Argument(..., help="TEST01, TEST04, TEST06, TEST07, TEST08 or TEST09."),
+    config: Path | None = typer.Argument(None, help="YAML run config (optional)."),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="Workload name (see `raybench list`)."),
+    sut: str | None = typer.Option(None, "--sut", help="SUT name (default: the workload's)."),
+    scenario: str | None = typer.Option(None, "--scenario", "-s", help="SingleStream, MultiStream, Server or Offline."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: key.path=value (repeatable)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory: DIR/TESTxx/ (submission layout) and DIR/runs/."),
+    shards: int | None = typer.Option(None, "--shards", help="Load-generator shards."),
+    executor: str | None = typer.Option(None, "--executor", help="ray (default) or inprocess."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+    user_conf: str | None = typer.Option(None, "--user-conf", help="MLPerf user.conf (the submission's)."),
+    mlperf_conf: str | None = typer.Option(None, "--mlperf-conf", help="mlperf.conf (default: bundled)."),
+    reference_performance: str | None = typer.Option(None, "--reference-performance", help="Reuse this performance run (run directory or submission <scenario>/ folder) instead of running one."),
+    reference_accuracy: str | None = typer.Option(None, "--reference-accuracy", help="Reuse this accuracy run instead of running one."),
+    dtype: str = typer.Option("byte", "--dtype", help="TEST01: how payloads are compared (byte, int32, int64, float32)."),
+    eos_token_id: int = typer.Option(2, "--eos-token-id", help="TEST06: the tokenizer's EOS id."),
+    accuracy_threshold: float | None = typer.Option(None, "--accuracy-threshold", help="TEST07: minimum score (default: the benchmark's)."),
+    accuracy_metric: str | None = typer.Option(None, "--accuracy-metric", help="TEST07: metric of the workload's scorer."),
+    min_output_tokens: float | None = typer.Option(None, "--min-output-tokens", help="TEST09: lower bound of the mean output length."),
+    max_output_tokens: float | None = typer.Option(None, "--max-output-tokens", help="TEST09: upper bound of the mean output length."),
+) -> None:
+    """Run an MLPerf compliance test and its verification; exit 0 on TEST PASS, 1 on TEST FAIL."""
+    from raybench.compliance import ComplianceOptions, ComplianceRefused, run_compliance
+    from raybench.compliance.verify import DTYPES
+    from raybench.config import ConfigError, load_run_config
+    from raybench.core.settings import SettingsError
+    from raybench.registry import RegistryError
+
+    if dtype not in DTYPES:
+        raise _fail(f"--dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    overrides: list[str] = ["report=false"]
+    for key, val in (("workload", workload), ("sut", sut), ("scenario", scenario), ("executor", executor),
+                     ("user_conf", user_conf), ("mlperf_conf", mlperf_conf)):
+        if val is not None:
+            overrides.append(f"{key}={val}")
+    if shards is not None:
+        overrides.append(f"shards={shards}")
+    if address is not None:
+        overrides.append(f"ray.address={address}")
+    try:
+        cfg = load_run_config(config, overrides + list(set_))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    opts = ComplianceOptions(dtype=dtype, eos_token_id=eos_token_id, accuracy_threshold=accuracy_threshold,
+                             accuracy_metric=accuracy_metric, min_output_tokens=min_output_tokens,
+                             max_output_tokens=max_output_tokens)
+    from raybench.signals import interrupts
+
+    with interrupts():
+        try:
+            outcome = run_compliance(test, cfg, out, executor_for=_make_executor, status=_status_line,
+                                     reference_performance=reference_performance,
+                                     reference_accuracy=reference_accuracy, options=opts)
+        except ComplianceRefused as exc:
+            raise _fail(str(exc)) from None
+        except (RegistryError, SettingsError, ValueError, ImportError, FileNotFoundError, RuntimeError) as exc:
+            raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        except Exception as exc:  # a bug: one line, the traceback in DIR/crash.log
+            import traceback
+
+            where = Path(out) / "crash.log"
+            try:
+                where.parent.mkdir(parents=True, exist_ok=True)
+                where.write_text(traceback.format_exc())
+            except OSError:
+                where = Path("<not written>")
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(f"raybench: internal error: {type(exc).__name__}: {first} (traceback in {where})", err=True)
+            raise typer.Exit(EXIT_CRASH) from None
+    for name, ok in outcome.checks.items():
+        typer.echo(f"{outcome.test} {name} check pass: {ok}")
+    typer.echo(f"{outcome.test} {'TEST PASS' if outcome.passed else 'TEST FAIL'}: {outcome.test_dir}")
+    raise typer.Exit(EXIT_VALID if outcome.passed else EXIT_INVALID)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ MODE_ALIASES = {
 
 
 _LOWER_NAMES = frozenset(n.lower() for n in SCENARIO_NAMES)
-_STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir"})
+_STRING_KEYS = frozenset({"name", "scenario", "mode", "out", "executor", "user_conf", "mlperf_conf", "model", "round", "address", "run_dir", "audit_config"})
 
 
 class ConfigError(ValueError):
@@ -76,6 +76,49 @@ class RayConfig(BaseModel):
     transport: Literal["auto", "ray", "direct"] = "auto"
 
 
+class SLOConfig(BaseModel):
+    """Per-request service-level objectives for goodput (``slo:`` block, or ``--slo``).
+
+    A successful request meets the SLOs when every one that is set holds: TTFT <= ``ttft_ms``,
+    TPOT <= ``tpot_ms``, end-to-end latency <= ``e2el_ms``. Each shard counts those requests and
+    their output tokens exactly while it runs (the SLOs are known before the run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ttft_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    tpot_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    e2el_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    def to_ns(self) -> dict[str, int]:
+        """``{"ttft": ns, "tpot": ns, "e2el": ns}`` for the SLOs that are set."""
+        return {k[:-3]: int(round(v * 1e6)) for k, v in (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms),
+                                                          ("e2el_ms", self.e2el_ms)) if v is not None}
+
+
+def parse_slo(text: str) -> list[str]:
+    """``--slo ttft_ms=500,tpot_ms=50`` -> ``["slo.ttft_ms=500", "slo.tpot_ms=50"]``.
+
+    Raises:
+        ConfigError: naming the bad item.
+    """
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        key = key.strip()
+        if not sep or key not in SLOConfig.model_fields:
+            raise ConfigError(f"--slo {item!r}: expected ttft_ms=..., tpot_ms=... or e2el_ms=... (milliseconds)")
+        try:
+            float(val)
+        except ValueError:
+            raise ConfigError(f"--slo {item!r}: {key} must be a number of milliseconds") from None
+        out.append(f"slo.{key}={val.strip()}")
+    if not out:
+        raise ConfigError("--slo: empty (e.g. --slo ttft_ms=500,tpot_ms=50)")
+    return out
+
+
 class RunConfig(BaseModel):
     """Everything that defines one benchmark run.
 
@@ -89,6 +132,8 @@ class RunConfig(BaseModel):
         model: the mlperf.conf model key (default: the workload's).
         mlperf_conf / user_conf: conf files (``mlperf_conf: none`` skips the bundled one).
         round: MLPerf round whose seeds to use (``v6.1`` or ``v6.0``).
+        audit_config: a compliance ``audit.config`` applied after every other setting, as LoadGen
+            does (``None``: ``./audit.config`` if the working directory has one; ``none``: never).
         executor: ``inprocess`` or ``ray``.
         shards: load-generator shards (``None``: one per load node on Ray, 1 in-process).
         out: results root; the run directory is ``out/<utc>-<workload>-<scenario>``.
@@ -102,6 +147,7 @@ class RunConfig(BaseModel):
             so the coordinator's memory stays flat), ``shard`` (each shard writes
             ``records-shard<k>.npz`` into the run directory, or its host's temp directory,
             fetched at the end) or ``all`` (shipped to the coordinator, written as ``records.npz``).
+        slo: per-request SLOs for goodput (:class:`SLOConfig`; ``None`` = no goodput).
         accuracy: score the accuracy log after an accuracy-mode run.
         report: write report.html at the end.
     """
@@ -115,6 +161,7 @@ class RunConfig(BaseModel):
     model: str | None = None
     mlperf_conf: str | None = None
     user_conf: str | None = None
+    audit_config: str | None = None
     round: str = "v6.1"
     executor: Literal["inprocess", "ray"] = "ray"
     shards: int | None = None
@@ -125,6 +172,7 @@ class RunConfig(BaseModel):
     max_error_rate: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
     lateness_p99_ms: float = Field(10.0, gt=0, allow_inf_nan=False)
     records: Literal["none", "shard", "all"] = "none"
+    slo: SLOConfig | None = None
     max_plan_queries: int = Field(200_000_000, ge=1)
     max_planned_duration_s: float = Field(7 * 86400.0, gt=0, allow_inf_nan=False)
     accuracy: bool = True

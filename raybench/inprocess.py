@@ -40,6 +40,12 @@ class SharedLibrary:
     def performance_count(self) -> int:
         return int(self.inner.performance_count)
 
+    def __getattr__(self, name: str) -> Any:
+        """The inner library's optional hooks (``input_tokens``, ``conversations``, ``turn_payload``...)."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def load(self, indices: Sequence[int]) -> None:
         new = [i for i in indices if self._refs.get(i, 0) == 0]
         for i in indices:

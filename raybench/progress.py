@@ -91,6 +91,30 @@ class LiveProgress:
         return Group(t)
 
 
+def _token_rows(t: Table, m: Any) -> None:
+    """Token-workload rows: sequence lengths, finish reasons, interactivity, goodput, conversations."""
+    if getattr(m, "input_tokens", None):
+        t.add_row("input tokens mean / max", f"{m.input_tokens['mean']:.1f} / {m.input_tokens['max']}")
+    if getattr(m, "output_tokens", None):
+        t.add_row("output tokens mean / max", f"{m.output_tokens['mean']:.1f} / {m.output_tokens['max']}")
+    if getattr(m, "finish_reasons", None):
+        t.add_row("finish reasons", ", ".join(f"{k}={v}" for k, v in m.finish_reasons.items()))
+    if getattr(m, "interactivity", None):
+        t.add_row("interactivity (tokens/s per user)", f"{m.interactivity:.2f}")
+    if getattr(m, "e2e_interactivity", None):
+        t.add_row("end-to-end interactivity (tokens/s)", f"{m.e2e_interactivity:.2f}")
+    g = getattr(m, "goodput", None)
+    if g:
+        slo = ", ".join(f"{k}<={v:g}ms" for k, v in g["slo_ms"].items())
+        t.add_row(f"goodput ({slo})", f"{g['requests_per_second']:.2f} req/s, {g['output_tokens_per_second']:.2f} tok/s "
+                  f"({g['requests_met']}/{g['requests_completed']} met)")
+    c = getattr(m, "conversations", None)
+    if c:
+        p99 = c["latency_ns"].get("p99")
+        t.add_row("conversations completed / failed", f"{c['completed']} / {c['failed']}"
+                  + (f", latency p99 {_ms(p99)} ms" if p99 is not None else ""))
+
+
 def print_summary(console: Console, outcome: Any) -> None:
     """The end-of-run table: verdict, reasons, throughput, latency grid, files."""
     m = outcome.metrics
@@ -111,6 +135,7 @@ def print_summary(console: Console, outcome: Any) -> None:
         t.add_row("TTFT p99 (ms)", _ms(m.ttft.get("p99")))
     if m.tpot:
         t.add_row("TPOT p99 (ms)", _ms(m.tpot.get("p99")))
+    _token_rows(t, m)
     es = m.early_stopping
     if es.get("estimate_ns") is not None:
         t.add_row("early-stopping estimate (ms)", _ms(es["estimate_ns"]))

@@ -108,6 +108,14 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "scheduled_samples_per_second": m.scheduled_samples_per_second,
         "tokens_per_second": m.tokens_per_second,
         "total_tokens": m.total_tokens,
+        "total_input_tokens": m.total_input_tokens,
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "finish_reasons": m.finish_reasons,
+        "goodput": m.goodput,
+        "interactivity_tps_per_user": m.interactivity,
+        "e2e_interactivity": m.e2e_interactivity,
+        "conversations": m.conversations,
         "latency_ns": m.latency,
         "query_latency_ns": m.query_latency,
         "ttft_ns": m.ttft,
@@ -138,6 +146,7 @@ def result_dict(prepared: PreparedRun, m: RunMetrics, shards: int, started: _dt.
         "percentile_relative_error": m.percentile_relative_error,
         "records": prepared.config.records,
         "warnings": prepared.warnings,
+        **({"load_shape": prepared.plan.meta["arrival"]} if "arrival" in prepared.plan.meta else {}),
     })
 
 
@@ -213,6 +222,7 @@ def _write_records(path: Path, reports: list[ShardReport]) -> None:
         for k, v in rep.records.items():
             arrays[f"shard{rep.shard}/{k}"] = v
         arrays[f"shard{rep.shard}/errors"] = np.array(rep.errors, dtype=object).astype(str)
+        arrays[f"shard{rep.shard}/finish_reasons"] = np.array(rep.finish_reasons, dtype=object).astype(str)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())

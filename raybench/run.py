@@ -32,6 +32,7 @@ __all__ = [
     "ProgressFn",
     "RunOutcome",
     "ShardJob",
+    "audit_config_path",
     "execute_run",
     "finish_run",
     "prepare_run",
@@ -172,9 +173,31 @@ def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
     return path
 
 
+def audit_config_path(config: RunConfig) -> Path | None:
+    """The compliance ``audit.config`` this run applies: ``config.audit_config``, else (as LoadGen)
+    ``audit.config`` in the working directory if there is one; ``none`` turns the lookup off.
+
+    Raises:
+        ValueError: one line naming ``audit_config`` when the file named there is not a file.
+    """
+    from raybench.core.conf import AUDIT_CONFIG_NAME
+
+    name = config.audit_config
+    if name is not None and name.lower() == "none":
+        return None
+    if name is None:
+        found = Path.cwd() / AUDIT_CONFIG_NAME
+        return found if found.is_file() else None
+    path = Path(name)
+    if not path.is_file():
+        raise ValueError(f"audit_config: {path} is not a file")
+    return path
+
+
 def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
     """The run's TestSettings: defaults < mlperf.conf < user.conf (else the workload's demo settings)
-    < ``settings`` < the scenario block; plus the conf warnings."""
+    < ``settings`` < the scenario block < the compliance audit.config (:func:`audit_config_path`);
+    plus the conf warnings."""
     from raybench.registry import get_workload
 
     wl = get_workload(config.workload.name)
@@ -185,9 +208,15 @@ def resolve_run_settings(config: RunConfig) -> tuple[TestSettings, list[str]]:
         overrides.setdefault("use_token_latencies", True)
     overrides.update(config.settings)
     overrides.update(config.scenario.settings_overrides())
-    return resolve_settings(model=config.model or wl.mlperf_model, scenario=config.scenario.name, mode=config.mode,
-                            mlperf_conf=config.mlperf_conf, user_conf=config.user_conf, overrides=overrides,
-                            round=config.round)
+    settings, warnings = resolve_settings(model=config.model or wl.mlperf_model, scenario=config.scenario.name,
+                                          mode=config.mode, mlperf_conf=config.mlperf_conf, user_conf=config.user_conf,
+                                          overrides=overrides, round=config.round)
+    audit = audit_config_path(config)
+    if audit is not None:
+        from raybench.core.conf import apply_audit_config
+
+        warnings = [*warnings, *apply_audit_config(settings, audit, config.scenario.name)]
+    return settings, warnings
 
 
 def prepare_run(config: RunConfig) -> PreparedRun:
@@ -214,8 +243,18 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     library = make_library(wl, wparams)
     _check_plan_size(config, settings, int(library.total_count), int(library.performance_count))
     order = getattr(library, "issue_order", None)
+    arrivals = getattr(library, "arrival_ns", None)
     plan = build_plan(scenario, settings, int(library.total_count), int(library.performance_count),
-                      issue_order=order() if callable(order) else order)
+                      issue_order=order() if callable(order) else order,
+                      arrival_ns=arrivals() if callable(arrivals) else arrivals)
+    if "arrival" in plan.meta:  # a load shape other than MLPerf's Poisson
+        warnings = [*warnings, f"scenario.arrival: {plan.meta['arrival']['kind']} arrivals are not MLPerf's "
+                               "Poisson Server schedule; this run is not MLPerf-compliant"]
+    audit = audit_config_path(config)
+    if audit is not None:  # the detail log says so, as LoadGen does
+        plan.meta["audit_config"] = str(audit)
+    if config.slo is not None:  # counted exactly by every shard (ShardSlice.slo)
+        plan.meta["slo_ns"] = config.slo.to_ns()
     return PreparedRun(
         config=config, workload=wl, sut=sut, workload_params=wparams, sut_params=sparams, settings=settings,
         plan=plan, library=library, run_dir=run_dir, qsl_name=getattr(library, "name", wl.name),
@@ -251,12 +290,65 @@ def execute_run(prepared: PreparedRun, executor: Executor | None = None,
     executor = executor or InProcessExecutor()
     shards = prepared.shard_count(prepared.config.shards or executor.default_shards(prepared))
     started = _dt.datetime.now(_dt.UTC)
-    reports = executor.run(prepared, prepared.jobs(shards), progress)
+    scraper, progress = _start_telemetry(prepared, progress)
+    try:
+        reports = executor.run(prepared, prepared.jobs(shards), progress)
+    finally:
+        if scraper is not None:
+            scraper.stop()
     extra = getattr(executor, "system_extra", None)
     result_extra = getattr(executor, "result_extra", None)
+    res_extra = result_extra() if callable(result_extra) else None
+    if scraper is not None:
+        res_extra = {**(res_extra or {}), "telemetry": _write_telemetry(prepared, executor, reports, scraper)}
     return finish_run(prepared, reports, started=started, shards=shards,
-                      system_extra=extra() if callable(extra) else None,
-                      result_extra=result_extra() if callable(result_extra) else None)
+                      system_extra=extra() if callable(extra) else None, result_extra=res_extra)
+
+
+def _start_telemetry(prepared: PreparedRun, progress: ProgressFn | None) -> tuple[Any, ProgressFn | None]:
+    """Start scraping the server's metrics (``raybench.telemetry``) if the SUT's params ask for it.
+
+    Returns the scraper (or ``None``) and the progress callback to use: it also tells the scraper
+    the run's deadline once the first snapshot reveals T0.
+    """
+    from raybench.telemetry import Scraper, targets
+
+    urls, interval = targets(prepared.sut_params)
+    if not urls:
+        return None, progress
+    p = prepared.sut_params
+    scraper = Scraper(urls, interval, proxy=p.get("proxy", "env"), ca_bundle=p.get("ca_bundle"),
+                      verify_tls=bool(p.get("verify_tls", True)))
+    scraper.start()
+    deadline_s = prepared.deadline_s
+    if deadline_s is None:
+        return scraper, progress
+
+    told: list[bool] = []
+
+    def tap(shard: int, snap: dict[str, Any]) -> None:
+        if not told and "t_ns" in snap:
+            import time
+
+            told.append(True)
+            scraper.set_deadline(time.monotonic_ns() - int(snap["t_ns"]) + int((deadline_s + interval) * 1e9))
+        if progress is not None:
+            progress(shard, snap)
+
+    return scraper, tap
+
+
+def _write_telemetry(prepared: PreparedRun, executor: Executor, reports: list[ShardReport], scraper: Any) -> dict[str, Any]:
+    """``telemetry.jsonl`` in the run directory, aligned to T0; the summary for result.json."""
+    from raybench.core.clock import MonotonicClock
+    from raybench.telemetry import write_telemetry
+
+    t0_wall = next((r.t0_wall_ns for r in reports if r.t0_wall_ns), 0)
+    clock = getattr(executor, "clock", None)
+    t0_mono = next((r.start_ns for r in reports if r.start_ns), 0) if (
+        not t0_wall and (clock is None or isinstance(clock, MonotonicClock))) else 0
+    prepared.run_dir.mkdir(parents=True, exist_ok=True)
+    return write_telemetry(prepared.run_dir, scraper, t0_wall_ns=t0_wall, t0_mono_ns=t0_mono)
 
 
 def run_benchmark(config: RunConfig, executor: Executor | None = None, progress: ProgressFn | None = None) -> RunOutcome:

@@ -8,6 +8,10 @@ A sweep is a list of ordinary raybench runs that share one config:
   ``settings.target_concurrency = N``).
 - **QPS mode**: a list of target QPS values, each a Poisson ``Server`` run
   (``settings.server_target_qps = q``).
+- **Rate mode** (``--rates``): a list of request rates, each a ``Server`` run at that
+  ``server_target_qps`` with the load shape of the shared config (``scenario.arrival``: Poisson by
+  default, or constant / gamma / ramp, whose ``end_qps`` defaults to the rate). Its points are
+  ``qps_target`` rows like QPS mode; ``result_summary.json`` names the shape in ``load_pattern``.
 
 Warm-up is excluded *inside each run*, not by a separate run, so the queries measured are served
 by the very SUT instance (and, for ``vllm``, the very server process) that the warm-up warmed:
@@ -59,7 +63,7 @@ from raybench.core.endpoints import (
 )
 from raybench.core.logs.atomic import atomic_write_json, to_jsonable
 from raybench.core.stats import ExactStats
-from raybench.core.tokens import tpot_ns
+from raybench.core.tokens import meets_slo, tpot_ns
 from raybench.run import Executor, RunOutcome, run_benchmark
 
 __all__ = ["PointResult", "SweepResult", "point_metrics", "plot_sweep", "run_sweep", "sweep_values"]
@@ -90,6 +94,7 @@ class PointResult:
     ttft_ms: dict[str, float] = field(default_factory=dict)
     tpot_ms: dict[str, float] = field(default_factory=dict)
     early_stopping_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    goodput: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,15 +115,22 @@ def sweep_values(
     c_max: int | None = None,
     n_points: int = 7,
     qps: Sequence[float] | None = None,
+    rates: Sequence[float] | None = None,
 ) -> tuple[str, list[int] | list[float]]:
-    """``("concurrency", points)`` or ``("qps", values)`` from exactly one way of naming them.
+    """``("concurrency", points)``, ``("qps", values)`` or ``("rate", values)`` from exactly one way
+    of naming them.
 
     Raises:
-        ValueError: none or several of concurrencies / c_min+c_max / qps, or bad values.
+        ValueError: none or several of concurrencies / c_min+c_max / qps / rates, or bad values.
     """
-    given = [concurrencies is not None, c_min is not None or c_max is not None, qps is not None]
+    given = [concurrencies is not None, c_min is not None or c_max is not None, qps is not None, rates is not None]
     if sum(given) != 1:
-        raise ValueError("sweep: give exactly one of --concurrency LIST, --c-min/--c-max, --qps LIST")
+        raise ValueError("sweep: give exactly one of --concurrency LIST, --c-min/--c-max, --qps LIST, --rates LIST")
+    if rates is not None:
+        vals = [float(r) for r in rates]
+        if not vals or any(not (r > 0 and math.isfinite(r)) for r in vals):
+            raise ValueError(f"rates: need positive request rates, got {list(rates)}")
+        return "rate", vals
     if qps is not None:
         vals = [float(q) for q in qps]
         if not vals or any(not (q > 0 and math.isfinite(q)) for q in vals):
@@ -155,14 +167,20 @@ def point_metrics(
     warmup_ns: int = 0,
     warmup_queries: int = 0,
     run_config: dict[str, Any] | None = None,
+    slo_ns: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Point metrics and ``result_summary.json`` from one run's merged records (see module doc).
 
     Args:
         records: columns ``intended_ns, first_token_ns, completed_ns, n_tokens, error`` (all
-            shards concatenated), times relative to the run start.
+            shards concatenated), times relative to the run start; optional ``n_input`` (input
+            tokens, 0 = unknown) and ``finish_reason`` (names, "" = none) fill the summary's
+            input lengths and finish-reason counts.
         warmup_ns / warmup_queries: queries issued before ``warmup_ns`` or among the first
             ``warmup_queries`` issues are dropped.
+        slo_ns: goodput SLOs (``ttft`` / ``tpot`` / ``e2el`` in ns): ``metrics["goodput"]`` counts
+            the kept requests meeting all of them (:func:`raybench.core.tokens.meets_slo`) and
+            their rates over the kept window.
 
     Returns:
         ``(metrics, result_summary)``.
@@ -205,11 +223,16 @@ def point_metrics(
         "ttft_ms": _pct_ms(ttft),
         "tpot_ms": _pct_ms(tpot),
     }
+    n_input = np.asarray(records.get("n_input", np.zeros(intended.shape[0])), dtype=np.int64)[keep][ok]
+    finish = np.asarray(records.get("finish_reason", np.full(intended.shape[0], "")))[keep][ok]
+    names, counts = np.unique(finish[finish != ""], return_counts=True)
     summary = build_result_summary(
         ttft_ns=ttft,
         tpot_ns=tpot,
         latency_ns=latency,
         output_tokens=tokens,
+        input_tokens=n_input[n_input > 0],
+        finish_reasons={str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)},
         n_samples_issued=int(keep.sum()),
         n_samples_failed=int(keep.sum()) - n_ok,
         duration_ns=elapsed_ns or None,
@@ -217,6 +240,16 @@ def point_metrics(
         test_started_at=start,
         early_stopping=_es_estimator,
     )
+    if slo_ns:
+        met = meets_slo(latency, np.where(first > 0, first - issue, -1), tokens, slo_ns)
+        met_tokens = int(tokens[met].sum())
+        el = elapsed_ns / 1e9
+        metrics["goodput"] = {
+            "slo_ms": {k: v / 1e6 for k, v in slo_ns.items()}, "requests_met": int(met.sum()),
+            "output_tokens_met": met_tokens, "fraction_met": float(met.mean()) if met.size else 0.0,
+            "requests_per_second": int(met.sum()) / el if el > 0 else 0.0,
+            "output_tokens_per_second": met_tokens / el if el > 0 else 0.0,
+        }
     metrics["early_stopping_ms"] = {
         name: {k: (v / 1e6 if v is not None else None) for k, v in summary[name].get("early_stopping_percentiles", {}).items()}
         for name in ("ttft", "tpot", "latency")
@@ -225,13 +258,19 @@ def point_metrics(
 
 
 def _merged_records(run_dir: Path) -> dict[str, np.ndarray]:
-    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error")
+    cols = ("intended_ns", "first_token_ns", "completed_ns", "n_tokens", "error", "n_input", "finish_reason")
     with np.load(run_dir / "records.npz", allow_pickle=False) as z:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
-        for key in z.files:
-            shard, _, col = key.partition("/")
-            if col in parts:
-                parts[col].append(z[key])
+        for shard in sorted({k.partition("/")[0] for k in z.files}):
+            n = z[f"{shard}/intended_ns"].shape[0]
+            for col in cols[:-1]:
+                key = f"{shard}/{col}"
+                parts[col].append(z[key] if key in z.files else np.zeros(n, np.int64))
+            # Finish codes are per shard: turned into names before the shards are concatenated.
+            names = np.array(["", *z[f"{shard}/finish_reasons"].tolist()]) if f"{shard}/finish_reasons" in z.files \
+                else np.array([""])
+            codes = z[f"{shard}/finish"] if f"{shard}/finish" in z.files else np.zeros(n, np.int64)
+            parts["finish_reason"].append(names[np.clip(codes, 0, len(names) - 1)])
     return {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in parts.items()}
 
 
@@ -252,8 +291,8 @@ def run_sweep(
     Args:
         sweep_dir: where the point run directories, JSON and PNGs go.
         overrides: ``--set`` style overrides shared by every point (workload, sut, settings...).
-        mode: ``"concurrency"`` or ``"qps"`` (see :func:`sweep_values`).
-        values: concurrencies or target QPS values.
+        mode: ``"concurrency"``, ``"qps"`` or ``"rate"`` (see :func:`sweep_values`).
+        values: concurrencies, target QPS values or rates.
         warmup_s / warmup_queries: warm-up excluded from each point (see the module docstring).
         executor_factory: builds the executor for a point's config (default: in-process).
         on_point: called after each point (progress output).
@@ -261,15 +300,15 @@ def run_sweep(
     Raises:
         ValueError / ConfigError: bad mode, values or config (before any run starts).
     """
-    if mode not in ("concurrency", "qps"):
-        raise ValueError(f"mode: expected 'concurrency' or 'qps', got {mode!r}")
+    if mode not in ("concurrency", "qps", "rate"):
+        raise ValueError(f"mode: expected 'concurrency', 'qps' or 'rate', got {mode!r}")
     if warmup_s < 0 or warmup_queries < 0:
         raise ValueError("warmup_s / warmup_queries: must be >= 0")
     out = Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     configs = []
     for v in values:
-        tag = f"c{int(v):05d}" if mode == "concurrency" else f"qps{float(v):g}"
+        tag = f"c{int(v):05d}" if mode == "concurrency" else f"{mode}{float(v):g}"
         point = (
             ["scenario=Concurrency", f"settings.target_concurrency={int(v)}"]
             if mode == "concurrency"
@@ -290,10 +329,13 @@ def run_sweep(
             if callable(close):
                 close()
         conc = int(v) if mode == "concurrency" else None
-        qps_t = float(v) if mode == "qps" else None
+        qps_t = float(v) if mode != "concurrency" else None
+        arrival = getattr(cfg.scenario, "arrival", None)
+        shape = arrival.model_dump(mode="json") if arrival is not None else {"kind": "poisson"}
         run_cfg = {
             "scenario": cfg.scenario.name,
-            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc else {"type": "poisson", "target_qps": qps_t},
+            "load_pattern": {"type": "concurrency", "target_concurrency": conc} if conc
+            else {"type": shape.pop("kind"), "target_qps": qps_t, **shape},
             "warmup": {"seconds": warmup_s, "queries": warmup_queries},
             "workload": cfg.workload.name,
             "sut": cfg.sut.name if cfg.sut else None,
@@ -305,6 +347,7 @@ def run_sweep(
             warmup_ns=int(warmup_s * 1e9),
             warmup_queries=warmup_queries,
             run_config=run_cfg,
+            slo_ns=cfg.slo.to_ns() if cfg.slo is not None else None,
         )
         atomic_write_json(outcome.run_dir / "result_summary.json", to_jsonable(summary))
         pr = PointResult(
@@ -330,7 +373,7 @@ def _extend_min_duration(cfg: RunConfig, warmup_s: float) -> RunConfig:
 
 
 def _finish(out: Path, mode: str, points: list[PointResult]) -> SweepResult:
-    x_key = "concurrency" if mode == "concurrency" else "qps_target"
+    x_key = "concurrency" if mode == "concurrency" else "qps_target"  # rate points are qps_target rows
     pareto = [
         ParetoPoint(i, p.system_tps, p.tps_per_user, p.ttft_p90_ms if p.ttft_p90_ms is not None else float("nan"))
         for i, p in enumerate(points)
@@ -376,7 +419,7 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
     import matplotlib.pyplot as plt
 
     files: list[Path] = []
-    x_name = "concurrency" if mode == "concurrency" else "qps"
+    x_name = mode
     xs = [float(p.concurrency if mode == "concurrency" else p.qps_target) for p in points]  # type: ignore[arg-type]
 
     pp = [ParetoPoint(i, p.system_tps, p.tps_per_user) for i, p in enumerate(points) if p.tps_per_user]
@@ -408,7 +451,7 @@ def plot_sweep(out: Path, mode: str, points: Sequence[PointResult]) -> list[Path
             ax.scatter([a for a, _ in pairs], [b for _, b in pairs], color="C1", zorder=3)
         if mode == "concurrency" and pairs and pairs[-1][0] / max(pairs[0][0], 1) >= 8:
             ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrency" if mode == "concurrency" else "target QPS")
+        ax.set_xlabel({"concurrency": "concurrency", "qps": "target QPS", "rate": "request rate (queries/s)"}[mode])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         files.append(_save(fig, out / f"{key}_vs_{x_name}.png"))

@@ -18,6 +18,17 @@ Definitions (times relative to T0 on each shard's own monotonic clock):
 * lateness = issued - intended (how late the harness sent), same samples;
 * TTFT = first token - intended; TPOT: :func:`raybench.core.tokens.tpot_ns`;
 * MultiStream query latency = completion of the query - its scheduled time;
+* input / output tokens: per sample, from the SUT (the server's ``usage``) or the workload's
+  tokenizer; finish reasons are counted per reason (exact);
+* goodput: the SLOs (:attr:`RunStats.slo`, known before the run) are checked on every successful
+  sample as it is folded; ``slo_met`` counts the samples that met every SLO, ``slo_met_tokens``
+  their output tokens (exact, not read from histograms). A sample meets ``ttft`` when it streamed
+  a first token with TTFT <= the SLO; ``tpot`` when it streamed and its TPOT <= the SLO (a sample
+  with one output token has no TPOT and meets it); ``e2el`` when latency <= the SLO;
+* end-to-end interactivity (MLPerf Endpoints): ``total_tokens / (latency_sum_ns / 1e9)``, the
+  output tokens of every successful request (or turn) over the sum of their end-to-end times;
+* conversations (multi-turn closed loop): a conversation's latency is the completion of its last
+  turn - the intended send of its first (think times included);
 * the *final query* is the last scheduled one (Server) or the last issued one (others), as in
   LoadGen; its scheduled, issued and completion times feed the throughput and duration rules.
 """
@@ -31,12 +42,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raybench.core.histogram import Histogram
-from raybench.core.tokens import tpot_ns
+from raybench.core.tokens import meets_slo, tpot_ns
 
-__all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "RunStats", "merge_stats"]
+__all__ = ["HISTOGRAMS", "RELATIVE_ERROR", "SLO_METRICS", "RunStats", "merge_stats"]
 
 #: The histograms a run keeps, by name.
-HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag", "overhead")
+HISTOGRAMS = ("latency", "lateness", "query_latency", "ttft", "tpot", "itl", "loop_lag", "overhead",
+              "input_tokens", "output_tokens", "conversation")
+#: The SLO names goodput understands (values in ns).
+SLO_METRICS = ("ttft", "tpot", "e2el")
 #: Largest relative error of a reported percentile (HDR bucket midpoint; min and max are exact).
 RELATIVE_ERROR = 1.0 / 2048
 
@@ -61,6 +75,14 @@ class RunStats:
         bounds: metric -> latency bound known before the run (e.g. ``{"latency": 80_000_000}``).
         over_bound: metric -> values strictly above its bound (exact).
         by_schedule: the final query is the last scheduled one (Server) rather than the last issued.
+        input_tokens / output_tokens: per-sample token counts of successful samples (histograms).
+        conversation: latency of each completed conversation (multi-turn).
+        total_input_tokens: input tokens of successful samples.
+        finish_reasons: finish reason -> successful samples (exact).
+        latency_sum_ns: the sum of the latencies of successful samples (end-to-end interactivity).
+        slo: SLO name (``ttft``, ``tpot``, ``e2el``) -> bound in ns, known before the run.
+        slo_met / slo_met_tokens: successful samples that met every SLO, and their output tokens.
+        conversations_ok / conversations_failed: conversations whose turns all succeeded / not.
     """
 
     latency: Histogram = field(default_factory=Histogram)
@@ -71,6 +93,9 @@ class RunStats:
     itl: Histogram = field(default_factory=Histogram)
     loop_lag: Histogram = field(default_factory=Histogram)
     overhead: Histogram = field(default_factory=Histogram)
+    input_tokens: Histogram = field(default_factory=Histogram)
+    output_tokens: Histogram = field(default_factory=Histogram)
+    conversation: Histogram = field(default_factory=Histogram)
     samples_issued: int = 0
     samples_ok: int = 0
     samples_failed: int = 0
@@ -82,6 +107,14 @@ class RunStats:
     bounds: dict[str, int] = field(default_factory=dict)
     over_bound: dict[str, int] = field(default_factory=dict)
     by_schedule: bool = False
+    total_input_tokens: int = 0
+    finish_reasons: Counter[str] = field(default_factory=Counter)
+    latency_sum_ns: int = 0
+    slo: dict[str, int] = field(default_factory=dict)
+    slo_met: int = 0
+    slo_met_tokens: int = 0
+    conversations_ok: int = 0
+    conversations_failed: int = 0
 
     # ------------------------------------------------------------------ reading
     @property
@@ -131,11 +164,20 @@ class RunStats:
             self.bounds, self.by_schedule = dict(other.bounds), other.by_schedule
         for k, v in other.over_bound.items():
             self.over_bound[k] = self.over_bound.get(k, 0) + v
+        self.total_input_tokens += other.total_input_tokens
+        self.finish_reasons.update(other.finish_reasons)
+        self.latency_sum_ns += other.latency_sum_ns
+        if not self.slo:
+            self.slo = dict(other.slo)
+        self.slo_met += other.slo_met
+        self.slo_met_tokens += other.slo_met_tokens
+        self.conversations_ok += other.conversations_ok
+        self.conversations_failed += other.conversations_failed
 
     # ------------------------------------------------------------------ folding records
     def fold(self, cols: Mapping[str, np.ndarray], first_rows: Sequence[int], sizes: Sequence[int],
              error_names: Sequence[str], query_latency: bool = False,
-             window: tuple[Histogram, Histogram] | None = None) -> None:
+             window: tuple[Histogram, Histogram] | None = None, finish_names: Sequence[str] = ()) -> None:
         """Fold completed queries into the statistics.
 
         Args:
@@ -145,6 +187,7 @@ class RunStats:
             error_names: ``error_names[code - 1]`` is the reason of error code ``code``.
             query_latency: also fold per-query latencies (MultiStream).
             window: also record latency and lateness into these two histograms (a progress window).
+            finish_names: ``finish_names[code - 1]`` is the finish reason of finish code ``code``.
         """
         if not len(first_rows):
             return
@@ -176,17 +219,45 @@ class RunStats:
             window[1].record_many(late)
         tokens = cols["n_tokens"][rows][ok].astype(np.int64)
         self.total_tokens += int(tokens.sum())
+        self.latency_sum_ns += int(lat.sum())
+        if tokens.any():
+            self.output_tokens.record_many(tokens[tokens > 0])
+        self._fold_inputs(cols, rows, ok, finish_names)
         ft = cols["first_token_ns"][rows][ok]
         has = ft > 0
         if has.any():
             ttft_raw = ft[has] - intended[ok][has]
             self._record("ttft", np.maximum(ttft_raw, 0))
             self._record("tpot", np.maximum(tpot_ns(lat_raw[has], ttft_raw, tokens[has]), 0))
+        if self.slo:
+            self._fold_slo(lat, np.where(has, ft - intended[ok], -1), tokens)
         if query_latency:
             starts = np.concatenate([[0], np.cumsum(n)[:-1]])
             q_bad = np.logical_or.reduceat(bad | (done == 0), starts)
             q_lat = np.maximum.reduceat(done, starts) - intended[starts]
             self._record("query_latency", np.maximum(q_lat[~q_bad], 0))
+
+    def _fold_inputs(self, cols: Mapping[str, np.ndarray], rows: np.ndarray, ok: np.ndarray,
+                     finish_names: Sequence[str]) -> None:
+        """Input tokens and finish reasons of the successful samples."""
+        if "n_input" in cols:
+            isl = cols["n_input"][rows][ok].astype(np.int64)
+            if isl.any():
+                self.total_input_tokens += int(isl.sum())
+                self.input_tokens.record_many(isl[isl > 0])
+        if "finish" in cols and finish_names:
+            fin = cols["finish"][rows][ok]
+            fin = fin[fin > 0]
+            if fin.size:
+                codes, counts = np.unique(fin, return_counts=True)
+                for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
+                    self.finish_reasons[finish_names[c - 1]] += k
+
+    def _fold_slo(self, lat: np.ndarray, ttft: np.ndarray, tokens: np.ndarray) -> None:
+        """Count the successful samples meeting every SLO (``ttft`` is -1 where none streamed)."""
+        met = meets_slo(lat, ttft, tokens, self.slo)
+        self.slo_met += int(met.sum())
+        self.slo_met_tokens += int(tokens[met].sum())
 
     def fold_gaps(self, gaps: Iterable[np.ndarray]) -> None:
         """Fold streamed inter-token gaps."""

@@ -27,7 +27,10 @@ from raybench.core.settings import (
     validate,
 )
 
-__all__ = ["MLPERF_CONF_ONLY_KEYS", "ConfEntry", "apply_conf", "load_settings", "parse_conf", "resolve_settings"]
+__all__ = [
+    "AUDIT_CONFIG_NAME", "AUDIT_CONFIG_WARNING", "MLPERF_CONF_ONLY_KEYS", "ConfEntry", "apply_audit_config", "apply_conf",
+    "load_settings", "parse_conf", "resolve_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +273,37 @@ def resolve_settings(*, model: str | None, scenario: str, mode: str | None = "Pe
     apply_overrides(settings, overrides or {})
     validate(settings)
     return settings, warnings
+
+
+#: The file LoadGen's StartTest looks for in the working directory (compliance tests).
+AUDIT_CONFIG_NAME = "audit.config"
+#: What LoadGen logs (``warning_generic_message``) when it found one.
+AUDIT_CONFIG_WARNING = ("Found Audit Config file (audit.config). Overriding TestSettings from audit.config file.")
+
+
+def apply_audit_config(settings: TestSettings, path: str | Path, scenario: str) -> list[str]:
+    """Apply a compliance ``audit.config`` to ``settings`` in place, last, as LoadGen's StartTest.
+
+    LoadGen reads the file after every other setting (mlperf.conf, user.conf and whatever the
+    harness set, ``mode`` included), with the generic model ``*``: only ``*.<scenario>.key`` and
+    ``*.*.key`` lines apply (a ``model.scenario.key`` line is never looked up), and the keys read
+    only from mlperf.conf (seeds, ``accuracy_log_probability``) are ignored. Keys LoadGen does not
+    know (``test07_accuracy_threshold``, ``test09_*_output_tokens``: read by the verification
+    scripts) come back as warnings.
+
+    Raises:
+        SettingsError: ``"<path>:<line>: ..."`` for a malformed line, or naming the file when the
+            resulting settings are invalid.
+    """
+    entries = _read_conf(path, "audit_config")
+    warnings = apply_conf(settings, entries, None, scenario, is_mlperf_conf=False)
+    warnings += [f"{e.source}:{e.line_no}: {e.model}.{e.scenario}.{e.key} ignored: LoadGen reads audit.config with "
+                 "the generic model '*'" for e in entries if e.model != "*"]
+    try:
+        validate(settings)
+    except SettingsError as exc:
+        raise SettingsError(f"audit_config: {path}: {exc}") from None
+    return warnings
 
 
 def load_settings(*, model: str | None, scenario: str, mode: str | None = "PerformanceOnly",

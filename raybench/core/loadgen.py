@@ -98,7 +98,8 @@ class ShardRunner:
         self.on_snapshot = on_snapshot
         self.report = ShardReport(shard=slice_.shard, node=node or socket.gethostname())
         self._snaps: list[dict[str, Any]] = []
-        self.rec = ShardRecorder(slice_, keep_records=keep_records, records_path=records_path)
+        self.rec = ShardRecorder(slice_, keep_records=keep_records, records_path=records_path,
+                                 input_tokens=getattr(library, "input_tokens", None))
         self.buf = self.rec.buf
         self.t0 = 0
         self.issued_queries = 0
@@ -312,12 +313,22 @@ class ShardRunner:
         row = self.buf.size
         return self._spawn(phase_i, stream, -1, [sample], intended_rel, None), row
 
+    def spawn_turn(self, phase_i: int, sample: int, conversation: int, turn: int, intended_rel: int, payload: Any,
+                   answers: list[bytes], log: bool = False) -> tuple[asyncio.Task[None], int]:
+        """Multi-turn: issue turn ``turn`` (from 1) of ``conversation`` with its own ``payload``; a
+        successful answer is appended to ``answers``. ``log``: accuracy-log it (``seq_id`` = sample)."""
+        row = self.buf.size
+        task = self._spawn(phase_i, conversation, sample if log else -1, [sample], intended_rel,
+                           np.ones(1, dtype=bool) if log else None, payload=payload, answers=answers)
+        self.buf.cols["turn"][row] = turn
+        return task, row
+
     def completed_at(self, row: int) -> int:
         """When the query recorded at ``row`` completed (ns since T0; 0 if it has not)."""
         return int(self.buf.cols["completed_ns"][row])
 
     def _spawn(self, phase_i: int, qid: int, seq0: int, indices: list[int], intended_rel: int,
-               log_mask: np.ndarray | None) -> asyncio.Task[None]:
+               log_mask: np.ndarray | None, payload: Any = None, answers: list[bytes] | None = None) -> asyncio.Task[None]:
         """Record the query's rows and start its task (scalar writes for one-sample queries)."""
         n = len(indices)
         row = self.buf.reserve(n)
@@ -337,7 +348,7 @@ class ShardRunner:
             cols["intended_ns"][rows] = intended_rel
         self.issued_queries += 1
         self._issued_samples += n
-        return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask))
+        return self._start(row, n, self._one(row, n, qid, indices, seq0, log_mask, payload, answers))
 
     def _start(self, row: int, n: int, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         """Run the query's coroutine now, up to its first suspension (as Python 3.12's eager tasks).
@@ -355,10 +366,11 @@ class ShardRunner:
             self._started[row] = coro
         return task
 
-    async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None) -> None:
+    async def _one(self, row: int, n: int, qid: int, indices: list[int], seq0: int, log_mask: np.ndarray | None,
+                   payload: Any = None, answers: list[bytes] | None = None) -> None:
         clock = self.clock
         get = self.library.get
-        samples = [get(indices[0])] if n == 1 else [get(i) for i in indices]
+        samples = [payload] if payload is not None else [get(indices[0])] if n == 1 else [get(i) for i in indices]
         q = Query(id=qid, indices=indices, samples=samples, clock=clock)
         issued = clock.now_ns() - self.t0
         if n == 1:
@@ -378,6 +390,8 @@ class ShardRunner:
             if getattr(exc, "fatal", False):  # e.g. every SUT replica is gone: stop the run
                 self.abort(err)
         self.rec.finish(row, n, q, self.t0, clock.now_ns(), resps, err, seq0, indices, log_mask, issued)
+        if answers is not None and err is None and resps and not resps[0].error:
+            answers.append(bytes(resps[0].data))
         self._release(row)
 
     def _on_done(self, row: int, n: int) -> None:

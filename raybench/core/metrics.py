@@ -9,6 +9,18 @@ histograms (relative error <= 1/2048; min, max and mean exact); verdicts are exa
 raybench adds its own reasons, each listed in ``invalid_reasons``: a shard that failed or was cut
 by the deadline, failed samples beyond ``max_error_rate``, and a harness that fell behind (send
 lateness p99 above ``lateness_p99_ms``).
+
+Token-workload metrics users compare on (all from exact counters except the percentiles):
+
+* input / output sequence lengths (per request) and the finish reasons (counted per reason);
+* goodput under the run's SLOs: ``requests_per_second = samples_per_second * met / completed``
+  and ``output_tokens_per_second = tokens_per_second * met_tokens / total_tokens``, where
+  ``met`` / ``met_tokens`` are the requests that met every SLO and their output tokens (the same
+  throughput window as the scenario's own rates);
+* interactivity (MLPerf Endpoints' TPS per user): ``1000 / TPOT p90 (ms)``;
+* end-to-end interactivity (MLPerf Endpoints, agentic): ``sum(output tokens) / sum(end-to-end
+  time in s)`` over every successful request (or conversation turn);
+* conversations (multi-turn): completed / failed and the latency of whole conversations.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from raybench.core.scenarios.base import Verdict
 from raybench.core.stats import PERCENTILE_GRID, LatencyStats
 from raybench.core.timeline import merge_timeline, shard_summaries
 
-__all__ = ["Limits", "RunMetrics", "compute_metrics", "latency_summary"]
+__all__ = ["Limits", "RunMetrics", "compute_metrics", "latency_summary", "token_metrics"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,14 @@ class RunMetrics:
     timeline: list[dict[str, Any]]
     percentile_relative_error: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    input_tokens: dict[str, Any] = field(default_factory=dict)
+    output_tokens: dict[str, Any] = field(default_factory=dict)
+    total_input_tokens: int = 0
+    finish_reasons: dict[str, int] = field(default_factory=dict)
+    goodput: dict[str, Any] = field(default_factory=dict)
+    interactivity: float | None = None
+    e2e_interactivity: float | None = None
+    conversations: dict[str, Any] = field(default_factory=dict)
 
 
 def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | None = None) -> RunMetrics:
@@ -155,9 +175,47 @@ def compute_metrics(plan: Plan, reports: list[ShardReport], limits: Limits | Non
         final_query_scheduled_s=st.final_scheduled_ns / 1e9, final_query_issued_s=st.final_issued_ns / 1e9,
         final_query_done_s=st.final_done_ns / 1e9, max_latency_s=st.latency.max / 1e9 if n else 0.0,
         total_tokens=st.total_tokens, shards=shard_summaries(reports),
-        histograms={k: getattr(st, k) for k in ("latency", "lateness", "ttft", "tpot", "query_latency", "itl")},
+        histograms={k: getattr(st, k) for k in ("latency", "lateness", "ttft", "tpot", "query_latency", "itl",
+                                                "conversation")},
         timeline=merge_timeline(reports), percentile_relative_error=RELATIVE_ERROR,
+        **token_metrics(st, tp.samples_per_second, tp.tokens_per_second),
     )
+
+
+def token_metrics(st: RunStats, samples_per_second: float, tokens_per_second: float | None) -> dict[str, Any]:
+    """The token-workload metrics of the module docstring, as :class:`RunMetrics` fields."""
+    out: dict[str, Any] = {
+        "input_tokens": _count_summary(st.input_tokens), "output_tokens": _count_summary(st.output_tokens),
+        "total_input_tokens": st.total_input_tokens, "finish_reasons": dict(st.finish_reasons.most_common()),
+        "interactivity": None, "e2e_interactivity": None, "goodput": {}, "conversations": {},
+    }
+    if st.tpot.count:
+        p90 = st.tpot.percentile(0.9)
+        out["interactivity"] = 1e9 / p90 if p90 > 0 else None
+    if st.total_tokens and st.latency_sum_ns > 0:
+        out["e2e_interactivity"] = st.total_tokens / (st.latency_sum_ns / 1e9)
+    if st.slo:
+        ok = st.samples_ok
+        out["goodput"] = {
+            "slo_ms": {k: v / 1e6 for k, v in st.slo.items()},
+            "requests_met": st.slo_met, "requests_completed": ok, "output_tokens_met": st.slo_met_tokens,
+            "fraction_met": st.slo_met / ok if ok else 0.0,
+            "requests_per_second": samples_per_second * st.slo_met / ok if ok else 0.0,
+            "output_tokens_per_second": (tokens_per_second * st.slo_met_tokens / st.total_tokens
+                                         if tokens_per_second and st.total_tokens else 0.0),
+        }
+    if st.conversations_ok or st.conversations_failed:
+        out["conversations"] = {"completed": st.conversations_ok, "failed": st.conversations_failed,
+                                "latency_ns": latency_summary(st.conversation)}
+    return out
+
+
+def _count_summary(h: Histogram) -> dict[str, Any]:
+    """total count, min/max/mean and p50/p90/p99 of a per-request count (tokens); ``{}`` when empty."""
+    if not h.count:
+        return {}
+    return {"count": int(h.count), "min": int(h.min), "max": int(h.max), "mean": float(h.mean),
+            **{f"p{p * 100:g}": int(h.percentile(p)) for p in (0.5, 0.9, 0.99)}}
 
 
 def _spread(h: Histogram) -> dict[str, int]:

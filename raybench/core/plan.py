@@ -14,6 +14,10 @@ they share:
 * **Samples**: performance mode draws uniformly from the loaded set (``sample_index_rng_seed``);
   accuracy mode visits every loaded sample once in a shuffled order, one phase per loadable set;
   equal issue (``sample_concatenate_permutation``) concatenates shuffled permutations.
+* **Load shapes**: Server's ``arrival`` block may replace the Poisson schedule with a constant
+  rate (:func:`periodic_schedule`) or a gamma, ramp or trace schedule
+  (:mod:`raybench.core.arrival`); a trace's send times come with the library (``arrival_ns``).
+  A non-Poisson shape is recorded in ``Plan.meta["arrival"]``.
 * **Fixed issue order**: a sample library may require its samples in one order (DLRMv3's
   streaming timestamps, each repeated ``repeats`` times); the plan then issues ``issue_order``
   cyclically instead of drawing (accuracy mode: every sample once, in first-appearance order).
@@ -178,6 +182,7 @@ class ShardSlice:
         stream_seed: closed loop: seed of the per-stream sample draws.
         use_token_latencies: the workload reports TTFT/TPOT.
         bounds: the latency bounds of the verdict (metric -> ns), counted exactly by the shard.
+        slo: goodput SLOs (``ttft`` / ``tpot`` / ``e2el`` -> ns), counted exactly by the shard.
     """
 
     shard: int
@@ -189,6 +194,7 @@ class ShardSlice:
     stream_seed: int = 0
     use_token_latencies: bool = False
     bounds: dict[str, int] = field(default_factory=dict)
+    slo: dict[str, int] = field(default_factory=dict)
 
     @property
     def accuracy_log_all(self) -> bool:
@@ -275,24 +281,35 @@ def query_samples(loaded: np.ndarray, dist_end: int, n_q: int, spq: int, s: Test
 
 
 def build_plan(scenario: Scenario, s: TestSettings, total_count: int, qsl_performance_count: int,
-               issue_order: np.ndarray | None = None) -> Plan:
+               issue_order: np.ndarray | None = None, arrival_ns: np.ndarray | None = None) -> Plan:
     """Build the global plan of a run (see the module docstring for the rules).
 
     Args:
         issue_order: a sample order the library requires (covering every index of
             ``[0, total)``, repeats allowed); performance runs issue it cyclically, accuracy runs
             every sample once in the order of first appearance.
+        arrival_ns: a trace's recorded send times (one per entry of ``issue_order``), used by a
+            scenario whose arrival shape replays a trace (``Server`` with ``arrival.kind: trace``).
     """
     eff = scenario.effective(s, total_count, qsl_performance_count)
     sets = loadable_sets(total_count, eff.performance_sample_count, s.qsl_rng_seed, scenario.padding(eff))
     sample_rng = rng(s.sample_index_rng_seed)
+    arrival = getattr(scenario, "arrival", None)
+    extra: dict[str, Any] = {}
+    if arrival is not None and arrival.kind == "trace":
+        if arrival_ns is None:
+            raise ValueError("scenario.arrival: kind 'trace' needs a dataset with timestamps "
+                             "(e.g. workload llm with workload.params.source=trace)")
+        extra["arrival_ns"] = np.asarray(arrival_ns, dtype=np.int64)
     phases: list[Phase] = []
     seq = 0
     for i, loaded in enumerate(sets if eff.accuracy else sets[:1]):
-        phase = scenario.build_phase(s, eff, loaded, i, sample_rng, seq)
+        phase = scenario.build_phase(s, eff, loaded, i, sample_rng, seq, **extra)
         seq += phase.sample_count
         phases.append(phase)
     plan = Plan(scenario, eff, s, total_count, phases, loaded_sets=len(sets))
+    if arrival is not None and not arrival.mlperf:
+        plan.meta["arrival"] = arrival.describe()
     if issue_order is not None:
         _apply_issue_order(plan, np.asarray(issue_order, dtype=np.int64))
     if not eff.accuracy and (s.accuracy_log_probability > 0 or s.accuracy_log_sampling_target > 0):
@@ -384,7 +401,7 @@ def make_slice(plan: Plan, k: int, shards: int, phases: list[PhaseSlice], stream
     return ShardSlice(k, shards, plan.scenario, plan.effective, phases, streams=streams,
                       stream_seed=int(plan.settings.sample_index_rng_seed),
                       use_token_latencies=bool(plan.settings.use_token_latencies),
-                      bounds=plan.scenario.bounds(plan))
+                      bounds=plan.scenario.bounds(plan), slo=dict(plan.meta.get("slo_ns") or {}))
 
 
 def partition(plan: Plan, shards: int) -> list[ShardSlice]:

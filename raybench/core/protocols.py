@@ -82,12 +82,17 @@ class Response:
         sut_ns: time the query spent inside the SUT, measured where the SUT runs (a replica's
             own clock); 0 = not measured (then the harness measures the SUT call itself). Lets a
             report split latency into SUT time and harness + transport time.
+        n_input_tokens: input (prompt) tokens as the SUT counted them (a server's
+            ``usage.prompt_tokens``); 0 = not known (the workload's tokenizer may count them).
+        finish_reason: why generation ended (``"stop"``, ``"length"``, ...), if the SUT knows.
     """
 
     data: bytes = b""
     n_tokens: int = 0
     error: str | None = None
     sut_ns: int = 0
+    n_input_tokens: int = 0
+    finish_reason: str | None = None
 
 
 @dataclass(slots=True)

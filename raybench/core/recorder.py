@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,26 @@ class ShardRecorder:
         slice_: the shard's slice (capacity, latency bounds, accuracy logging).
         keep_records: keep the per-sample records for the report (``records: all``).
         records_path: write the records to this ``.npz`` at the end (``records: shard``).
+        input_tokens: the workload's count of a sample's input tokens (``library.input_tokens``),
+            used when the SUT reports none.
+
+    Input tokens and the finish reason of a sample come from its :class:`Response`
+    (``n_input_tokens``, ``finish_reason``), else from the query's ``extra`` (``prompt_tokens``,
+    ``finish_reason``, set by a streaming SUT), else (input tokens) from ``input_tokens``.
     """
 
-    def __init__(self, slice_: ShardSlice, *, keep_records: bool = False, records_path: str | None = None) -> None:
+    def __init__(self, slice_: ShardSlice, *, keep_records: bool = False, records_path: str | None = None,
+                 input_tokens: Callable[[int], int] | None = None) -> None:
         self.buf = RecordBuffer(slice_.sample_capacity or 4096)
-        self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule())
+        self.stats = RunStats(bounds=dict(slice_.bounds), by_schedule=slice_.scenario.final_query_by_schedule(),
+                              slo=dict(getattr(slice_, "slo", None) or {}))
+        self.finish_codes: dict[str, int] = {}
+        self._input_tokens = input_tokens
+        # Every streamed chunk's time, only when records are kept (the export needs them): flat
+        # int64 buffers (8 bytes a chunk), in completion order, ordered by row when frozen.
+        self._keep_tokens = bool(keep_records or records_path)
+        self._tok_rows, self._tok_counts, self._tok_flat = array("q"), array("q"), array("q")
+        self._t0 = 0
         self.keep_records = keep_records
         self.records_path = records_path
         self.accuracy: list[tuple[int, int, bytes, int]] = []
@@ -94,8 +110,10 @@ class ShardRecorder:
             if r.error:
                 cols["error"][row] = self.code(r.error)
                 self.error_samples += 1
-            elif r.n_tokens:
-                cols["n_tokens"][row] = r.n_tokens
+            else:
+                if r.n_tokens:
+                    cols["n_tokens"][row] = r.n_tokens
+                self._meta(row, r, q.extra, q.indices[0])
             self._done(row, 1)
             return
         rows: slice | int = row if n == 1 else slice(row, row + n)
@@ -106,6 +124,11 @@ class ShardRecorder:
             cols["first_token_ns"][rows] = q.first_token_ns - t0
         if q.token_ns and len(q.token_ns) > 1:
             self._token_gaps.append(inter_token_latencies_ns(q.token_ns))
+        if self._keep_tokens and n == 1 and q.token_ns:
+            self._t0 = t0
+            self._tok_rows.append(row)
+            self._tok_counts.append(len(q.token_ns))
+            self._tok_flat.extend(q.token_ns)
         if err is not None:
             cols["error"][rows] = self.code(err)
             self.error_samples += n
@@ -117,9 +140,30 @@ class ShardRecorder:
                     continue
                 if r.n_tokens:
                     cols["n_tokens"][row + j] = r.n_tokens
+                self._meta(row + j, r, q.extra if n == 1 else None, indices[j])
                 if self._log_all or (log_mask is not None and log_mask[j]):
                     self.accuracy.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens)))
         self._done(row, n)
+
+    def _meta(self, row: int, r: Response, extra: dict[str, Any] | None, index: int) -> None:
+        """The sample's input tokens and finish reason (see the class docstring for the sources)."""
+        isl = r.n_input_tokens
+        fr = r.finish_reason
+        if extra:
+            isl = isl or int(extra.get("prompt_tokens") or 0)
+            fr = fr or extra.get("finish_reason")
+        if not isl and self._input_tokens is not None:
+            isl = int(self._input_tokens(index))
+        cols = self.buf.cols
+        if isl:
+            cols["n_input"][row] = isl
+        if fr:
+            code = self.finish_codes.get(fr)
+            if code is None:
+                if len(self.finish_codes) >= _MAX_ERROR_KINDS:
+                    return
+                code = self.finish_codes[fr] = len(self.finish_codes) + 1
+            cols["finish"][row] = code
 
     def _done(self, row: int, n: int) -> None:
         self.completed_samples += n
@@ -136,7 +180,8 @@ class ShardRecorder:
         lo, hi = self._done_ptr, len(self._done_rows)
         if hi > lo:
             self.stats.fold(self.buf.cols, self._done_rows[lo:hi], self._done_sizes[lo:hi], list(self.error_codes),
-                            query_latency=self._query_latency, window=self._window)
+                            query_latency=self._query_latency, window=self._window,
+                            finish_names=list(self.finish_codes))
             self._done_ptr = hi
         if self._token_gaps:
             self.stats.fold_gaps(self._token_gaps)
@@ -163,24 +208,39 @@ class ShardRecorder:
 
     # ------------------------------------------------------------------ records
     def records(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        """The per-sample records so far and the error reasons their codes refer to."""
-        return self.buf.freeze(), list(self.error_codes)
+        """The per-sample records so far (with ``token_ns`` / ``token_offsets``, see
+        :mod:`raybench.core.records`) and the error reasons their codes refer to."""
+        cols = self.buf.freeze()
+        rows = np.frombuffer(self._tok_rows, dtype=np.int64) if self._tok_rows else np.zeros(0, np.int64)
+        n = np.frombuffer(self._tok_counts, dtype=np.int64) if self._tok_counts else np.zeros(0, np.int64)
+        flat = np.frombuffer(self._tok_flat, dtype=np.int64) if self._tok_flat else np.zeros(0, np.int64)
+        counts = np.zeros(self.buf.size, dtype=np.int64)
+        counts[rows] = n
+        cols["token_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # Each row's run of chunk times, moved from completion order to row order.
+        order = np.argsort(rows, kind="stable")
+        starts = np.cumsum(n) - n
+        take = np.repeat(starts[order] - (np.cumsum(n[order]) - n[order]), n[order]) + np.arange(int(n.sum()))
+        cols["token_ns"] = flat[take] - self._t0
+        return cols, list(self.error_codes)
 
     def write_records(self, path: str) -> str:
         """Write the records to ``path``; if that directory is not on this host, to its temp dir."""
         cols, errors = self.records()
+        finish = list(self.finish_codes)
         try:
-            return str(write_records_file(path, cols, errors))
+            return str(write_records_file(path, cols, errors, finish))
         except OSError:
             local = os.path.join(tempfile.gettempdir(), "raybench-records", os.path.basename(os.path.dirname(path)),
                                  os.path.basename(path))
-            return str(write_records_file(local, cols, errors))
+            return str(write_records_file(local, cols, errors, finish))
 
     def fill(self, report: Any) -> None:
         """Put the error reasons, the accuracy entries and the records (as asked) into the report."""
         report.errors = list(self.error_codes)
+        report.finish_reasons = list(self.finish_codes)
         report.accuracy = self.accuracy
         if self.keep_records:
-            report.records = self.buf.freeze()
+            report.records = self.records()[0]
         if self.records_path:
             report.records_file = self.write_records(self.records_path)

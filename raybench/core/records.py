@@ -16,6 +16,14 @@ Columns:
     n_tokens:      output tokens (0 if not a token workload)
     error:         0 = ok, else 1 + index into ``ShardReport.errors``
     sut_ns:        time spent inside the SUT (measured by the replica, or the SUT call in-shard)
+    n_input:       input tokens (0 if not known)
+    finish:        0 = no finish reason, else 1 + index into ``ShardReport.finish_reasons``
+    turn:          multi-turn conversations: the turn number from 1 (``query_id`` is then the
+                   conversation); 0 = not part of a conversation
+
+With token times kept (any records mode), two more arrays travel beside the columns:
+``token_ns`` (every streamed chunk's arrival, ns since T0, all samples concatenated) and
+``token_offsets`` (``size + 1`` entries: row ``i``'s chunks are ``token_ns[off[i]:off[i+1]]``).
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ COLUMNS: dict[str, Any] = {
     "n_tokens": np.int32,
     "error": np.int32,
     "sut_ns": np.int64,
+    "n_input": np.int32,
+    "finish": np.int16,
+    "turn": np.int16,
 }
 
 
@@ -111,6 +122,7 @@ class ShardReport:
     queries_issued: int = 0
     end_reason: str = ""
     sut_name: str = ""
+    finish_reasons: list[str] = field(default_factory=list)
 
 
 SNAPSHOT_FIELDS = ("t_ns", "issued", "completed", "errors", "in_flight", "window_completed", "p50_ns", "p99_ns",
@@ -122,12 +134,14 @@ def pack_snapshots(snaps: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return {k: np.array([int(s.get(k, -1)) for s in snaps], dtype=np.int64) for k in SNAPSHOT_FIELDS}
 
 
-def write_records_file(path: str | Path, cols: dict[str, np.ndarray], errors: list[str]) -> Path:
-    """Write one shard's records as ``.npz`` (columns plus the error reasons), atomically."""
+def write_records_file(path: str | Path, cols: dict[str, np.ndarray], errors: list[str],
+                       finish_reasons: list[str] | None = None) -> Path:
+    """Write one shard's records as ``.npz`` (columns plus the error and finish reasons), atomically."""
     import io
 
     from raybench.core.logs.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **cols, errors=np.array(errors, dtype=object).astype(str))
+    np.savez_compressed(buf, **cols, errors=np.array(errors, dtype=object).astype(str),
+                        finish_reasons=np.array(finish_reasons or [], dtype=object).astype(str))
     return atomic_write_bytes(Path(path), buf.getvalue())

@@ -308,7 +308,8 @@ class DirectServer:
             try:
                 resps = await issue(qid, indices, samples, token_sender(rid) if stream else None)
                 # Plain tuples pickle several times faster than dataclass instances.
-                body = pickle.dumps([(r.data, r.n_tokens, r.error, r.sut_ns) for r in resps], 5)
+                body = pickle.dumps([(r.data, r.n_tokens, r.error, r.sut_ns, r.n_input_tokens, r.finish_reason)
+                                     for r in resps], 5)
                 transport.write(_HDR.pack(len(body), rid, DONE) + body)  # type: ignore[union-attr]
             except Exception as exc:  # reported to the shard as this query's error
                 fatal = bool(getattr(exc, "fatal", False))
@@ -468,7 +469,7 @@ class DirectClient:
             return
         del self._pending[rid]
         if kind == DONE:
-            fut.set_result([Response(d, n, e, t) for d, n, e, t in payload])
+            fut.set_result([Response(d, n, e, t, i, f) for d, n, e, t, i, f in payload])
         else:
             msg, fatal = payload
             fut.set_exception(RemoteSUTError(msg, fatal))

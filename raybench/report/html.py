@@ -22,7 +22,7 @@ from raybench.report.load import RunData, fmt_ms, load_run
 
 __all__ = ["SECTIONS", "SUMMARY_KEYS", "iter_cells", "render_html", "write_report"]
 
-SECTIONS = ("verdict", "summary", "accuracy", "latency", "timeline", "shards", "tokens", "pareto", "system", "config")
+SECTIONS = ("verdict", "summary", "accuracy", "latency", "timeline", "telemetry", "shards", "tokens", "pareto", "system", "config")
 """Section ids, in page order; every one is present on every page."""
 SUMMARY_KEYS = (
     "samples_per_second", "scheduled_samples_per_second", "tokens_per_second", "queries_issued", "samples_issued",
@@ -166,6 +166,25 @@ def _timeline(run: RunData, pngs: dict[str, bytes]) -> str:
     return _img("timeline", timeline_png(run.timeline), pngs)
 
 
+def _telemetry(run: RunData, pngs: dict[str, bytes]) -> str:
+    from raybench.report.plots import telemetry_png
+
+    summ = run.metric("telemetry") or {}
+    if not run.telemetry and not summ:
+        return _na("no server telemetry (telemetry.jsonl missing: not an HTTP endpoint SUT, or telemetry_interval_s: 0)")
+    rows = "".join(f"<tr><td>{_e(k)}</td>{_cell('tel-' + k, summ.get(k))}</tr>"
+                   for k in ("scrapes", "failures", "interval_s", "aligned") if k in summ)
+    reasons = summ.get("failure_reasons") or {}
+    fails = ("<table id='telemetry-failures'><tr><th>failed scrape</th><th>count</th></tr>"
+             + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in reasons.items()) + "</table>") if reasons else ""
+    targets = "".join(f"<li><code>{_e(u)}</code></li>" for u in summ.get("targets") or [])
+    head = (f"<table id='telemetry-table'><tr><th>telemetry</th><th>value</th></tr>{rows}</table>{fails}"
+            + (f"<ul id='telemetry-targets'>{targets}</ul>" if targets else ""))
+    if not any("values" in r for r in run.telemetry):
+        return head + _na("no successful scrape: nothing to plot")
+    return head + _img("telemetry", telemetry_png(run.telemetry, run.timeline), pngs)
+
+
 def _shards(run: RunData, pngs: dict[str, bytes]) -> str:
     from raybench.report.plots import shards_png
 
@@ -192,7 +211,38 @@ def _tokens(run: RunData, pngs: dict[str, bytes]) -> str:
     if not out:
         return _na("not a token workload (no TTFT/TPOT recorded)")
     tps = run.metric("tokens_per_second")
-    return f"<p>tokens/s: {_e('-' if tps is None else f'{tps:.6g}')}, total tokens: {_e(run.metric('total_tokens', '-'))}</p>" + "".join(out)
+    return (f"<p>tokens/s: {_e('-' if tps is None else f'{tps:.6g}')}, total tokens: {_e(run.metric('total_tokens', '-'))}</p>"
+            + _token_table(run) + "".join(out))
+
+
+def _token_table(run: RunData) -> str:
+    """Sequence lengths, finish reasons, interactivity, goodput and conversations (when measured)."""
+    rows = []
+    for key, label in (("input_tokens", "input tokens"), ("output_tokens", "output tokens")):
+        d = run.metric(key) or {}
+        if d:
+            rows.append((f"tok-{key}-mean", f"{label} mean (min / max)", d["mean"], f"{d['mean']:.6g} ({d['min']} / {d['max']})"))
+    for reason, n in (run.metric("finish_reasons") or {}).items():
+        rows.append((f"tok-finish-{reason}", f"finish reason {reason}", n, None))
+    for key, label in (("interactivity_tps_per_user", "interactivity (tokens/s per user)"),
+                       ("e2e_interactivity", "end-to-end interactivity (tokens/s)")):
+        if run.metric(key) is not None:
+            rows.append((f"tok-{key}", label, run.metric(key), None))
+    g = run.metric("goodput") or {}
+    if g:
+        slo = ", ".join(f"{k} <= {v:g} ms" for k, v in g["slo_ms"].items())
+        rows += [("tok-goodput-met", f"requests meeting every SLO ({slo})", g["requests_met"],
+                  f"{g['requests_met']} of {g['requests_completed']}"),
+                 ("tok-goodput-rps", "goodput (requests/s)", g["requests_per_second"], None),
+                 ("tok-goodput-tps", "goodput (output tokens/s)", g["output_tokens_per_second"], None)]
+    c = run.metric("conversations") or {}
+    if c:
+        rows += [("tok-conversations-completed", "conversations completed", c["completed"], None),
+                 ("tok-conversations-failed", "conversations failed", c["failed"], None)]
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{_e(label)}</th>{_cell(cid, v, text)}</tr>" for cid, label, v, text in rows)
+    return f"<table id='token-metrics'>{body}</table>"
 
 
 def _pareto(run: RunData, pngs: dict[str, bytes]) -> str:
@@ -245,6 +295,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunData, dict[str, bytes]], str]]] = {
     "accuracy": ("Accuracy and performance", _accuracy),
     "latency": ("Latency distribution", _latency),
     "timeline": ("Throughput and latency over time", _timeline),
+    "telemetry": ("Server telemetry (Prometheus /metrics) beside the client", _telemetry),
     "shards": ("Load-generator shards and lateness", _shards),
     "tokens": ("Token latencies (TTFT, TPOT)", _tokens),
     "pareto": ("Concurrency sweep: Pareto step function", _pareto),

@@ -32,6 +32,7 @@ class RunData:
         config: ``config.yaml``.
         accuracy_txt: ``accuracy.txt``.
         sweep: points of ``sweep_summary.json`` (concurrency, system_tps, tps_per_user, ttft_p90_ms).
+        telemetry: rows of ``telemetry.jsonl`` (server metrics scraped during the run; optional).
         problems: one line per file that is missing or unreadable.
     """
 
@@ -43,6 +44,7 @@ class RunData:
     config: dict[str, Any] | None = None
     accuracy_txt: str | None = None
     sweep: list[dict[str, Any]] | None = None
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -69,6 +71,26 @@ def _read_json(path: Path, problems: list[str]) -> Any:
     except (OSError, ValueError) as exc:
         problems.append(f"{path.name}: unreadable ({type(exc).__name__})")
         return None
+
+
+def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        problems.append(f"{path.name}: unreadable ({type(exc).__name__})")
+        return rows
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            problems.append(f"{path.name}: line {i}: not JSON")
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def load_sweep_points(path: Path) -> list[dict[str, Any]]:
@@ -121,6 +143,9 @@ def load_run(run_dir: str | Path) -> RunData:
             data.config = yaml.safe_load(cfg.read_text())
         except (OSError, yaml.YAMLError):
             probs.append("config.yaml: unreadable")
+    tel = d / "telemetry.jsonl"
+    if tel.exists():  # optional: only endpoint runs with telemetry have it
+        data.telemetry = _read_jsonl(tel, probs)
     acc = d / "accuracy.txt"
     if acc.exists():
         data.accuracy_txt = acc.read_text(errors="replace")

@@ -23,6 +23,7 @@ __all__ = [
     "pareto_png",
     "pareto_points",
     "shards_png",
+    "telemetry_png",
     "timeline_png",
 ]
 
@@ -117,6 +118,52 @@ def timeline_png(timeline: Sequence[Mapping[str, Any]]) -> bytes:
     ax[0][1].legend(fontsize=8)
     for a in (ax[0][0], ax[0][1]):
         a.grid(alpha=0.3)
+    return _png(fig)
+
+
+def telemetry_png(rows: Sequence[Mapping[str, Any]], timeline: Sequence[Mapping[str, Any]]) -> bytes:
+    """The server's view beside the client's, on the run's time axis (seconds since T0).
+
+    Panels: KV-cache use (%), running and waiting requests (with the client's requests in
+    flight), prefix-cache hit rate (%), and server generation tokens/s (with the client's
+    completed samples/s). Series come from :func:`raybench.telemetry.rates`, one line per URL.
+    """
+    from raybench.telemetry import rates
+
+    series = rates(rows)
+    fig, ax = _figure(10, 6.4, ncols=2, nrows=2)
+    fig.subplots_adjust(bottom=0.09, top=0.94, hspace=0.45, right=0.93)
+    multi = len(series) > 1
+    ct = np.array([float(s.get("t_s", i + 1)) for i, s in enumerate(timeline)])
+    for i, (url, s) in enumerate(series.items()):
+        t = np.array(s["t_s"])
+        tag = f" {url.split('//', 1)[-1].split('/', 1)[0]}" if multi else ""
+        ax[0][0].plot(t, 100 * np.array(s["kv_cache_usage"]), marker=".", color=f"C{i}", label=f"KV cache{tag}")
+        ax[0][1].plot(t, s["requests_running"], marker=".", color=f"C{i}", label=f"running{tag}")
+        ax[0][1].plot(t, s["requests_waiting"], marker="x", ls="--", color=f"C{i}", label=f"waiting{tag}")
+        ax[1][0].plot(t, 100 * np.array(s["prefix_hit_rate"]), marker=".", color=f"C{i}", label=f"hit rate{tag}")
+        ax[1][1].plot(t, s["generation_tps"], marker=".", color=f"C{i}", label=f"server tokens/s{tag}")
+    if len(timeline):
+        ax[0][1].plot(ct, [float(s.get("in_flight", 0) or 0) for s in timeline], color="black", lw=1.5,
+                      alpha=0.6, marker="s", ms=3, label="client in flight")
+        tw = ax[1][1].twinx()
+        tw.plot(ct, [float(s.get("window_completed", 0) or 0) for s in timeline], color="black", lw=1.5,
+                alpha=0.6, marker="s", ms=3, label="client completed/s")
+        tw.set_ylabel("client samples / s")
+        tw.legend(fontsize=7, loc="lower right")
+    ax[0][0].set(ylabel="% of KV cache", title="KV-cache use", ylim=(0, 102))
+    ax[0][1].set(ylabel="requests", title="running / waiting requests (server) and in flight (client)")
+    ax[1][0].set(ylabel="%", title="prefix-cache hit rate (per interval)", ylim=(-2, 102))
+    ax[1][1].set(ylabel="tokens / s", title="generation throughput (server)")
+    ts = [t for s in series.values() for t in s["t_s"]] + list(ct)
+    for row in ax:
+        for a in row:
+            if ts:  # one time axis for the four panels (the run's, seconds since T0)
+                a.set_xlim(min(ts) - 0.1, max(ts) + 0.1)
+            a.set_xlabel("time since T0 (s)")
+            a.grid(alpha=0.3)
+            if a.get_legend_handles_labels()[0]:
+                a.legend(fontsize=7, loc="upper left")
     return _png(fig)
 
 

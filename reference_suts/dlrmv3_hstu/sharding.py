@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 __all__ = ["EmbeddingShard", "ShardLike", "ShardedEmbedding", "TableBlockShard", "load_item_table",
-           "make_ray_shards", "split_rows"]
+           "make_ray_shards", "reference_local_shards", "split_rows"]
 
 
 class ShardLike(Protocol):
@@ -150,6 +150,27 @@ def load_item_table(source: dict[str, Any]) -> torch.Tensor:
     raise ValueError("dlrmv3_hstu: embedding source needs 'checkpoint' or 'config'")
 
 
+def _reference_block(source: dict[str, Any], shard: int, n_shards: int) -> tuple[torch.Tensor, int]:
+    """Rows ``[shard * per, (shard + 1) * per)`` of table ``source["table"]`` of the reference
+    checkpoint directory ``source["reference"]``, read through memory maps (only these rows)."""
+    from reference_suts.dlrmv3_hstu.reference_checkpoint import read_table_rows, table_shape
+
+    rows, _, _ = table_shape(source["reference"], source["table"])
+    per = -(-rows // n_shards)
+    start, stop = shard * per, min(rows, (shard + 1) * per)
+    if not 0 <= shard < n_shards or start >= stop:
+        raise ValueError(f"TableBlockShard: shard {shard} of {n_shards} is empty for {rows} rows")
+    return read_table_rows(source["reference"], source["table"], start, stop), per
+
+
+def reference_local_shards(source: dict[str, Any], n_shards: int) -> ShardedEmbedding:
+    """A :class:`ShardedEmbedding` over ``n_shards`` blocks of a reference table, each read
+    from disk on its own (in this process)."""
+    blocks = [_reference_block(source, s, n_shards) for s in range(n_shards)]
+    return ShardedEmbedding([EmbeddingShard(b) for b, _ in blocks], blocks[0][1], int(blocks[0][0].shape[1]),
+                            blocks[0][0].dtype)
+
+
 class TableBlockShard(EmbeddingShard):
     """Shard ``shard`` of ``n_shards`` that loads its own row block (inside its actor, on the
     host that holds it: nothing of the table passes through the SUT replicas).
@@ -162,6 +183,12 @@ class TableBlockShard(EmbeddingShard):
     """
 
     def __init__(self, source: dict[str, Any], shard: int, n_shards: int) -> None:
+        if source.get("reference"):
+            block, per = _reference_block(source, shard, n_shards)
+            super().__init__(block)
+            self.shard = int(shard)
+            self.row_offset = int(shard) * per
+            return
         table = load_item_table(source)
         blocks = split_rows(table, n_shards)
         if not 0 <= shard < len(blocks) or blocks[shard].shape[0] == 0:

@@ -172,9 +172,10 @@ class DLRMv3HSTUSUT:
     """Async SUT; construct with params, then ``await start(ctx)``."""
 
     name = "dlrmv3_hstu"
+    params_model: Any = DLRMv3HSTUParams
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.params = validate_params(DLRMv3HSTUParams, params, "sut.params")
+        self.params = validate_params(self.params_model, params, "sut.params")
         self.max_batch = int(self.params.get("max_batch", 8))
         self.max_inflight = int(self.params.get("max_inflight", 8))
         self.streaming = bool(self.params.get("streaming", True))
@@ -218,8 +219,7 @@ class DLRMv3HSTUSUT:
         self.library = make_library(get_workload(workload), workload_params)
         n_actors, global_order = self._placement()
         emb_name = run_name("emb", workload_params, self.params) if n_actors > 0 else None
-        self.cfg, self.embedding, self.engine = build_engine(
-            self.params, self.library.data.params, embedding_actors=n_actors, actor_name=emb_name)
+        self._build(self.library.data.params, n_actors, emb_name)
         # Accuracy runs issue every request once, in streaming order: one repeat.
         repeats = 1 if accuracy else int(getattr(self.library, "repeats", 1))
         sched_args = (self.library.counts_per_ts, repeats, self.params.get("order_log"))
@@ -247,6 +247,11 @@ class DLRMv3HSTUSUT:
         self._predict([self.library.get(0)])                  # warm-up
         if self.engine.cache is not None:
             self.engine.cache.clear()
+
+    def _build(self, data_params: Any, n_actors: int, emb_name: str | None) -> None:
+        """Model, item embedding and engine (``self.cfg``, ``self.embedding``, ``self.engine``)."""
+        self.cfg, self.embedding, self.engine = build_engine(
+            self.params, data_params, embedding_actors=n_actors, actor_name=emb_name)
 
     def info(self) -> dict[str, Any]:
         """Placement and memory: ``embedding_shards`` (per shard: rows, memory_bytes, node, pid),

@@ -24,7 +24,9 @@ Design choices, each measured or forced by a peer's failure (see ``benchmarks/en
   - ``connection closed before the response headers``: closed or reset after the request was
     written (not retried: see :meth:`EndpointClient._exchange`);
   - ``malformed HTTP status line: '<line>'``, ``malformed HTTP response: <what>``;
-  - ``http 302 redirect to <Location> (redirects are not followed)``: any 3xx;
+  - ``http 302 redirect to <Location> (redirects are not followed)``: a 3xx not followed (a POST
+    follows only 307/308, which keep the method and body; ``follow_redirects=0`` follows none);
+  - ``http 307 redirect to <Location>: more than 5 redirects``: the hop limit was reached;
   - ``http 503: <first 200 characters of the body>``: any 4xx/5xx;
   - ``timeout after 30.0s``: ``timeout_s`` elapsed (never retried);
   - ``truncated stream after N events: connection closed`` (dropped mid-stream),
@@ -43,12 +45,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from .sse import SSEDecoder, SSEError
-from .transport import Connection, Exchange, Pool
+from .transport import Connection, Exchange, Pool, make_ssl_context
 
 __all__ = ["Completion", "EndpointClient", "dumps", "loads", "normalize_url"]
 
@@ -131,6 +135,11 @@ class EndpointClient:
         max_inflight: requests allowed in flight at once (others wait in FIFO order).
         balance: ``"round_robin"`` or ``"least_outstanding"`` across ``urls``.
         keepalive_timeout_s: idle sockets older than this are not reused.
+        follow_redirects: redirect hops followed per request (0 = none). A POST follows only
+            307/308 (same method and body); a GET also follows 301/302/303.
+        proxy: ``"env"`` (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``), ``"none"``, or a proxy URL.
+        ca_bundle: PEM file of CAs trusted for ``https://`` (default: the system's).
+        verify_tls: ``False`` turns certificate and hostname checks off.
 
     Example:
         >>> client = EndpointClient(["http://127.0.0.1:8000"])  # doctest: +SKIP
@@ -148,6 +157,10 @@ class EndpointClient:
         max_inflight: int = 1024,
         balance: str = "least_outstanding",
         keepalive_timeout_s: float = 60.0,
+        follow_redirects: int = 5,
+        proxy: str | None = "env",
+        ca_bundle: str | None = None,
+        verify_tls: bool = True,
     ) -> None:
         if not urls:
             raise ValueError("urls: at least one endpoint URL is required")
@@ -163,6 +176,12 @@ class EndpointClient:
         self.max_inflight = int(max_inflight)
         self.balance = balance
         self.keepalive_timeout_s = float(keepalive_timeout_s)
+        self.follow_redirects = int(follow_redirects)
+        self.proxy = proxy
+        self.ca_bundle = ca_bundle
+        self.verify_tls = bool(verify_tls)
+        self._ssl: ssl.SSLContext | None = None
+        self._redirect_pools: dict[str, Pool] = {}
         self._outstanding = [0] * len(self.urls)
         self._rr = itertools.cycle(range(len(self.urls)))
         self._sem: asyncio.Semaphore | None = None
@@ -183,10 +202,12 @@ class EndpointClient:
             ConnectionError: when an endpoint cannot be reached at all (fail fast, before timing).
         """
         self._sem = asyncio.Semaphore(self.max_inflight)
-        self.pools = [
-            Pool(u, connect_timeout_s=self.connect_timeout_s, keepalive_s=self.keepalive_timeout_s)
-            for u in self.urls
-        ]
+        try:
+            if any(u.startswith("https://") for u in self.urls) or self.ca_bundle or not self.verify_tls:
+                self._ssl = make_ssl_context(self.ca_bundle, self.verify_tls)
+            self.pools = [self._pool(u) for u in self.urls]
+        except ValueError as exc:
+            raise ConnectionError(str(exc)) from None
         if self.connections > 0:
             for url, pool in zip(self.urls, self.pools, strict=True):
                 try:
@@ -195,9 +216,15 @@ class EndpointClient:
                     self.close_now()
                     raise ConnectionError(f"cannot reach {url}: {_os_reason(exc)}") from None
 
+    def _pool(self, origin: str) -> Pool:
+        if origin.startswith("https://") and self._ssl is None:
+            self._ssl = make_ssl_context(self.ca_bundle, self.verify_tls)
+        return Pool(origin, connect_timeout_s=self.connect_timeout_s, keepalive_s=self.keepalive_timeout_s,
+                    ssl_context=self._ssl, proxy=self.proxy)
+
     def close_now(self) -> None:
         """Drop every idle socket."""
-        for pool in self.pools:
+        for pool in [*self.pools, *self._redirect_pools.values()]:
             pool.close()
 
     async def close(self) -> None:
@@ -242,14 +269,18 @@ class EndpointClient:
         key = (idx, method + path)
         head = self._heads.get(key)
         if head is None:
-            pool = self.pools[idx]
-            lines = [f"{method} {pool.prefix}{path} HTTP/1.1", f"Host: {pool.host_header}"]
-            lines += [f"{k}: {v}" for k, v in self._headers.items()]
-            if method == "POST":
-                lines.append("Content-Type: application/json")
-            head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+            head = self._build_head(self.pools[idx], method, path)
             self._heads[key] = head
         return head
+
+    def _build_head(self, pool: Pool, method: str, path: str, credentials: bool = True) -> bytes:
+        lines = [f"{method} {pool.target(path)} HTTP/1.1", f"Host: {pool.host_header}"]
+        if pool.proxy is not None and pool.proxy.auth and pool.ssl is None:
+            lines.append(f"Proxy-Authorization: {pool.proxy.auth}")
+        lines += [f"{k}: {v}" for k, v in self._headers.items() if credentials or k.lower() != "authorization"]
+        if method == "POST":
+            lines.append("Content-Type: application/json")
+        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     async def request(
         self,
@@ -292,7 +323,51 @@ class EndpointClient:
         return out
 
     async def _exchange(self, idx: int, method: str, path: str, body: bytes, cls: Any, *args: Any) -> Any:
-        """Send one request and wait for its end; never send it twice.
+        """Send one request (following redirects) and wait for its end; never send it twice.
+
+        A redirect is a new request the server asked for: 307/308 repeat the method and body at
+        ``Location`` (a POST is re-sent there, once per hop, and only because the server answered
+        that it did not process it); a GET also follows 301/302/303. At most
+        ``follow_redirects`` hops, all within the one ``timeout_s`` of the request. The API key
+        (``Authorization``) goes only to the origin it was configured for, never to another one a
+        redirect names.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        pool = first = self.pools[idx]
+        head = self._head(idx, method, path)
+        url = ""
+        hops = 0
+        while True:
+            ex = await self._send_once(pool, head, body, deadline, cls, args)
+            if ex.error is not None and ex.status < 300:
+                return ex
+            if not (300 <= ex.status < 400) or not ex.location or self.follow_redirects <= 0:
+                return ex
+            if ex.status not in (307, 308) and not (method == "GET" and ex.status in (301, 302, 303)):
+                return ex
+            if hops >= self.follow_redirects:
+                ex.error = (f"http {ex.status} redirect to {ex.location}: more than "
+                            f"{self.follow_redirects} redirect{'s' if self.follow_redirects != 1 else ''}")
+                return ex
+            hops += 1
+            url = urljoin(url or first.origin + first.prefix + path, ex.location)
+            u = urlsplit(url)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                ex.error = f"http {ex.status} redirect to {ex.location}: not an http(s) URL"
+                return ex
+            origin = f"{u.scheme}://{u.netloc}"
+            try:
+                pool = self._redirect_pools.get(origin) or self._redirect_pools.setdefault(origin, self._pool(origin))
+            except ValueError as exc:
+                ex.error = f"http {ex.status} redirect to {ex.location}: {exc}"
+                return ex
+            target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+            head = self._build_head(pool, method, target, credentials=origin == first.origin)
+
+    async def _send_once(self, pool: Pool, head: bytes, body: bytes, deadline: float, cls: Any,
+                         args: tuple[Any, ...]) -> Any:
+        """Send one request on ``pool`` and wait for its end; never send it twice.
 
         The retry rule: a request goes to another socket only when it is *certain* that the
         server never received it, which is the case exactly when not one byte of it was written:
@@ -309,9 +384,7 @@ class EndpointClient:
         a resent one would count twice on the server.
         """
         loop = asyncio.get_running_loop()
-        pool = self.pools[idx]
-        req = self._head(idx, method, path) + b"Content-Length: %d\r\n\r\n" % len(body) + body
-        deadline = loop.time() + self.timeout_s
+        req = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         for attempt in (0, 1):
             ex = cls(loop.create_future(), *args)
             try:

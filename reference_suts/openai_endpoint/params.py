@@ -42,6 +42,35 @@ class EndpointClientParams(Params):
     """How requests are spread over several URLs."""
     max_batch: int = Field(1, ge=1)
     """Samples per Offline call (each still one request)."""
+    follow_redirects: int = Field(5, ge=0)
+    """Redirect hops followed per request (0 = none); a POST follows only 307/308 (same body)."""
+    proxy: str = "env"
+    """``env`` (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``), ``none``, or ``http://[user:pass@]host:port``."""
+    ca_bundle: str | None = None
+    """PEM file of CAs to trust for ``https://`` URLs (default: the system's CAs)."""
+    verify_tls: bool = True
+    """``false`` turns TLS certificate and hostname checks off (self-signed test servers only)."""
+    cache_salt: bool = False
+    """Send vLLM's ``cache_salt``, distinct per request, so repeated prompts miss the prefix cache."""
+    telemetry_interval_s: float = Field(1.0, ge=0)
+    """Scrape the server's Prometheus metrics this often during the run (0 = off); see ``raybench.telemetry``."""
+    telemetry_urls: list[str] | None = None
+    """Metrics URLs to scrape (``None`` = ``<url>/metrics`` of each of ``urls``)."""
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str) -> str:
+        if value not in ("env", "none") and not value.startswith("http://"):
+            raise ValueError(f"{value!r}: expected env, none or an http://host:port proxy URL")
+        return value
+
+    @field_validator("telemetry_urls")
+    @classmethod
+    def _metrics_urls(cls, value: list[str] | None) -> list[str] | None:
+        for url in value or []:
+            if not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
 
     @field_validator("tokenizer")
     @classmethod

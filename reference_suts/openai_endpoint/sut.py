@@ -19,7 +19,9 @@ which is what MLPerf Endpoints does so that servers cannot misreport them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import secrets
 from array import array
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +64,9 @@ class OpenAIEndpointSUT:
         self._client: EndpointClient | None = None
         self._tokenizer: Any = None
         self._has_key = False
+        # cache_salt: a random prefix per SUT instance (so shards differ) plus a counter.
+        self._salt = itertools.count() if p["cache_salt"] else None
+        self._salt_prefix = secrets.token_hex(6)
         # Validate URLs now so that a bad config fails before any actor starts.
         EndpointClient(p["urls"], max_inflight=self.max_inflight, balance=p["balance"])
 
@@ -101,6 +106,7 @@ class OpenAIEndpointSUT:
             connections=int(p["connections"]),
             max_inflight=self.max_inflight,
             balance=p["balance"],
+            **{k: p[k] for k in ("follow_redirects", "proxy", "ca_bundle", "verify_tls")},
         )
         client.secrets = (secret,) if secret else ()
         try:
@@ -145,13 +151,14 @@ class OpenAIEndpointSUT:
         if client is None:
             return Response(error="sut not started")
         try:
-            body = self._body(sample)
+            chat, body = self._body(sample)
         except ValueError as exc:
             return Response(error=f"bad sample: {exc}")
+        path = _PATHS["chat"] if chat else self._path
         if query is not None and query.clock is not None and self.params["stream"]:
-            c = await client.request(self._path, body, chat=self._chat, first=query.first_token, chunk=query.token)
+            c = await client.request(path, body, chat=chat, first=query.first_token, chunk=query.token)
         else:
-            c = await client.request(self._path, body, chat=self._chat, stream=self.params["stream"])
+            c = await client.request(path, body, chat=chat, stream=self.params["stream"])
         if query is not None:
             if c.finish_reason is not None:
                 query.extra["finish_reason"] = c.finish_reason
@@ -159,28 +166,49 @@ class OpenAIEndpointSUT:
                 query.extra["prompt_tokens"] = c.prompt_tokens
         if c.error is not None:
             return Response(error=c.error)
-        return self._response(c)
+        r = self._response(c)
+        # Input tokens and finish reason travel with the response too (multi-sample queries have
+        # no Query hooks; a remote replica returns only the Response).
+        r.n_input_tokens = int(c.prompt_tokens or 0)
+        r.finish_reason = c.finish_reason
+        return r
 
-    def _body(self, sample: Any) -> bytes:
+    def _body(self, sample: Any) -> tuple[bool, bytes]:
+        """``(chat, JSON body)`` of one sample.
+
+        A ``messages`` payload always goes to ``/v1/chat/completions``, whatever ``api`` says:
+        chat messages (and the images they carry as ``image_url`` data URLs, e.g. qwen3_vl's)
+        exist only in the chat API. A ``None`` field (``max_tokens``, ``temperature``, a
+        payload's ``max_tokens``) is not sent, so the server's defaults apply.
+        """
+        chat, req = self._request(sample)
+        return chat, dumps(self._salted({k: v for k, v in req.items() if v is not None}))
+
+    def _salted(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Add vLLM's ``cache_salt`` (distinct per request) so repeated prompts miss the prefix cache."""
+        if self._salt is not None:
+            req["cache_salt"] = f"{self._salt_prefix}-{next(self._salt)}"
+        return req
+
+    def _request(self, sample: Any) -> tuple[bool, dict[str, Any]]:
+        req = dict(self._base)
         if isinstance(sample, dict):
-            req = dict(self._base)
             if "max_tokens" in sample:
                 req["max_tokens"] = sample["max_tokens"]
             extra = sample.get("params")
             if extra:
                 req.update(extra)
             if "messages" in sample:
-                if not self._chat:
-                    raise ValueError("chat messages need api: chat")
-                req["messages"] = sample["messages"]
-            elif "prompt" in sample:
-                self._put_prompt(req, sample["prompt"])
-            else:
+                messages = sample["messages"]
+                if not isinstance(messages, list) or not messages:
+                    raise ValueError("'messages' must be a non-empty list of chat messages")
+                req["messages"] = messages
+                return True, req
+            if "prompt" not in sample:
                 raise ValueError("payload has neither 'prompt' nor 'messages'")
-            return dumps(req)
-        req = dict(self._base)
+            sample = sample["prompt"]
         self._put_prompt(req, sample)
-        return dumps(req)
+        return self._chat, req
 
     def _put_prompt(self, req: dict[str, Any], prompt: Any) -> None:
         if isinstance(prompt, str):

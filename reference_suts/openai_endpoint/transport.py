@@ -9,9 +9,11 @@ and a request costs one pre-built ``bytes`` write and one future. The MLPerf End
 makes the same trade (``httptools`` + its own pool).
 
 Scope, on purpose: HTTP/1.1 (or 1.0) responses with ``Content-Length``, ``chunked`` or
-read-until-close bodies, optional TLS, no redirects (a 3xx is reported with its ``Location``), no
-compression (we never send ``Accept-Encoding``), no pipelining (one exchange per connection at a
-time).
+read-until-close bodies, optional TLS (a custom CA bundle, or verification off), an HTTP proxy
+(absolute-form requests for ``http://``, a ``CONNECT`` tunnel for ``https://``; see
+:func:`resolve_proxy`), no compression (we never send ``Accept-Encoding``), no pipelining (one
+exchange per connection at a time). A 3xx is reported with its ``Location``; following it is the
+client's decision (``EndpointClient``), since only it knows whether a body may be re-sent.
 
 Failure reasons set here (the exchange adds its own for the body):
 ``connection closed before the response headers``, ``malformed HTTP status line: '...'``,
@@ -21,13 +23,16 @@ Failure reasons set here (the exchange adds its own for the body):
 from __future__ import annotations
 
 import asyncio
+import base64
 import select
 import socket
 import ssl as _ssl
 import time
-from urllib.parse import urlsplit
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["Connection", "Exchange", "Pool"]
+__all__ = ["Connection", "Exchange", "Pool", "Proxy", "make_ssl_context", "resolve_proxy"]
 
 _HEAD, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _LENGTH, _EOF = range(7)
 _MAX_HEAD = 64 * 1024
@@ -231,7 +236,7 @@ class Connection(asyncio.Protocol):
                 v = value.strip().lower()
                 keep = v == b"keep-alive" if not keep else v != b"close"
             elif name == b"location":
-                location = value.strip()[:200].decode("latin-1")
+                location = value.strip()[:8192].decode("latin-1")
         self.keep_alive = keep
         ex.location = location
         if chunked:
@@ -328,24 +333,115 @@ def _is_status(code: bytes) -> bool:
     return len(code) == 3 and code.isdigit()
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy: where it listens, and the ``Proxy-Authorization`` value if its URL had a user."""
+
+    host: str
+    port: int
+    auth: str | None = None
+
+    def __repr__(self) -> str:  # never show the credentials
+        return f"Proxy({self.host}:{self.port}{', auth=***' if self.auth else ''})"
+
+
+def resolve_proxy(url: str, proxy: str | None = "env") -> Proxy | None:
+    """The proxy a request to ``url`` goes through, or ``None`` for a direct connection.
+
+    Args:
+        url: the target (``http(s)://host:port/...``).
+        proxy: ``"env"`` (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, upper or lower case, read
+            with the standard library's rules), ``"none"``/``None`` (direct), or a proxy URL
+            ``http://[user:pass@]host:port`` used for every target.
+
+    Raises:
+        ValueError: one line naming ``proxy`` (or the environment variable) for a proxy URL that
+            is not ``http://host[:port]``.
+    """
+    if proxy is None or proxy == "none":
+        return None
+    u = urlsplit(url)
+    if proxy == "env":
+        env = urllib.request.getproxies_environment()
+        chosen = env.get(u.scheme)
+        if not chosen:
+            return None
+        if urllib.request.proxy_bypass_environment(u.hostname or "", env):
+            return None
+        where = f"{u.scheme.upper()}_PROXY"
+    else:
+        chosen, where = proxy, "proxy"
+    if "://" not in chosen:
+        chosen = "http://" + chosen
+    p = urlsplit(chosen)
+    if p.scheme != "http" or not p.hostname:
+        raise ValueError(f"{where}: {p.scheme}://{p.hostname or ''} is not an http://host:port proxy")
+    auth = None
+    if p.username is not None:
+        cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+        auth = "Basic " + base64.b64encode(cred).decode("ascii")
+    return Proxy(p.hostname, p.port or 80, auth)
+
+
+def make_ssl_context(ca_bundle: str | None = None, verify: bool = True) -> _ssl.SSLContext:
+    """A client TLS context: the system CAs (or ``ca_bundle``, a PEM file), or no verification.
+
+    Raises:
+        ValueError: one line naming ``ca_bundle`` when the file cannot be read or holds no
+            certificate.
+    """
+    if not verify:
+        ctx = _ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+        return ctx
+    try:
+        return _ssl.create_default_context(cafile=ca_bundle) if ca_bundle else _ssl.create_default_context()
+    except FileNotFoundError:
+        raise ValueError(f"ca_bundle: {ca_bundle}: no such file") from None
+    except (OSError, _ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ValueError(f"ca_bundle: {ca_bundle}: not a PEM certificate bundle ({why})") from None
+
+
 class Pool:
     """Keep-alive connections to one ``scheme://host:port`` (LIFO reuse, idle eviction).
 
+    Args:
+        base_url: ``http(s)://host[:port][/prefix]``.
+        connect_timeout_s: limit for opening one connection (proxy tunnel and TLS included).
+        keepalive_s: idle sockets older than this are not reused.
+        ssl_context: for ``https://`` (default: the system CAs, hostname checked).
+        proxy: ``"env"``, ``"none"`` or a proxy URL (see :func:`resolve_proxy`).
+
     Attributes:
         opened: sockets opened so far (a test and a benchmark figure: reuse keeps it flat).
+        proxy: the proxy in use, or ``None``.
+        origin: ``scheme://host:port`` as given (what redirects are resolved against).
     """
 
-    def __init__(self, base_url: str, *, connect_timeout_s: float, keepalive_s: float) -> None:
+    def __init__(self, base_url: str, *, connect_timeout_s: float, keepalive_s: float,
+                 ssl_context: _ssl.SSLContext | None = None, proxy: str | None = "none") -> None:
         u = urlsplit(base_url)
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or (443 if u.scheme == "https" else 80)
-        self.ssl: _ssl.SSLContext | None = _ssl.create_default_context() if u.scheme == "https" else None
+        self.ssl: _ssl.SSLContext | None = None
+        if u.scheme == "https":
+            self.ssl = ssl_context or _ssl.create_default_context()
         self.host_header = u.netloc
+        self.origin = f"{u.scheme}://{u.netloc}"
         self.prefix = u.path.rstrip("/")
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
+        self.proxy = resolve_proxy(base_url, proxy)
         self.idle: list[Connection] = []
         self.opened = 0
+
+    def target(self, path: str) -> str:
+        """The request-target for ``path``: origin-form, or absolute-form through an http proxy."""
+        if self.proxy is not None and self.ssl is None:
+            return f"{self.origin}{self.prefix}{path}"
+        return f"{self.prefix}{path}"
 
     async def acquire(self) -> tuple[Connection, bool]:
         """A connection to send on, and whether it was reused from the pool.
@@ -364,15 +460,75 @@ class Pool:
         return await self.connect(), False
 
     async def connect(self) -> Connection:
-        """Open a new connection (not placed in the pool)."""
+        """Open a new connection (not placed in the pool): direct, to the proxy, or tunnelled."""
         loop = asyncio.get_running_loop()
+        px = self.proxy
         async with asyncio.timeout(self.connect_timeout_s):
-            _, proto = await loop.create_connection(
-                lambda: Connection(self), self.host, self.port, ssl=self.ssl,
-                server_hostname=self.host if self.ssl else None,
-            )
+            if px is None:
+                _, proto = await loop.create_connection(
+                    lambda: Connection(self), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                )
+            elif self.ssl is None:  # plain http through a proxy: absolute-form requests to it
+                _, proto = await loop.create_connection(lambda: Connection(self), px.host, px.port)
+            else:
+                sock = await self._tunnel(loop, px)
+                try:
+                    _, proto = await loop.create_connection(
+                        lambda: Connection(self), sock=sock, ssl=self.ssl, server_hostname=self.host)
+                except BaseException:
+                    sock.close()
+                    raise
         self.opened += 1
         return proto
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, px: Proxy) -> socket.socket:
+        """A socket to ``host:port`` through ``CONNECT`` on the proxy (TLS is started on it after).
+
+        Raises:
+            ConnectionError: the proxy refused the tunnel (its status line is the message).
+        """
+        infos = await loop.getaddrinfo(px.host, px.port, type=socket.SOCK_STREAM)
+        last: OSError = ConnectionError(f"proxy {px.host}:{px.port}: no address")
+        sock = None
+        for family, type_, proto, _, addr in infos:
+            s = socket.socket(family, type_, proto)
+            s.setblocking(False)
+            try:
+                await loop.sock_connect(s, addr)
+            except OSError as exc:
+                s.close()
+                last = exc
+                continue
+            sock = s
+            break
+        if sock is None:
+            raise last
+        try:
+            authority = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+            head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+            if px.auth:
+                head += f"Proxy-Authorization: {px.auth}\r\n"
+            await loop.sock_sendall(sock, (head + "\r\n").encode("latin-1"))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = await loop.sock_recv(sock, 4096)
+                if not data:
+                    raise ConnectionError(f"proxy {px.host}:{px.port} closed the CONNECT tunnel to {authority}")
+                buf += data
+                if len(buf) > _MAX_HEAD:
+                    raise ConnectionError(f"proxy {px.host}:{px.port}: CONNECT answer over 64 KiB")
+            line = buf.split(b"\r\n", 1)[0]
+            parts = line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(_HTTP1) or parts[1][:1] != b"2":
+                shown = line[:80].decode("latin-1")
+                raise ConnectionError(f"proxy {px.host}:{px.port} refused CONNECT {authority}: {shown}")
+            if buf.index(b"\r\n\r\n") + 4 != len(buf):  # the server cannot have spoken yet
+                raise ConnectionError(f"proxy {px.host}:{px.port}: bytes after the CONNECT answer")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def release(self, conn: Connection) -> None:
         """Return a healthy connection for reuse."""

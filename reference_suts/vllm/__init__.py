@@ -1,5 +1,5 @@
-"""Reference SUT ``vllm``: a vLLM OpenAI server per replica (server mode) or vLLM's async engine
-in the replica (engine mode). See README.md."""
+"""Reference SUT ``vllm``: a vLLM OpenAI server per replica (server mode), vLLM servers already
+running (external mode) or vLLM's async engine in the replica (engine mode). See README.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["SUT_SPEC", "create_sut"]
 
 
 def create_sut(params: dict[str, Any]) -> Any:
-    """Build the SUT for ``params["mode"]``: ``server`` (default) or ``engine``.
+    """Build the SUT for ``params["mode"]``: ``server`` (default), ``external`` or ``engine``.
 
     Raises:
         ParamsError: an unknown mode or a parameter that mode does not take (one line).
@@ -22,6 +22,10 @@ def create_sut(params: dict[str, Any]) -> Any:
         from reference_suts.vllm.server import VllmServerSUT
 
         return VllmServerSUT(p)
+    if p["mode"] == "external":
+        from reference_suts.vllm.server import VllmExternalSUT
+
+        return VllmExternalSUT(p)
     from reference_suts.vllm.engine import VllmEngineSUT
 
     return VllmEngineSUT(p)
@@ -29,7 +33,8 @@ def create_sut(params: dict[str, Any]) -> Any:
 
 SUT_SPEC = SUTSpec(
     name="vllm",
-    description="vLLM: an OpenAI server launched per replica (mode=server) or AsyncLLM in the replica (mode=engine)",
+    description="vLLM: an OpenAI server launched per replica (mode=server), running servers at urls "
+    "(mode=external) or AsyncLLM in the replica (mode=engine)",
     entry="reference_suts.vllm:create_sut",
     extra="vllm",
     params_model=VllmParams,

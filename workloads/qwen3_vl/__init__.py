@@ -48,9 +48,11 @@ WORKLOAD = WorkloadSpec(
     token_latencies=False,
     sut_params={
         "hf_transformers": {"model": "tiny-qwen3-vl", "max_new_tokens": 48, "max_batch": 8},
-        # The reference sends no sampling parameters and no max_tokens (null = the server's
-        # generation_config defaults), over chat completions.
+        # The reference sends no sampling parameters and no max_tokens (the server's
+        # generation_config defaults apply), over chat completions. The vllm SUT's modes take
+        # the same keys (engine mode: the model's generation_config).
         "openai_endpoint": {"api": "chat", "temperature": None, "max_tokens": None},
+        "vllm": {"api": "chat", "temperature": None, "max_tokens": None},
     },
 )
 

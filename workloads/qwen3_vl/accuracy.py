@@ -39,7 +39,7 @@ it (``run_evaluation`` / ``_process_chunk`` in ``evaluation.py``), so the ungate
    values ``rng.choice(potential_product_categories)`` and ``rng.choice([True, False])``.
 
 The baseline draw over the candidate categories needs their number; it is taken from
-``ground_truth(i)["potential_product_categories"]`` when the library provides it. Without it a
+``ground_truth(i)["potential_product_categories"]`` (``dataset.py`` provides it). Without it a
 two-way draw stands in: it consumes the same 32 random bits, so the values are still exact unless
 numpy's bounded-integer sampler rejects a draw (probability below ``k / 2**32`` per entry for
 ``k`` candidates).

@@ -52,7 +52,14 @@ COLUMNS = (
     "ground_truth_brand",
     "ground_truth_is_secondhand",
 )
-_GT_COLUMNS = ["ground_truth_category", "ground_truth_brand", "ground_truth_is_secondhand"]
+_GT_COLUMNS = [
+    "ground_truth_category",
+    "ground_truth_brand",
+    "ground_truth_is_secondhand",
+    # Not an answer, but the scorer needs it: the reference's random baseline draws one of these
+    # per entry, which moves the random is_secondhand of unparsable answers (accuracy.py).
+    "potential_product_categories",
+]
 _REQUEST_COLUMNS = ["product_image", "product_title", "product_description", "potential_product_categories"]
 
 
@@ -176,6 +183,7 @@ class ProductCatalogueLibrary:
         self._gt_category: list[str] = gt["ground_truth_category"][: self._total]
         self._gt_brand: list[str] = gt["ground_truth_brand"][: self._total]
         self._gt_secondhand: list[bool] = gt["ground_truth_is_secondhand"][: self._total]
+        self._candidates: list[list[str]] = gt["potential_product_categories"][: self._total]
         self._perf = min(self._total, int(performance_count)) if performance_count else self._total
         self.guided_decoding = bool(guided_decoding)
         self.reencode_images = bool(reencode_images)
@@ -190,12 +198,24 @@ class ProductCatalogueLibrary:
         return self._perf
 
     def ground_truth(self, index: int) -> dict[str, Any]:
-        """``{"category", "brand", "is_secondhand"}`` of sample ``index`` (no I/O)."""
+        """``{"category", "brand", "is_secondhand", "potential_product_categories"}`` of sample
+        ``index`` (no I/O; the candidate list is the one the prompt shows, in the dataset's order).
+
+        Raises:
+            ValueError: the sample's ``potential_product_categories`` is not a list of strings.
+        """
         self._check(index)
+        candidates = self._candidates[index]
+        if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
+            raise ValueError(
+                f"{self.root}: sample {index}: potential_product_categories must be a list of strings, "
+                f"got {type(candidates).__name__}"
+            )
         return {
             "category": self._gt_category[index],
             "brand": self._gt_brand[index],
             "is_secondhand": bool(self._gt_secondhand[index]),
+            "potential_product_categories": list(candidates),
         }
 
     def _check(self, index: int) -> None:

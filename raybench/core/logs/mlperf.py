@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from raybench import __version__
+from raybench.core.conf import AUDIT_CONFIG_WARNING
 from raybench.core.logs.atomic import to_jsonable
 from raybench.core.metrics import RunMetrics
 from raybench.core.plan import Plan
@@ -79,11 +80,15 @@ def detail_lines(
     """The lines of ``mlperf_log_detail.txt`` for one run (LoadGen 6.0's keys, in its order)."""
     d = _Detail(0)
     _log_header(d, sut_name, qsl_name, qsl_total_count, qsl_performance_count, test_datetime)
+    if plan.meta.get("audit_config"):  # LoadGen's StartTest, before it logs the settings
+        d.log("warning_generic_message", AUDIT_CONFIG_WARNING, is_warning=True)
     for k, v in plan.scenario.requested_items(plan.settings).items():
         d.log(k, v)
     for k, v in plan.effective.log_items().items():
         d.log(k, v)
     d.log("raybench_shards", shards)
+    if "arrival" in plan.meta:  # a load shape other than MLPerf's Poisson (scenario.arrival)
+        d.log("raybench_load_shape", plan.meta["arrival"], is_warning=True)
     d.log("generic_message", "Starting accuracy mode" if plan.effective.accuracy else "Starting performance mode")
     for phase in plan.phases[:1]:
         d.log("loaded_qsl_set", [int(x) for x in phase.loaded_set[:4096]])
@@ -217,7 +222,12 @@ def summary_lines(plan: Plan, m: RunMetrics, *, sut_name: str, qsl_performance_c
     out += _summary_stats(plan, m)
     out += ["", bar, "Test Parameters Used", bar]
     out += _summary_parameters(plan)
-    out += ["", "No warnings encountered during test.", ""]
+    # one warning each, as the detail log has them: audit.config (LoadGen's own line), a non-Poisson load shape
+    n_warn = bool(plan.meta.get("audit_config")) + ("arrival" in plan.meta)
+    note = " (raybench_load_shape: not MLPerf's Poisson schedule)" if "arrival" in plan.meta else ""
+    warning = (f"{n_warn} warning{'s' if n_warn > 1 else ''} encountered. See detailed log{note}."
+               if n_warn else "No warnings encountered during test.")
+    out += ["", warning, ""]
     out.append("No errors encountered during test." if not m.errors else
                f"{len(m.errors)} ERROR{'S' if len(m.errors) > 1 else ''} encountered. See detailed log.")
     return out

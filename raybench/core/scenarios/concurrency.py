@@ -12,6 +12,8 @@
   react; a harness too busy to keep its streams moving is flagged as in Server.
 * Throughput: samples/s = ``n / last completion``; scheduled samples/s as Server's.
 * Min duration: the last completion ``>= min_duration``.
+* Multi-turn: with a sample library of conversations each stream plays whole conversations
+  (:mod:`raybench.core.conversations`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from raybench.core.conversations import has_conversations, play_conversations
 from raybench.core.plan import Phase, make_slice, slice_queries, stream_samples
 from raybench.core.scenarios.base import Effective, Scenario, Throughput
 from raybench.core.settings import TestSettings
@@ -70,6 +73,10 @@ class Concurrency(Scenario):
 
     async def issue(self, runner: ShardRunner, phase_i: int, phase: PhaseSlice, start_ns: int) -> None:
         streams = runner.slice.streams if runner.slice.streams is not None else np.zeros(0, np.int64)
+        if has_conversations(runner.library):
+            if phase_i == 0:
+                await play_conversations(runner, phase_i, streams)
+            return
         if runner.effective.accuracy:
             queue = list(range(phase.query_count))[::-1]
             workers = [_accuracy_stream(runner, phase_i, phase, queue) for _ in range(max(1, len(streams)))]

@@ -1,5 +1,14 @@
 """Server: Poisson arrivals at ``target_qps``; VALID only if the latency percentile holds.
 
+``arrival`` chooses the load shape (default ``poisson``: MLPerf's, unchanged). The others are
+raybench's additions for LLM serving studies and make a run non-MLPerf (flagged in the plan's
+``meta["arrival"]``, result.json and the warnings): ``constant`` (period ``1/target_qps``),
+``gamma`` (gaps with mean ``1/target_qps``, shape ``burstiness``; 1 = Poisson exactly),
+``ramp`` (rate linear from ``start_qps`` to ``end_qps`` over ``duration_ms``, then constant),
+``trace`` (a dataset's recorded timestamps divided by ``speedup``, each entry sent once). Every
+shape is built once from the seed for the whole run and split round-robin over shards, so the
+global schedule does not depend on the shard count.
+
 * Effective: ``target_qps = server_target_qps``, latency bound ``server_target_latency_ns`` at
   ``server_target_latency_percentile``, ``max_async_queries = server_max_async_queries``.
 * Plan: exponential gaps at ``target_qps`` (``schedule_rng_seed``) while the previous arrival is
@@ -21,12 +30,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from raybench.core.arrival import gamma_schedule, ramp_schedule, trace_schedule
 from raybench.core.early_stopping import EarlyStoppingResult, server_early_stopping
-from raybench.core.plan import Phase, equal_issue_count, poisson_schedule, query_samples
+from raybench.core.plan import Phase, equal_issue_count, periodic_schedule, poisson_schedule, query_samples
 from raybench.core.scenarios.base import Effective, Scenario, Throughput, Verdict
 from raybench.core.settings import TestSettings
 
@@ -35,7 +46,75 @@ if TYPE_CHECKING:
     from raybench.core.loadgen import ShardRunner
     from raybench.core.plan import PhaseSlice, Plan
 
-__all__ = ["Server", "build_scheduled_phase"]
+__all__ = ["Arrival", "ConstantArrival", "GammaArrival", "PoissonArrival", "RampArrival", "Server",
+           "TraceArrival", "build_scheduled_phase"]
+
+
+class _ArrivalBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+
+    @property
+    def mlperf(self) -> bool:
+        """Whether the schedule is MLPerf's (LoadGen's Poisson)."""
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        """What result.json records about a non-MLPerf shape."""
+        return {**self.model_dump(mode="json"), "mlperf": self.mlperf,
+                "note": "non-MLPerf load shape: not LoadGen's Poisson Server schedule"}
+
+
+class PoissonArrival(_ArrivalBase):
+    """MLPerf Server: exponential gaps at ``target_qps`` (the default)."""
+
+    kind: Literal["poisson"] = "poisson"
+
+    @property
+    def mlperf(self) -> bool:
+        return True
+
+
+class ConstantArrival(_ArrivalBase):
+    """A fixed period ``1/target_qps`` (truncated to ns), first query at 0."""
+
+    kind: Literal["constant"] = "constant"
+
+
+class GammaArrival(_ArrivalBase):
+    """Gamma gaps, mean ``1/target_qps``, shape ``burstiness`` (vLLM's ``--burstiness``)."""
+
+    kind: Literal["gamma"] = "gamma"
+    burstiness: float = Field(1.0, gt=0)
+
+    @property
+    def mlperf(self) -> bool:
+        return self.burstiness == 1.0  # the very Poisson schedule
+
+
+class RampArrival(_ArrivalBase):
+    """Rate linear from ``start_qps`` to ``end_qps`` (default ``target_qps``) over
+    ``duration_ms`` (default ``min_duration_ms``), then ``end_qps``; ``random``: Poisson
+    arrivals along the ramp, else evenly spaced in expected count."""
+
+    kind: Literal["ramp"] = "ramp"
+    start_qps: float = Field(0.0, ge=0)
+    end_qps: float | None = Field(None, gt=0)
+    duration_ms: int | None = Field(None, gt=0)
+    random: bool = True
+
+
+class TraceArrival(_ArrivalBase):
+    """The dataset's recorded timestamps divided by ``speedup`` (each entry sent once)."""
+
+    kind: Literal["trace"] = "trace"
+    speedup: float = Field(1.0, gt=0)
+
+
+Arrival = Annotated[PoissonArrival | ConstantArrival | GammaArrival | RampArrival | TraceArrival,
+                    Field(discriminator="kind")]
+"""The ``scenario.arrival`` block of a Server run (``kind`` picks the shape)."""
 
 
 def build_scheduled_phase(scenario: Scenario, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
@@ -72,6 +151,8 @@ class Server(Scenario):
     max_async_queries: int | None = None
     ttft_latency_ns: int | None = None
     tpot_latency_ns: int | None = None
+    arrival: Arrival | None = None
+    """The load shape (``None`` = MLPerf's Poisson, and nothing else in the logs changes)."""
 
     SETTINGS: ClassVar[dict[str, str]] = {
         "target_qps": "server_target_qps",
@@ -94,16 +175,33 @@ class Server(Scenario):
                 "max_async_queries": int(s.server_max_async_queries)}
 
     def plan_size(self, eff: Effective) -> tuple[float, float]:
-        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * eff.target_qps)
-        return n, n / eff.target_qps
+        qps = eff.target_qps
+        if isinstance(self.arrival, RampArrival):  # bounded by the higher end of the ramp
+            qps = max(self.arrival.start_qps, self.arrival.end_qps or qps)
+        n = max(float(eff.min_query_count), eff.target_duration_ms / 1000.0 * qps)
+        return n, n / qps
 
     def rate_setting(self) -> str:
         return "server_target_qps"
 
     def build_phase(self, s: TestSettings, eff: Effective, loaded: np.ndarray, set_index: int,
-                    sample_rng: np.random.Generator, seq_base: int) -> Phase:
+                    sample_rng: np.random.Generator, seq_base: int, arrival_ns: np.ndarray | None = None) -> Phase:
+        a, qps, seed = self.arrival or PoissonArrival(), eff.target_qps, s.schedule_rng_seed
+
         def schedule(gen: int, min_q: int) -> tuple[np.ndarray, int]:
-            return poisson_schedule(eff.target_qps, s.schedule_rng_seed, set_index, gen, min_q)
+            if isinstance(a, ConstantArrival):
+                return periodic_schedule(qps, gen, min_q)
+            if isinstance(a, GammaArrival):
+                return gamma_schedule(qps, a.burstiness, seed, set_index, gen, min_q)
+            if isinstance(a, RampArrival):
+                ramp_ms = a.duration_ms if a.duration_ms is not None else eff.min_duration_ms
+                return ramp_schedule(a.start_qps, a.end_qps or qps, ramp_ms * 1_000_000, seed, set_index, gen, min_q,
+                                     random=a.random)
+            if isinstance(a, TraceArrival):
+                if arrival_ns is None:
+                    raise ValueError("scenario.arrival: kind 'trace' needs a dataset with timestamps")
+                return trace_schedule(arrival_ns, a.speedup)
+            return poisson_schedule(qps, seed, set_index, gen, min_q)
 
         return build_scheduled_phase(self, s, eff, loaded, set_index, sample_rng, seq_base,
                                      eff.target_duration_ms * 1_000_000, schedule)

@@ -36,6 +36,8 @@ class Script:
         location: ``Location`` header for a 3xx.
         raw: bytes written verbatim instead of a response once the request is read, then the
             socket is closed (``b""``: close without sending a byte).
+        finish_reason: ``finish_reason`` of the last chunk (and of a non-streamed answer).
+        prompt_tokens: ``usage.prompt_tokens`` to report.
         fail: ``None`` or one of ``"reset"`` (drop the socket after the chunks), ``"hang"``
             (stall after the chunks), ``"hang_head"`` (stall before the response head),
             ``"bad_sse"``, ``"bad_json"``, ``"error_event"``, ``"no_done"`` (end the body
@@ -52,6 +54,8 @@ class Script:
     location: str | None = None
     raw: bytes | None = None
     fail: str | None = None
+    finish_reason: str = "length"
+    prompt_tokens: int = 3
 
 
 class ScriptedServer:
@@ -113,6 +117,8 @@ class ScriptedServer:
         chat = request.path.endswith("/chat/completions")
         if chat:
             key = req["messages"][-1]["content"]
+            if not isinstance(key, str):  # multi-part content (text + image_url): the default script
+                key = self.default or ""
         else:
             key = req["prompt"] if isinstance(req["prompt"], str) else "ids"
         script = self.scripts.get(key) or self.scripts[self.default or key]
@@ -128,10 +134,10 @@ class ScriptedServer:
             return web.Response(status=script.status, text=script.body, headers=headers)
         if not req.get("stream"):
             text = "".join(script.chunks)
-            choice = {"index": 0, "finish_reason": "length"}
+            choice = {"index": 0, "finish_reason": script.finish_reason}
             choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
             n = sum(1 for c in script.chunks if c)
-            return web.json_response({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": n}})
+            return web.json_response({"choices": [choice], "usage": {"prompt_tokens": script.prompt_tokens, "completion_tokens": n}})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await asyncio.sleep(script.ttft_ms / 1000)
@@ -146,7 +152,7 @@ class ScriptedServer:
             if script.token_ids is not None:
                 choice["token_ids"] = script.token_ids[i]
             if i == len(script.chunks) - 1:
-                choice["finish_reason"] = "length"
+                choice["finish_reason"] = script.finish_reason
             await resp.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
         if script.fail == "reset":
             assert request.transport is not None
@@ -162,7 +168,8 @@ class ScriptedServer:
             await resp.write(b'data: {"error": {"message": "engine died", "code": 500}}\n\n')
         if script.usage is not None:
             n = sum(1 for c in script.chunks if c) if script.usage < 0 else script.usage
-            usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+            usage = {"prompt_tokens": script.prompt_tokens, "completion_tokens": n,
+                     "total_tokens": script.prompt_tokens + n}
             await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
         if script.fail != "no_done":
             await resp.write(b"data: [DONE]\n\n")

@@ -6,6 +6,7 @@ The real ``AsyncLLM`` path runs only where vLLM is importable (``test_real_engin
 from __future__ import annotations
 
 import asyncio
+import base64
 from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def test_argument_mapping() -> None:
     assert prompt_input("hi", chat=False) == "hi"
     eng = FakeEngine([])
     assert prompt_input({"messages": [{"role": "user", "content": "hi"}]}, chat=True, tokenizer=eng) == "<user>hi<assistant>"
-    with pytest.raises(ValueError, match="chat messages need api: chat"):
+    # chat messages are rendered whatever api says (only chat messages can carry them)
+    assert prompt_input({"messages": [{"role": "user", "content": "hi"}]}, chat=False, tokenizer=eng) == "<user>hi<assistant>"
+    with pytest.raises(ValueError, match="chat messages need the model's tokenizer"):
         prompt_input({"messages": []}, chat=False)
     with pytest.raises(ValueError, match="neither 'prompt' nor 'messages'"):
         prompt_input({"text": "x"}, chat=False)
@@ -183,3 +186,84 @@ def test_real_engine() -> None:
 
     [r] = asyncio.run(main())
     assert r.error is None and r.n_tokens == 8 and len(array("i", r.data)) == 8
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class TemplateRecorder:
+    """A tokenizer whose chat template records the messages it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def apply_chat_template(self, messages: list[Any], add_generation_prompt: bool, tokenize: bool) -> str:
+        self.seen.append(messages)
+        return "rendered"
+
+
+def test_image_url_parts_become_multi_modal_data() -> None:
+    """qwen3_vl's payload shape: system text, then user [text, image_url data URL]."""
+    png = _png(3, 2)
+    url = "data:image/PNG;base64," + base64.b64encode(png).decode()
+    messages = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "t"}, {"type": "image_url", "image_url": {"url": url}}]},
+    ]
+    tok = TemplateRecorder()
+    got = prompt_input({"messages": messages}, chat=False, tokenizer=tok)
+    assert tok.seen == [[
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "t"}, {"type": "image"}]},
+    ]]  # fmt: skip
+    assert got["prompt"] == "rendered" and list(got) == ["prompt", "multi_modal_data"]
+    [img] = got["multi_modal_data"]["image"]
+    assert img.format == "PNG" and img.size == (3, 2) and img.getpixel((0, 0)) == (200, 10, 30)
+    assert messages[1]["content"][1]["type"] == "image_url"  # the payload itself is untouched
+    for bad, why in (
+        ("https://example.com/a.png", "engine mode takes base64 data URLs only"),
+        ("data:image/PNG;base64,@@@", "bad base64 data"),
+        ("data:image/PNG;base64," + base64.b64encode(b"not an image").decode(), "not a decodable image"),
+    ):
+        part = {"type": "image_url", "image_url": {"url": bad}}
+        with pytest.raises(ValueError, match=f"^image_url: {why}"):
+            prompt_input({"messages": [{"role": "user", "content": [part]}]}, chat=True, tokenizer=tok)
+
+
+def test_none_sampling_takes_the_model_generation_config() -> None:
+    """temperature/max_tokens None (the qwen3_vl defaults): the model's generation_config, no limit sent."""
+    gen = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0}
+    p = {"max_tokens": None, "min_tokens": 1, "temperature": None, "ignore_eos": False, "sampling": {}}
+    # max_tokens None is passed as None: vLLM then allows max_model_len - prompt length
+    assert sampling_kwargs(p, {"messages": []}, gen) == {**gen, "max_tokens": None, "min_tokens": 1}
+    assert sampling_kwargs({**p, "sampling": {"top_k": 5}}, {"messages": [], "max_tokens": 150}, gen) == {
+        **gen, "top_k": 5, "min_tokens": 1, "max_tokens": 150,
+    }  # fmt: skip
+    # a generation_config max_new_tokens (vLLM names it max_tokens here) is the limit then
+    assert sampling_kwargs(p, "x", {**gen, "max_tokens": 99})["max_tokens"] == 99
+    # an explicit temperature ignores the generation_config (greedy stays greedy)
+    assert sampling_kwargs({**p, "temperature": 0.0}, "x", gen) == {"temperature": 0.0, "max_tokens": None, "min_tokens": 1}
+
+    class Config:
+        def get_diff_sampling_param(self) -> dict[str, Any]:
+            return dict(gen)
+
+    eng = FakeEngine([[1]])
+    eng.model_config = Config()  # type: ignore[attr-defined]
+    sut = make(eng, temperature=None, max_tokens=None)
+
+    async def main() -> Any:
+        await sut.start(CTX)
+        return await sut.issue(Query(id=0, indices=[0], samples=[{"messages": [{"role": "user", "content": "q"}]}]))
+
+    [r] = asyncio.run(main())
+    assert r.error is None and r.data == b"<1>"
+    assert eng.calls[0][0] == "<user>q<assistant>"  # api completions: messages still rendered
+    assert eng.calls[0][1].kw == {"output_kind": "DELTA", **gen, "max_tokens": None, "min_tokens": 1}

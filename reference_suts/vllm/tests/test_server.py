@@ -18,7 +18,7 @@ import pytest
 from raybench.core.clock import MonotonicClock
 from raybench.core.protocols import Query, SUTContext
 from reference_suts.vllm import SUT_SPEC, create_sut
-from reference_suts.vllm.server import ServerDiedError, VllmServer, VllmServerSUT, free_port
+from reference_suts.vllm.server import ServerDiedError, VllmExternalSUT, VllmServer, VllmServerSUT, free_port
 
 FAKE = str(Path(__file__).parent / "fake_vllm")
 CTX = SUTContext(workload="llm", scenario="Server", mode="PerformanceOnly")
@@ -81,8 +81,17 @@ def test_bad_params_are_named() -> None:
         VllmServerSUT({"model": "m", "urls": ["http://x"]})
     with pytest.raises(ValueError, match=r"^sut\.params\.nope: unknown field$"):
         VllmServerSUT({"model": "m", "nope": 1})
-    with pytest.raises(ValueError, match="^sut\\.params\\.mode: Input should be 'server' or 'engine'$"):
+    with pytest.raises(ValueError, match="^sut\\.params\\.mode: Input should be 'server', 'external' or 'engine'$"):
         create_sut({"mode": "remote", "model": "m"})
+    # external mode: the openai_endpoint client's keys, no server keys
+    ext = create_sut({"mode": "external", "url": "http://10.0.0.5:8000/v1", "model": "q", "api_key_env": "K"})
+    assert isinstance(ext, VllmExternalSUT) and ext.name == "vllm"
+    assert ext.params["urls"] == ["http://10.0.0.5:8000/v1"] and ext.params["api_key_env"] == "K"
+    assert "mode" not in ext.params and ext.params["api"] == "completions"
+    with pytest.raises(ValueError, match=r"^sut\.params\.python: unknown field$"):
+        create_sut({"mode": "external", "python": "/usr/bin/python3"})
+    with pytest.raises(ValueError, match=r"^sut\.params\.urls: 'gpu-0:8000' is not an http\(s\) URL$"):
+        create_sut({"mode": "external", "urls": ["gpu-0:8000"]})
     assert SUT_SPEC.entry == "reference_suts.vllm:create_sut"
     sut = create_sut({**SUT_SPEC.params, "model": "m", "api": "chat"})
     assert isinstance(sut, VllmServerSUT) and sut.client_params["api"] == "chat" and sut.streaming
@@ -154,3 +163,36 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     t0 = time.monotonic()
     assert srv.stop() == -9
     assert 0.3 <= time.monotonic() - t0 < 5 and not srv.healthy(0.5)
+
+
+def test_qwen3_vl_run_through_a_launched_server(tmp_path: Path) -> None:
+    """``--workload qwen3_vl --sut vllm`` (server mode): chat requests with images reach the server.
+
+    The stand-in answers 400 to a /v1/completions request without ``prompt`` (the old failure of
+    every qwen3_vl sample); here all 32 demo products go to /v1/chat/completions and complete.
+    Its answers ("t0 t1 t2 t3 ") are not JSON, so all are unparsable: F1 exactly 0.
+    """
+    import json
+
+    from raybench.config import load_run_config
+    from raybench.inprocess import InProcessExecutor
+    from raybench.run import run_benchmark
+
+    p = fake_params(tmp_path)
+    cfg = load_run_config(
+        None,
+        ["workload=qwen3_vl", "sut=vllm", "scenario=Offline", "mode=AccuracyOnly", "executor=inprocess",
+         f"out={tmp_path / 'out'}", "report=false", f"sut.params.model={p['model']}",
+         f"sut.params.served_model_name={p['served_model_name']}", f"sut.params.python={p['python']}",
+         f"sut.params.env={json.dumps(p['env'])}", f"sut.params.log_dir={p['log_dir']}",
+         "sut.params.enable_prefix_caching=false", "sut.params.connections=2"],
+    )  # fmt: skip
+    out = run_benchmark(cfg, InProcessExecutor())
+    m = out.metrics
+    assert m.num_errors == 0 and m.samples_issued == m.samples_completed == 32
+    assert m.total_tokens == 4 * 32  # the stand-in's usage: 4 tokens each (no max_tokens sent)
+    acc = out.accuracy
+    assert acc is not None and acc.metrics["responses"] == 32.0 and acc.metrics["unparsable"] == 32.0
+    assert acc.metrics["f1"] == 0.0 and acc.passed is False
+    [log] = list(tmp_path.glob("vllm-*.log"))
+    assert "--no-enable-prefix-caching" in log.read_text().splitlines()[0]

@@ -85,6 +85,7 @@ def test_splits_concatenated_train_then_test(root, rows):
             "category": rows[i]["ground_truth_category"],
             "brand": rows[i]["ground_truth_brand"],
             "is_secondhand": rows[i]["ground_truth_is_secondhand"],
+            "potential_product_categories": rows[i]["potential_product_categories"],
         }
     only_test = ProductCatalogueLibrary(root, splits=["test"])
     assert only_test.total_count == 3
@@ -191,3 +192,47 @@ def test_demo_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert [lib.ground_truth(i)["category"] for i in range(8)] == [
         r["ground_truth_category"] for r in make_rows(8)
     ]
+
+
+def test_ground_truth_carries_the_candidate_categories(root, rows, tmp_path):
+    """The scorer's random baseline draws one of each sample's candidates (``accuracy.py``), so
+    ``ground_truth`` hands it the list the prompt shows; a bad list is one line naming the sample."""
+    import numpy as np
+
+    from workloads.qwen3_vl.accuracy import score
+
+    lib = ProductCatalogueLibrary(root)
+    cands = [lib.ground_truth(i)["potential_product_categories"] for i in range(N)]
+    assert cands == [r["potential_product_categories"] for r in rows] and {len(c) for c in cands} == {8}
+    lib.load([3])  # the same list, in the same order, as in the request
+    text = lib.get(3)["messages"][1]["content"][0]["text"]
+    assert "```json\n" + repr(cands[3]) + "\n```\n" in text
+
+    # Every answer unparsable: each is_secondhand is drawn as the reference does, one generator per
+    # chunk of max(12 // 4, 1) = 3 entries, drawing choice([T, F], size=1), then choice(candidates)
+    # and choice([T, F]) per entry (re-done here with numpy directly).
+    seeds = np.random.default_rng(12345).integers(0, 2**32, size=4)
+    drawn = []
+    for c, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        for i in range(3 * c, 3 * c + 3):
+            drawn.append(bool(rng.choice([True, False], size=1)[0]))
+            rng.choice(cands[i])
+            rng.choice([True, False])
+    truth = [r["ground_truth_is_secondhand"] for r in rows]
+    tp = sum(d and t for d, t in zip(drawn, truth, strict=True))
+    fp = sum(d and not t for d, t in zip(drawn, truth, strict=True))
+    fn = sum(t and not d for d, t in zip(drawn, truth, strict=True))
+    res = score([(i, b"not json") for i in range(N)], lib, {"eval_workers": 4})
+    assert res.metrics["unparsable"] == 12.0 and res.metrics["f1"] == 0.0
+    assert res.metrics["is_secondhand_f1"] == (2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    assert (tp, fp, fn) == (3, 3, 0) and res.metrics["is_secondhand_f1"] == 6 / 9
+
+    bad_rows = [dict(r) for r in make_rows(4, seed=3)]
+    bad_rows[2]["potential_product_categories"] = None
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(bad_rows), tmp_path / "data" / "train.parquet")
+    bad = ProductCatalogueLibrary(tmp_path, splits=["train"])
+    assert bad.ground_truth(1)["potential_product_categories"] == bad_rows[1]["potential_product_categories"]
+    with pytest.raises(ValueError, match=r"^.+: sample 2: potential_product_categories must be a list of strings, got NoneType$"):
+        bad.ground_truth(2)

@@ -4,6 +4,7 @@ Accepts the real server's arguments it needs (``--host``, ``--port``, ``--served
 ``--model``) and ignores the rest. ``/health`` answers 200; ``/v1/models`` lists the model;
 ``/v1/completions`` and ``/v1/chat/completions`` stream ``FAKE_VLLM_TOKENS`` (default 4) one-token
 SSE chunks ``FAKE_VLLM_ITL_MS`` apart, token ids 10, 11, ..., then a usage chunk and ``[DONE]``.
+A request without its API's input field (``prompt`` / ``messages``) gets 400, as from vLLM.
 A prompt containing ``die`` makes the process print a line and exit with code 3 after the first
 chunk. Environment knobs: ``FAKE_VLLM_FAIL_START`` (exit 1 at start with a CUDA-like message),
 ``FAKE_VLLM_STARTUP_S`` (delay before listening), ``FAKE_VLLM_IGNORE_TERM`` (ignore SIGTERM).
@@ -58,7 +59,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         chat = self.path.endswith("/chat/completions")
-        prompt = json.dumps(req.get("messages") if chat else req.get("prompt"))
+        field = "messages" if chat else "prompt"
+        if field not in req:  # as vLLM's request validation: each API needs its own input field
+            self._json({"error": {"message": f"{field}: Field required"}}, 400)
+            return
+        prompt = json.dumps(req[field])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
