@@ -50,14 +50,14 @@ def _children(root: int) -> set[int]:
     return out
 
 
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` (None once it is gone)."""
+def _cpu_s(pid: int) -> tuple[float, float] | None:
+    """User and system CPU seconds of ``pid`` (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
+    return int(fields[11]) * _TICK_S, int(fields[12]) * _TICK_S
 
 
 def _role(pid: int) -> str | None:
@@ -78,8 +78,8 @@ class CpuSampler:
     def __init__(self, period_s: float = 0.02) -> None:
         self.period_s = period_s
         self._root = os.getpid()
-        self._first: dict[int, tuple[str, float]] = {}  # pid -> (role, cpu when first seen in it)
-        self._last: dict[int, float] = {}
+        self._first: dict[int, tuple[str, tuple[float, float]]] = {}  # pid -> (role, cpu when first seen in it)
+        self._last: dict[int, tuple[float, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._scan_every = 10
@@ -109,10 +109,12 @@ class CpuSampler:
             self._stop.wait(self.period_s)
 
     def by_role(self) -> dict[str, float]:
-        """CPU seconds per role since each process took it."""
+        """CPU seconds per role since each process took it (``<role>``), and the system part (``<role>_sys``)."""
         out: dict[str, float] = {}
-        for pid, (role, cpu0) in self._first.items():
-            out[role] = out.get(role, 0.0) + self._last.get(pid, cpu0) - cpu0
+        for pid, (role, (user0, sys0)) in self._first.items():
+            user, sys = self._last.get(pid, (user0, sys0))
+            out[role] = out.get(role, 0.0) + user - user0 + sys - sys0
+            out[f"{role}_sys"] = out.get(f"{role}_sys", 0.0) + sys - sys0
         return out
 
 
@@ -142,7 +144,8 @@ def per_query(args: argparse.Namespace, inline: bool) -> dict[str, float]:
     (cpu_a, n_a), (cpu_b, n_b) = runs
     if n_b <= n_a:
         raise SystemExit(f"--seconds {args.seconds} issued no more queries than --short {args.short}")
-    return {role: (cpu_b.get(role, 0.0) - cpu_a.get(role, 0.0)) / (n_b - n_a) * 1e6 for role in ("shard", "replica")}
+    return {key: (cpu_b.get(key, 0.0) - cpu_a.get(key, 0.0)) / (n_b - n_a) * 1e6
+            for key in ("shard", "replica", "shard_sys", "replica_sys")}
 
 
 def main() -> None:
@@ -161,12 +164,13 @@ def main() -> None:
              log_to_driver=False)
     print(f"# CPU per query, Server {args.qps:,.0f} QPS, {args.sut} SUT, transport={args.transport}, "
           f"{args.seconds:g} s - {args.short:g} s runs, load average {os.getloadavg()[0]:.2f}")
-    rows: list[tuple[float, float, float]] = []
+    rows: list[tuple[float, float, float, float, float]] = []
     try:
         for _ in range(args.repeat):
             base = per_query(args, inline=True)
             ray_path = per_query(args, inline=False)
-            rows.append((base["shard"], ray_path["shard"], ray_path["replica"]))
+            rows.append((base["shard"], ray_path["shard"], ray_path["replica"], ray_path["shard_sys"],
+                         ray_path["replica_sys"]))
             print(_line("", *rows[-1]), flush=True)
     finally:
         ray.shutdown()
@@ -174,9 +178,10 @@ def main() -> None:
         print(_line(f"min of {len(rows)}: ", *(min(col) for col in zip(*rows, strict=True))))
 
 
-def _line(head: str, inline: float, shard: float, replica: float) -> str:
-    return (f"{head}inline SUT: shard {inline:.1f} us/query | replica actor: shard {shard:.1f} us/query, "
-            f"replica {replica:.1f} us/query | Ray path adds {shard + replica - inline:.1f} us CPU/query")
+def _line(head: str, inline: float, shard: float, replica: float, shard_sys: float, replica_sys: float) -> str:
+    return (f"{head}inline SUT: shard {inline:.1f} us/query | replica actor: shard {shard:.1f} (system {shard_sys:.1f}) "
+            f"us/query, replica {replica:.1f} (system {replica_sys:.1f}) us/query | Ray path adds "
+            f"{shard + replica - inline:.1f} us CPU/query")
 
 
 if __name__ == "__main__":
