@@ -47,6 +47,22 @@ def _node_label() -> str:
     return f"{socket.gethostname()}/{ip}/{node}"
 
 
+def _node_id() -> str:
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # pragma: no cover - outside Ray
+        return ""
+
+
+def _ray_sockets_dir() -> str | None:
+    """Ray's own socket directory for this session (removed with Ray's temporary files), if known."""
+    try:
+        path = os.path.join(ray._private.worker._global_node.get_session_dir_path(), "sockets")  # noqa: SLF001
+    except Exception:
+        return None
+    return path if os.path.isdir(path) else None
+
+
 def _tighten_gil_switching() -> None:
     """Ray workers run helper threads beside the actor's event loop; with CPython's default 5 ms
     GIL switch interval a timer or socket wake-up on the loop can wait that long for the GIL.
@@ -64,6 +80,39 @@ class _StreamQuery(Query):
 
     def token(self) -> None:
         self._cb()
+
+
+async def _timed_issue(sut: Any, query: Query) -> list[Response]:
+    """The SUT's answer with the time it took here (this replica's clock), for the overhead split."""
+    start = time.monotonic_ns()
+    resps = list(await sut.issue(query))
+    took = time.monotonic_ns() - start
+    for r in resps:
+        r.sut_ns = r.sut_ns or took
+    return resps
+
+
+def _direct_handler(sut: Any) -> Any:
+    """The replica's per-query handler for the direct channel: one coroutine per query.
+
+    A plain closure rather than an actor method: Ray wraps every method of an actor class in
+    an ``async`` tracing shim, which would add a coroutine frame and a keyword dict per query.
+    """
+
+    async def issue(qid: int, indices: list[int], samples: list[Any], on_token: Any) -> list[Response]:
+        if on_token is None:
+            query = Query(id=qid, indices=indices, samples=samples)
+        else:
+            query = _StreamQuery(id=qid, indices=indices, samples=samples)
+            query._cb = on_token
+        start = time.monotonic_ns()
+        resps = list(await sut.issue(query))
+        took = time.monotonic_ns() - start
+        for r in resps:
+            r.sut_ns = r.sut_ns or took
+        return resps
+
+    return issue
 
 
 @ray.remote
@@ -104,13 +153,17 @@ class SUTReplica:
             if not secret:
                 raise ValueError("the direct transport needs the run secret")
             host = ray.util.get_node_ip_address() if direct_host == "node" else direct_host
-            self._server = await serve_direct(host, self._direct_issue, secret)
+            # A unix socket beside the TCP port: shards on this node use it (less kernel work per message).
+            self._server = await serve_direct(host, _direct_handler(self.sut), secret, unix=True,
+                                              unix_dir=_ray_sockets_dir())
             direct = (host, self._server.port)
         info = getattr(self.sut, "info", None)
         return {
             "direct": direct,
+            "direct_unix": self._server.unix_path if self._server is not None else None,
             "replica": self.replica,
             "node": self.node,
+            "node_id": _node_id(),
             "name": getattr(self.sut, "name", type(self.sut).__name__),
             "max_batch": int(getattr(self.sut, "max_batch", 1) or 1),
             "max_inflight": int(getattr(self.sut, "max_inflight", 0) or 0),
@@ -121,23 +174,7 @@ class SUTReplica:
         }
 
     async def issue(self, qid: int, indices: list[int], samples: list[Any]) -> list[Response]:
-        return await self._timed(Query(id=qid, indices=indices, samples=samples))
-
-    async def _direct_issue(self, qid: int, indices: list[int], samples: list[Any], on_token: Any) -> list[Response]:
-        if on_token is None:
-            return await self._timed(Query(id=qid, indices=indices, samples=samples))
-        q = _StreamQuery(id=qid, indices=indices, samples=samples)
-        q._cb = on_token
-        return await self._timed(q)
-
-    async def _timed(self, query: Query) -> list[Response]:
-        """The SUT's answer with the time it took here (this replica's clock), for the overhead split."""
-        start = time.monotonic_ns()
-        resps = list(await self.sut.issue(query))
-        took = time.monotonic_ns() - start
-        for r in resps:
-            r.sut_ns = r.sut_ns or took
-        return resps
+        return await _timed_issue(self.sut, Query(id=qid, indices=indices, samples=samples))
 
     async def issue_stream(self, qid: int, indices: list[int], samples: list[Any]) -> AsyncIterator[Any]:
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -146,7 +183,7 @@ class SUTReplica:
 
         async def work() -> None:
             try:
-                events.put_nowait(("done", await self._timed(q)))
+                events.put_nowait(("done", await _timed_issue(self.sut, q)))
             except Exception as exc:
                 events.put_nowait(("err", f"{type(exc).__name__}: {exc}"))
 
@@ -186,16 +223,26 @@ class SUTError(RuntimeError):
 
 
 class ReplicaPoolSUT:
-    """The shard's SUT adapter over N replica actors (least outstanding queries first)."""
+    """The shard's SUT adapter over N replica actors (least outstanding queries first).
+
+    Args:
+        handles: the replica actors.
+        infos: what each replica's ``start()`` returned.
+        secret: the run secret for the direct channel.
+        node_id: the Ray node this shard runs on; a replica on the same node is reached over its
+            unix socket (``direct_unix``) when it has one.
+    """
 
     def __init__(
-        self, handles: Sequence[Any], infos: Sequence[dict[str, Any]], secret: bytes | None = None
+        self, handles: Sequence[Any], infos: Sequence[dict[str, Any]], secret: bytes | None = None,
+        node_id: str | None = None,
     ) -> None:
         if not handles:
             raise ValueError("ReplicaPoolSUT needs at least one replica")
         self.handles = list(handles)
         self.infos = list(infos)
         self._secret = secret
+        self._node_id = node_id
         first = self.infos[0]
         self.name = str(first["name"])
         self.max_batch = int(first["max_batch"])
@@ -215,7 +262,9 @@ class ReplicaPoolSUT:
                 raise ValueError("the replicas serve the direct transport but this shard has no run secret")
             for i, info in enumerate(self.infos):
                 host, port = info["direct"]
-                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}", self._secret)
+                local = bool(self._node_id) and info.get("node_id") == self._node_id
+                c = DirectClient(host, port, f"SUT replica {i} on {info['node']}", self._secret,
+                                 unix_path=info.get("direct_unix") if local else None)
                 await c.connect()
                 self.clients.append(c)
 
@@ -224,6 +273,8 @@ class ReplicaPoolSUT:
             await c.close()
 
     def _pick(self) -> int:
+        if len(self.outstanding) == 1 and not self.dead:
+            return 0
         best = -1
         for i, n in enumerate(self.outstanding):
             if i in self.dead:
@@ -305,7 +356,7 @@ class LoadGenShard:
         job = self.job
         lib = make_library(job.workload, dict(job.workload_params))
         if self.replicas:
-            sut = ReplicaPoolSUT(self.replicas, self.replica_infos, self._direct_secret)
+            sut = ReplicaPoolSUT(self.replicas, self.replica_infos, self._direct_secret, _node_id())
             # Token workloads need every chunk's arrival on this shard's clock.
             sut.streaming = sut.streaming or job.slice.use_token_latencies
         else:
