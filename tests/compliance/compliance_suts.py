@@ -111,7 +111,10 @@ class TokenSUT:
         if self.p.stream:
             await asyncio.sleep(self.p.ms * len(query.indices) / 2e3)
             first = int(query.indices[0]) + 100 + self.p.first_token_offset
-            query.first_token(np.int32(first).tobytes() if query.want_token_data else None)
+            if query.want_token_data:
+                query.first_token(np.int32(first).tobytes())
+            else:
+                query.first_token()
             await asyncio.sleep(self.p.ms * len(query.indices) / 2e3)
         else:
             await asyncio.sleep(self.p.ms * len(query.indices) / 1e3)
