@@ -107,8 +107,9 @@ class Query:
     SUT should also pass the first chunk's data, encoded as its :class:`Response` data (int32
     token ids for the LLM workloads), as ``first_token(data)`` or ``token(data)``: it becomes the
     ``token_data`` of the accuracy log, which MLPerf's TEST06 compares with the answer's start.
-    A SUT skips encoding it otherwise (the flag is off on the hot path), and data passed while
-    the flag is off is ignored. Only single-sample queries carry it.
+    A SUT passes data only when the flag is set and skips encoding it otherwise (the flag is off
+    on the hot path; the token proxies of SUT replicas on Ray take no argument, and their flag is
+    never set). Only single-sample queries carry it.
     """
 
     id: int
