@@ -538,6 +538,17 @@ def search_peak_cmd(
         raise _fail(str(exc)) from None
     if base.scenario.name not in ("Server", "Concurrency"):
         raise _fail(f"scenario: peak search runs Server (target QPS) or Concurrency (streams), not {base.scenario.name}")
+    # Everything the command line decides is checked before the search directory is announced.
+    if criterion not in ("constraints", "valid"):
+        raise _fail(f"--criterion: expected 'constraints' or 'valid', got {criterion!r}")
+    if max_probes < 1:
+        raise _fail(f"--max-probes: must be >= 1, got {max_probes}")
+    if base.mode not in (None, "PerformanceOnly"):
+        raise _fail(f"mode: peak search makes performance runs, not {base.mode}")
+    concurrency = base.scenario.name == "Concurrency"
+    if start is not None and not (0 < start < float("inf") and (not concurrency or start == int(start))):
+        raise _fail(f"--start: need a positive {'integer target_concurrency' if concurrency else 'target_qps'}, "
+                    f"got {start:g}")
     _check_out_root(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     search_dir = Path(out) / f"{stamp}-peak-{base.workload.name}-{base.scenario.name}"

@@ -7,6 +7,10 @@ The values are those of ``compliance/TESTxx/**/audit.config`` in mlcommons/infer
 Workloads that are not an MLPerf benchmark (``mlperf_model`` unset: ``synthetic``, ``chat``) may
 run every test whose data they produce: TEST01, TEST04 and TEST07 always; TEST06 and TEST09 when
 the run reports token counts (``use_token_latencies``); TEST08 never (it reads DLRMv3 payloads).
+
+TEST06 runs in every scenario: outside Offline its first-token check reads each logged sample's
+``token_data``, which a streaming SUT reports with ``Query.first_token(data)`` (a SUT that
+reports no first token fails that check, as under LoadGen).
 """
 
 from __future__ import annotations
@@ -92,9 +96,6 @@ def refusal(test: str, mlperf_model: str | None, scenario: str, *, token_counts:
         return "TEST08 reads DLRMv3 payloads ([ts_idx, query_idx, predictions...]); only dlrm-v3 runs it"
     if test in ("TEST06", "TEST09") and not token_counts:
         return f"{test} checks output tokens: the run must report token counts (settings.use_token_latencies=1)"
-    if test == "TEST06" and scenario != "Offline":
-        return ("TEST06 in a streaming scenario checks the first-token bytes (token_data), which raybench does "
-                "not record; run it with --scenario Offline")
     if test == "TEST01" and fixed_issue_order:
         return ("TEST01 matches samples by qsl_idx, which this library's fixed issue order does not identify "
                 "(use TEST08)")

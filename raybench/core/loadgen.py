@@ -371,7 +371,7 @@ class ShardRunner:
         clock = self.clock
         get = self.library.get
         samples = [payload] if payload is not None else [get(indices[0])] if n == 1 else [get(i) for i in indices]
-        q = Query(id=qid, indices=indices, samples=samples, clock=clock)
+        q = Query(id=qid, indices=indices, samples=samples, clock=clock, want_token_data=self.rec.wants_token_data(n, log_mask))
         issued = clock.now_ns() - self.t0
         if n == 1:
             self.buf.cols["issued_ns"][row] = issued
@@ -492,9 +492,7 @@ class _NoTask:
     def done() -> bool:
         return False
 
-    @staticmethod
-    def cancel() -> bool:
-        return False
+    cancel = done
 
 
 _NO_TASK: Any = _NoTask()

@@ -102,6 +102,14 @@ class Query:
     A streaming SUT calls :meth:`first_token` when the first non-empty chunk arrives (LoadGen's
     ``FirstTokenComplete``) and may call :meth:`token` for every later chunk, so that the
     harness can report TTFT, TPOT and inter-token latencies on its own clock.
+
+    When :attr:`want_token_data` is set (a sample of this query goes to the accuracy log), the
+    SUT should also pass the first chunk's data, encoded as its :class:`Response` data (int32
+    token ids for the LLM workloads), as ``first_token(data)`` or ``token(data)``: it becomes the
+    ``token_data`` of the accuracy log, which MLPerf's TEST06 compares with the answer's start.
+    A SUT passes data only when the flag is set and skips encoding it otherwise (the flag is off
+    on the hot path; the token proxies of SUT replicas on Ray take no argument, and their flag is
+    never set). Only single-sample queries carry it.
     """
 
     id: int
@@ -111,14 +119,22 @@ class Query:
     first_token_ns: int = 0
     token_ns: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    want_token_data: bool = False
+    first_token_data: bytes | None = None
 
-    def first_token(self) -> None:
-        """Record the arrival of the first token (only the first call counts)."""
+    def first_token(self, data: bytes | None = None) -> None:
+        """Record the arrival of the first token (only the first call counts), and its ``data``
+        when :attr:`want_token_data` is set."""
         if not self.first_token_ns and self.clock is not None:
             self.first_token_ns = self.clock.now_ns()
+        if data is not None and self.want_token_data and self.first_token_data is None:
+            self.first_token_data = bytes(data)
 
-    def token(self) -> None:
-        """Record the arrival time of one streamed chunk (the first one also sets TTFT)."""
+    def token(self, data: bytes | None = None) -> None:
+        """Record the arrival time of one streamed chunk (the first one also sets TTFT and, when
+        :attr:`want_token_data` is set, keeps ``data`` as the first token's data)."""
+        if data is not None and self.want_token_data and self.first_token_data is None:
+            self.first_token_data = bytes(data)
         if self.clock is None:
             return
         now = self.clock.now_ns()

@@ -61,7 +61,8 @@ class ShardRecorder:
         self._t0 = 0
         self.keep_records = keep_records
         self.records_path = records_path
-        self.accuracy: list[tuple[int, int, bytes, int]] = []
+        # (seq_id, qsl_idx, data, n_tokens, first token's data or None) of the logged samples
+        self.accuracy: list[tuple[int, int, bytes, int, bytes | None]] = []
         self.completed_samples = 0
         self.error_samples = 0
         self.error_codes: dict[str, int] = {}
@@ -142,8 +143,14 @@ class ShardRecorder:
                     cols["n_tokens"][row + j] = r.n_tokens
                 self._meta(row + j, r, q.extra if n == 1 else None, indices[j])
                 if self._log_all or (log_mask is not None and log_mask[j]):
-                    self.accuracy.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens)))
+                    self.accuracy.append((seq0 + j, indices[j], bytes(r.data), int(r.n_tokens),
+                                          q.first_token_data if n == 1 else None))
         self._done(row, n)
+
+    def wants_token_data(self, n: int, log_mask: np.ndarray | None) -> bool:
+        """A single-sample query whose answer goes to the accuracy log: the SUT is asked for its
+        first token's data (``Query.want_token_data``), LoadGen's ``token_data`` of that entry."""
+        return n == 1 and (self._log_all or (log_mask is not None and bool(log_mask[0])))
 
     def _meta(self, row: int, r: Response, extra: dict[str, Any] | None, index: int) -> None:
         """The sample's input tokens and finish reason (see the class docstring for the sources)."""

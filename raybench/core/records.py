@@ -92,7 +92,8 @@ class ShardReport:
         shard: shard index.
         node: where it ran (hostname or Ray node id).
         stats: the shard's histograms and exact counters (what the verdict is computed from).
-        accuracy: ``(seq_id, qsl_idx, payload, n_tokens)`` for samples whose response is logged.
+        accuracy: ``(seq_id, qsl_idx, payload, n_tokens, first_token_data)`` for samples whose
+            response is logged (``first_token_data``: the SUT's first token, or ``None``).
         snapshots: per-second progress packed as columns (:data:`SNAPSHOT_FIELDS`: time, issued,
             completed, errors, in flight, the window's count, latency p50/p99 and lateness p99;
             -1 where a window had no completion): 72 bytes a second.
@@ -110,7 +111,7 @@ class ShardReport:
     shard: int
     node: str = ""
     stats: RunStats = field(default_factory=RunStats)
-    accuracy: list[tuple[int, int, bytes, int]] = field(default_factory=list)
+    accuracy: list[tuple[int, int, bytes, int, bytes | None]] = field(default_factory=list)
     snapshots: dict[str, np.ndarray] = field(default_factory=dict)
     records: dict[str, np.ndarray] | None = None
     errors: list[str] = field(default_factory=list)

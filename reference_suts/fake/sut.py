@@ -1,7 +1,9 @@
 """A sleep-based SUT for testing the harness without a model.
 
 Latency per query is drawn from a seeded distribution; errors are injected at a given rate;
-token streaming emits a first token after ``ttft_ms`` and one token every ``tpot_ms``. A
+token streaming emits a first token after ``ttft_ms`` and one token every ``tpot_ms``; when the
+harness asks for the first token's data (an accuracy-logged sample), it is the first 4 bytes of the
+answer (one int32 token of an ``echo`` answer). A
 ``capacity`` limits how many queries it serves at once (the rest queue), so that a target QPS
 above ``capacity / mean latency`` saturates it the way a real server does. Fault knobs make it
 raise or never answer after a number of queries.
@@ -119,7 +121,10 @@ class FakeSUT:
             ttft = tk.ttft_ms / 1e3
             tpot = tk.tpot_ms / 1e3
             await asyncio.sleep(ttft)
-            query.token()
+            if query.want_token_data and n == 1:  # the accuracy log's token_data: the answer's first int32
+                query.token(self._answer(query.samples[0])[:4])
+            else:
+                query.token()
             for _ in range(max(0, n_tok - 1)):
                 await asyncio.sleep(tpot)
                 query.token()
@@ -131,9 +136,11 @@ class FakeSUT:
             if self.error_rate and self._rng.random() < self.error_rate:
                 out.append(Response(error="fake SUT injected error"))
                 continue
-            data = b""
-            if self.echo:
-                s = query.samples[j]
-                data = s if isinstance(s, bytes) else str(s).encode()
-            out.append(Response(data=data, n_tokens=n_tok))
+            out.append(Response(data=self._answer(query.samples[j]), n_tokens=n_tok))
         return out
+
+    def _answer(self, sample: Any) -> bytes:
+        """The answer's data: the sample itself with ``echo``, else nothing."""
+        if not self.echo:
+            return b""
+        return sample if isinstance(sample, bytes) else str(sample).encode()

@@ -20,7 +20,9 @@ How it runs:
   step's tokens exist. The first call is the query's TTFT.
 * A response is the generated text up to the first EOS (special tokens skipped), UTF-8;
   ``n_tokens`` counts the generated tokens including that EOS (like vLLM's
-  ``usage.completion_tokens``), excluding padding.
+  ``usage.completion_tokens``), excluding padding. ``finish_reason`` is ``stop`` when an EOS
+  ended it, else ``length``; ``n_input_tokens`` is the prompt's token count (its attention mask,
+  padding excluded).
 
 Decoding is greedy unless ``do_sample`` is true (then ``temperature``/``top_p``/``top_k``/
 ``min_p`` apply); ``seed`` seeds torch once at start.
@@ -386,8 +388,11 @@ class HFTransformersSUT:
                 out = self._model.generate(
                     **enc, **self._generation_kwargs(max_new_tokens), streamer=streamer
                 )
-            for i, row in zip(ok, out[:, prompt_len:].tolist(), strict=True):
-                responses[i] = self._to_response(row)
+            # Prompt tokens per row: the attention mask's ones (padding excluded; image tokens counted).
+            mask = enc.get("attention_mask") if hasattr(enc, "get") else None
+            n_in = mask.sum(dim=1).tolist() if mask is not None else [prompt_len] * len(batch)
+            for i, row, n in zip(ok, out[:, prompt_len:].tolist(), n_in, strict=True):
+                responses[i] = self._to_response(row, int(n))
         return [r if r is not None else Response(error="internal: no response") for r in responses]
 
     def _encode(self, batch: list[_Item]) -> Any:
@@ -410,12 +415,15 @@ class HFTransformersSUT:
             enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
         return enc.to(self._device)
 
-    def _to_response(self, row: list[int]) -> Response:
+    def _to_response(self, row: list[int], n_input: int = 0) -> Response:
+        """The row's answer up to its first EOS; ``finish_reason`` ``stop`` when an EOS ended it,
+        else ``length`` (``max_new_tokens`` reached), as a vLLM server reports them."""
         n = len(row)
         for j, tok in enumerate(row):
             if tok in self._eos:
                 n = j
                 break
         text = self._tokenizer.decode(row[:n], skip_special_tokens=True)
-        n_tokens = n + (1 if n < len(row) else 0)
-        return Response(data=text.encode("utf-8"), n_tokens=n_tokens)
+        stopped = n < len(row)
+        return Response(data=text.encode("utf-8"), n_tokens=n + (1 if stopped else 0), n_input_tokens=n_input,
+                        finish_reason="stop" if stopped else "length")

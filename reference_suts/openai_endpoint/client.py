@@ -114,13 +114,17 @@ class Completion:
 
 
 class _Hooks:
-    """Timing callbacks: ``first()`` at the first non-empty delta, ``chunk()`` at every one."""
+    """Timing callbacks: ``first()`` at the first non-empty delta, ``chunk()`` at every one;
+    ``first_data(text, token_ids)`` (before ``first``) gets that first delta's text and its token
+    ids (``None`` when the event carried none)."""
 
-    __slots__ = ("chunk", "first")
+    __slots__ = ("chunk", "first", "first_data")
 
-    def __init__(self, first: Callable[[], None] | None, chunk: Callable[[], None] | None) -> None:
+    def __init__(self, first: Callable[[], None] | None, chunk: Callable[[], None] | None,
+                 first_data: Callable[[str, list[int] | None], None] | None = None) -> None:
         self.first = first
         self.chunk = chunk
+        self.first_data = first_data
 
 
 class EndpointClient:
@@ -292,6 +296,7 @@ class EndpointClient:
         stream: bool = True,
         first: Callable[[], None] | None = None,
         chunk: Callable[[], None] | None = None,
+        first_data: Callable[[str, list[int] | None], None] | None = None,
     ) -> Completion:
         """POST ``body`` to ``path`` on one of the URLs and collect the completion.
 
@@ -302,6 +307,8 @@ class EndpointClient:
             stream: whether the body asked for ``stream: true``.
             first: called once, at the first event with a non-empty delta (TTFT).
             chunk: called at every event with a non-empty delta (after ``first``).
+            first_data: called once with the first non-empty delta's text and token ids (before
+                ``first``); only when the caller wants the first token's data.
 
         Returns:
             A :class:`Completion`; ``error`` is set instead of raising (cancellation excepted).
@@ -314,7 +321,7 @@ class EndpointClient:
             self._outstanding[idx] += 1
             try:
                 ex = await self._exchange(
-                    idx, "POST", path, body, _StreamExchange, chat, stream, _Hooks(first, chunk)
+                    idx, "POST", path, body, _StreamExchange, chat, stream, _Hooks(first, chunk, first_data)
                 )
             finally:
                 self._outstanding[idx] -= 1
@@ -567,6 +574,8 @@ def _apply_event(obj: Any, chat: bool, out: Completion, hooks: _Hooks) -> str:
         if fr:
             out.finish_reason = fr
         if piece:
+            if out.n_chunks == 0 and hooks.first_data is not None:
+                hooks.first_data(piece, ids or None)
             if out.n_chunks == 0 and hooks.first is not None:
                 hooks.first()
             out.n_chunks += 1

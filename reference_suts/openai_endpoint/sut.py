@@ -23,7 +23,7 @@ import itertools
 import os
 import secrets
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from raybench.core.protocols import Query, Response, SUTContext
@@ -156,7 +156,8 @@ class OpenAIEndpointSUT:
             return Response(error=f"bad sample: {exc}")
         path = _PATHS["chat"] if chat else self._path
         if query is not None and query.clock is not None and self.params["stream"]:
-            c = await client.request(path, body, chat=chat, first=query.first_token, chunk=query.token)
+            keep = self._first_token_data(query) if query.want_token_data else None
+            c = await client.request(path, body, chat=chat, first=query.first_token, chunk=query.token, first_data=keep)
         else:
             c = await client.request(path, body, chat=chat, stream=self.params["stream"])
         if query is not None:
@@ -172,6 +173,22 @@ class OpenAIEndpointSUT:
         r.n_input_tokens = int(c.prompt_tokens or 0)
         r.finish_reason = c.finish_reason
         return r
+
+    def _first_token_data(self, query: Query) -> Callable[[str, list[int] | None], None]:
+        """The hook that hands the first chunk to ``query.first_token`` encoded as the answer is
+        (the accuracy log's ``token_data``): ``response_format: token_ids`` -> the chunk's token ids
+        as int32 when the server sent them (vLLM ``return_token_ids``), else its text through the
+        tokenizer (nothing without one); ``text`` -> the chunk's UTF-8 text."""
+
+        def keep(text: str, ids: list[int] | None) -> None:
+            if self.params["response_format"] != "token_ids":
+                query.first_token(text.encode("utf-8"))
+            elif ids:
+                query.first_token(array("i", ids).tobytes())
+            elif self._tokenizer is not None:
+                query.first_token(array("i", self._tokenizer.encode(text, add_special_tokens=False)).tobytes())
+
+        return keep
 
     def _body(self, sample: Any) -> tuple[bool, bytes]:
         """``(chat, JSON body)`` of one sample.

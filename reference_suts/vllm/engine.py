@@ -3,7 +3,10 @@
 For clusters where vLLM is installed beside raybench. No HTTP hop: each query becomes one
 ``engine.generate(prompt, SamplingParams(output_kind=DELTA), request_id)`` stream, and every
 delta that carries new tokens calls ``query.token()``, so TTFT and TPOT are measured when vLLM
-hands the tokens over (on Ray, the replica forwards the marks to the shard's clock). This is
+hands the tokens over (on Ray, the replica forwards the marks to the shard's clock). For an
+accuracy-logged query the first delta's tokens go with the mark (``query.token(data)``, encoded as
+the answer). Each response reports the prompt's token count (``prompt_token_ids``) and vLLM's
+``finish_reason`` (``stop``, ``length``, ...). This is
 what the MLPerf Llama 3.1 8B reference does in its Server SUT (``AsyncLLMEngine``, greedy,
 ``max_tokens=128``, ``min_tokens=1``).
 
@@ -239,15 +242,22 @@ class VllmEngineSUT:
         rid = f"{self._prefix}-{next(self._ids)}"
         ids: list[int] = []
         text: list[str] = []
+        n_in, finish = 0, None
         try:
             async for out in self.engine.generate(prompt, sp, rid):
                 comp = out.outputs[0]
+                if not n_in:  # vLLM sends the prompt's ids with the request's outputs
+                    n_in = len(getattr(out, "prompt_token_ids", None) or ())
                 new = list(comp.token_ids or ())
                 if new:
+                    if query is not None:
+                        if not ids and query.want_token_data:  # the accuracy log's token_data
+                            query.token(self._encode(new, comp.text or ""))
+                        else:
+                            query.token()
                     ids.extend(new)
                     text.append(comp.text or "")
-                    if query is not None:
-                        query.token()
+                finish = getattr(comp, "finish_reason", None) or finish
                 if out.finished:
                     break
         except asyncio.CancelledError:
@@ -256,9 +266,16 @@ class VllmEngineSUT:
             if getattr(self.engine, "errored", False):
                 raise EngineDiedError(f"vLLM engine died: {type(exc).__name__}: {exc}") from None
             return Response(error=f"vllm: {type(exc).__name__}: {str(exc)[:200]}")
-        if p["response_format"] == "token_ids":
-            return Response(data=array("i", ids).tobytes(), n_tokens=len(ids))
-        return Response(data="".join(text).encode("utf-8"), n_tokens=len(ids))
+        if not n_in and isinstance(prompt, dict) and prompt.get("prompt_token_ids"):
+            n_in = len(prompt["prompt_token_ids"])
+        return Response(data=self._encode(ids, "".join(text)), n_tokens=len(ids), n_input_tokens=n_in,
+                        finish_reason=str(finish) if finish else None)
+
+    def _encode(self, ids: list[int], text: str) -> bytes:
+        """An answer (or its first token) as ``response_format`` says: int32 token ids or UTF-8 text."""
+        if self.params["response_format"] == "token_ids":
+            return array("i", ids).tobytes()
+        return text.encode("utf-8")
 
     async def stop(self) -> None:
         """Shut the engine down (its core processes exit)."""

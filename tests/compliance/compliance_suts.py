@@ -4,8 +4,9 @@
   TEST04 exists to catch).
 * :class:`DivergentSUT`: echoes the sample in accuracy mode but answers something else in
   performance mode (what TEST01 exists to catch).
-* :class:`TokenSUT`: int32 token answers, optionally with two trailing EOS tokens or a wrong
-  ``n_tokens`` (what TEST06 checks), and a chosen length (TEST09).
+* :class:`TokenSUT`: int32 token answers, optionally with two trailing EOS tokens, a wrong
+  ``n_tokens`` or (streaming) a first token that differs from the answer's (what TEST06 checks),
+  and a chosen length (TEST09).
 * :class:`TimedOracleYolo`: ``oracle_yolo`` with a fixed service time, so that its runs have a
   duration on a virtual clock.
 """
@@ -88,6 +89,10 @@ class TokenParams(_Timed):
     """EOS tokens (id 2) at the end of each answer."""
     count_offset: int = 0
     """Added to the n_tokens reported (non-zero: the length check fails)."""
+    stream: bool = False
+    """Report the first token (with its data, when asked) half-way through, as a streaming SUT."""
+    first_token_offset: int = 0
+    """Added to the first token id reported while streaming (non-zero: it differs from the answer's)."""
 
 
 class TokenSUT:
@@ -103,7 +108,16 @@ class TokenSUT:
         return None
 
     async def issue(self, query: Query) -> Sequence[Response]:
-        await asyncio.sleep(self.p.ms * len(query.indices) / 1e3)
+        if self.p.stream:
+            await asyncio.sleep(self.p.ms * len(query.indices) / 2e3)
+            first = int(query.indices[0]) + 100 + self.p.first_token_offset
+            if query.want_token_data:
+                query.first_token(np.int32(first).tobytes())
+            else:
+                query.first_token()
+            await asyncio.sleep(self.p.ms * len(query.indices) / 2e3)
+        else:
+            await asyncio.sleep(self.p.ms * len(query.indices) / 1e3)
         out = []
         for i in query.indices:
             ids = np.array([int(i) + 100, *range(10, 10 + self.p.tokens - 1), *[2] * self.p.trailing_eos], np.int32)

@@ -204,6 +204,45 @@ def test_test06_token_checks(tmp_path: Path, sets: tuple[str, ...], eos: bool, l
     assert len(json.loads((out.test_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())) == 100
 
 
+@pytest.mark.parametrize(("sets", "first"), [
+    ((), True), (("sut.params.first_token_offset=1",), False), (("sut.params.stream=false",), False),
+])
+def test_test06_first_token_check_in_server(tmp_path: Path, sets: tuple[str, ...], first: bool) -> None:
+    """Server: the first token the SUT reported (``token_data``) must start its final answer; a SUT
+    whose first token differs, or that reports none (not streaming), fails."""
+    out = comply(tmp_path, "TEST06", "settings.use_token_latencies=1", "scenario.target_qps=200",
+                 "sut.params.stream=true", *sets, sut="tokens", scenario="Server")
+    assert out.passed is first
+    assert (out.test_dir / "verify_accuracy.txt").read_text().splitlines() == [
+        f"First token check pass: {first}", "EOS check pass: True", "Sample length check pass: True",
+        "TEST06 verification complete" if first else "TEST06 verification failed"]
+    entries = json.loads((out.test_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    assert len(entries) == 100
+    e = entries[0]
+    answer = np.frombuffer(bytes.fromhex(e["data"]), np.int32)
+    assert answer.tolist() == [e["qsl_idx"] + 100, *range(10, 17), 2] and e["token_count"] == 9
+    if sets == ("sut.params.stream=false",):
+        assert all("token_data" not in x for x in entries)
+    else:
+        want = e["qsl_idx"] + 100 + (0 if first else 1)
+        assert list(e) == ["seq_id", "qsl_idx", "data", "token_data", "token_count"]
+        assert np.frombuffer(bytes.fromhex(e["token_data"]), np.int32).tolist() == [want]
+        assert all("token_data" in x for x in entries)
+
+
+def test_test06_streaming_offline_records_token_data_and_skips_the_check(tmp_path: Path) -> None:
+    """Offline (one sample a query): the first tokens are logged, and the check is Skipped as in the
+    official script, so a first token that differs does not fail Offline."""
+    out = comply(tmp_path, "TEST06", "settings.use_token_latencies=1", "sut.params.stream=true",
+                 "sut.params.max_batch=1", "sut.params.first_token_offset=1", sut="tokens", scenario="Offline")
+    assert out.passed
+    assert text(out.test_dir, "verify_accuracy.txt")[0] == "First token check pass: Skipped"
+    entries = json.loads((out.test_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    assert len(entries) == 100
+    assert all(np.frombuffer(bytes.fromhex(x["token_data"]), np.int32).tolist() == [x["qsl_idx"] + 101]
+               for x in entries)
+
+
 # ----------------------------------------------------------------------------- TEST07 / TEST09
 
 
@@ -276,9 +315,6 @@ def test_test08_dlrmv3_end_to_end(tmp_path: Path) -> None:
      "TEST08 reads DLRMv3 payloads ([ts_idx, query_idx, predictions...]); only dlrm-v3 runs it"),
     ("TEST06", "synthetic", "fake", "Offline", (),
      "TEST06 checks output tokens: the run must report token counts (settings.use_token_latencies=1)"),
-    ("TEST06", "synthetic", "tokens", "Server", ("settings.use_token_latencies=1",),
-     "TEST06 in a streaming scenario checks the first-token bytes (token_data), which raybench does not record; "
-     "run it with --scenario Offline"),
 ])
 def test_inapplicable_tests_are_refused_before_running(tmp_path: Path, test: str, workload: str, sut: str,
                                                        scenario: str, sets: tuple[str, ...], message: str) -> None:

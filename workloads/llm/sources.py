@@ -133,7 +133,8 @@ def read_hf_rows(path: Path, columns: Mapping[str, str | None]) -> list[dict[str
     (optional reference) and ``max_tokens`` (optional per-row output limit) to column names.
 
     Raises:
-        ValueError: a missing file or column, or ``<file>: row <i>: ...`` for a bad value.
+        ValueError: a missing file or column, or ``<file>: row <n>: ...`` for a bad value (rows of
+            each file counted from 1, as JSON and JSONL lines are).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -167,18 +168,18 @@ def read_hf_rows(path: Path, columns: Mapping[str, str | None]) -> list[dict[str
             ok_msgs = isinstance(prompt, list) and prompt and all(
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt)
             if not (isinstance(prompt, str) and prompt) and not ok_msgs:
-                raise ValueError(f"{f}: row {i}: column {columns['prompt']!r} must be a non-empty string or a "
+                raise ValueError(f"{f}: row {i + 1}: column {columns['prompt']!r} must be a non-empty string or a "
                                  "list of {role, content} messages")
             row: dict[str, Any] = {"prompt": prompt}
             if "output" in data:
                 out = data["output"][i]
                 if not isinstance(out, str):
-                    raise ValueError(f"{f}: row {i}: column {columns['output']!r} must be a string")
+                    raise ValueError(f"{f}: row {i + 1}: column {columns['output']!r} must be a string")
                 row["output"] = out
             if "max_tokens" in data:
                 m = data["max_tokens"][i]
                 if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-                    raise ValueError(f"{f}: row {i}: column {columns['max_tokens']!r} must be an integer >= 1")
+                    raise ValueError(f"{f}: row {i + 1}: column {columns['max_tokens']!r} must be an integer >= 1")
                 row["max_tokens"] = m
             rows.append(row)
     return rows

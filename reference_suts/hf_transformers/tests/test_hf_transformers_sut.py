@@ -84,6 +84,20 @@ def test_to_conversation_decodes_data_url_images():
         to_conversation(42)
 
 
+def test_finish_reason_is_stop_at_eos_else_length():
+    class Tok:
+        @staticmethod
+        def decode(ids, skip_special_tokens):
+            return ",".join(map(str, ids))
+
+    sut = HFTransformersSUT({"model": "tiny-qwen3"})
+    sut._tokenizer, sut._eos = Tok(), {2}
+    r = sut._to_response([5, 6, 2, 0, 0], 7)
+    assert (r.data, r.n_tokens, r.n_input_tokens, r.finish_reason) == (b"5,6", 3, 7, "stop")
+    r = sut._to_response([5, 6, 7], 4)
+    assert (r.data, r.n_tokens, r.n_input_tokens, r.finish_reason) == (b"5,6,7", 3, 4, "length")
+
+
 def test_issue_before_start_fails():
     sut = HFTransformersSUT({"model": "tiny-qwen3"})
     with pytest.raises(RuntimeError, match="before start"):
@@ -108,16 +122,24 @@ def test_tiny_causal_lm_batching_streaming_and_errors(cache):
         batch = await sut.issue(q)
         singles = [Query(id=10 + k, indices=[k], samples=[s], clock=CLOCK) for k, s in enumerate((a, b))]
         server = await asyncio.gather(*(sut.issue(sq) for sq in singles))  # batched together by the batcher
+        tok = sut._tokenizer
+        prompts = [len(tok(tok.apply_chat_template(m["messages"], tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"]) for m in (a, b)]
         await sut.stop()
-        return alone[0], q, batch, singles, [r[0] for r in server]
+        return alone[0], q, batch, singles, [r[0] for r in server], prompts
 
-    alone, q, batch, singles, server = asyncio.run(main())
+    alone, q, batch, singles, server, prompts = asyncio.run(main())
+    # Prompt tokens of each row, padding excluded (a and b differ in length, so the batch pads one).
+    assert [r.n_input_tokens for r in (alone, batch[0], batch[1], batch[3], *server)] == [
+        prompts[0], prompts[0], prompts[1], prompts[0], prompts[0], prompts[1]]
+    assert prompts == [21, 38]
+    # The tiny random model never samples EOS within 10 tokens: every answer stops at the cap.
+    assert {(r.n_tokens, r.finish_reason) for r in (alone, batch[0], batch[1], batch[3], *server)} == {(10, "length")}
     assert alone.error is None and alone.data
     # left padding: the same prompt gives the same greedy answer alone and in a mixed batch
     assert batch[0].data == batch[3].data == alone.data == server[0].data
     assert batch[1].data == server[1].data != alone.data
     assert batch[2].error == "bad sample: hf_transformers: unsupported content part type 'video_url'"
-    assert 1 <= alone.n_tokens <= 10
     for sq, r in zip(singles, server, strict=True):
         # one stamp per generated token before EOS (EOS itself is counted in n_tokens only)
         assert sq.first_token_ns == T0 and len(sq.token_ns) in (r.n_tokens, r.n_tokens - 1)

@@ -294,3 +294,43 @@ def test_bad_params_fail_with_the_field_name() -> None:
         OpenAIEndpointSUT({"api": "responses"})
     with pytest.raises(ValueError, match="urls: 'ftp://x' is not an http"):
         OpenAIEndpointSUT({"urls": ["ftp://x"]})
+
+
+def test_first_token_data_only_when_asked_ids_or_encoded_text() -> None:
+    """An accuracy-logged query (``want_token_data``) gets the first chunk as the answer is encoded:
+    the chunk's token ids (int32) with ``response_format: token_ids``, its UTF-8 text otherwise."""
+    scripts = {"ids": Script(chunks=["ab", "c", "d"], token_ids=[[7, 8], [9], [4]], usage=4),
+               "noids": Script(chunks=["xy", "z"], usage=2)}
+
+    class Chars:  # a tokenizer stand-in: one id per character
+        @staticmethod
+        def encode(text: str, add_special_tokens: bool = True) -> list[int]:
+            return [ord(c) for c in text]
+
+    async def main() -> list[Query]:
+        out = []
+        async with ScriptedServer(scripts) as srv:
+            sut = OpenAIEndpointSUT({"urls": [srv.url], "model": "m", "response_format": "token_ids"})
+            await sut.start(CTX)
+            sut._tokenizer = Chars()  # the server sends no ids: the first chunk's text is encoded
+            query = Query(id=next(_ids), indices=[0], samples=["noids"], clock=CLOCK, want_token_data=True)
+            [resp] = await sut.issue(query)
+            await sut.stop()
+            assert array("i", resp.data).tolist() == [120, 121, 122]
+            assert array("i", query.first_token_data).tolist() == [120, 121]
+            for fmt in ("token_ids", "text"):
+                sut = OpenAIEndpointSUT({"urls": [srv.url], "model": "m", "response_format": fmt})
+                await sut.start(CTX)
+                for want in (True, False):
+                    query = Query(id=next(_ids), indices=[0], samples=[[101, 102]], clock=CLOCK, want_token_data=want)
+                    [resp] = await sut.issue(query)
+                    assert resp.error is None
+                    out.append(query)
+                await sut.stop()
+        return out
+
+    ids_want, ids_not, text_want, text_not = CLOCK.run(main())
+    assert array("i", ids_want.first_token_data).tolist() == [7, 8]
+    assert text_want.first_token_data == b"ab"
+    assert ids_not.first_token_data is None and text_not.first_token_data is None
+    assert all(q.first_token_ns and len(q.token_ns or []) == 3 for q in (ids_want, ids_not, text_want, text_not))

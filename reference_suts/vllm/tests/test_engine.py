@@ -32,12 +32,14 @@ CTX = SUTContext(workload="llm", scenario="Server", mode="PerformanceOnly", shar
 class Out:
     token_ids: list[int]
     text: str
+    finish_reason: str | None = None
 
 
 @dataclass
 class ReqOut:
     outputs: list[Out]
     finished: bool
+    prompt_token_ids: list[int] | None = None
 
 
 class FakeEngine:
@@ -47,8 +49,10 @@ class FakeEngine:
     """
 
     def __init__(self, chunks: list[list[int]], fail: Exception | None = None, clock: VirtualClock | None = None,
-                 step_ns: int = 0) -> None:
+                 step_ns: int = 0, finish: str | None = None, prompt_ids: list[int] | None = None) -> None:
         self.chunks = chunks
+        self.finish = finish  # the last output's finish_reason
+        self.prompt_ids = prompt_ids  # sent with every output, as vLLM's RequestOutput.prompt_token_ids
         self.fail = fail
         self.clock = clock
         self.step_ns = step_ns
@@ -68,7 +72,9 @@ class FakeEngine:
                 raise self.fail
             if self.clock is not None:
                 await self.clock.sleep_until(self.clock.now_ns() + self.step_ns)
-            yield ReqOut([Out(ids, "".join(f"<{t}>" for t in ids))], finished=i == len(self.chunks) - 1)
+            last = i == len(self.chunks) - 1
+            yield ReqOut([Out(ids, "".join(f"<{t}>" for t in ids), self.finish if last else None)], finished=last,
+                         prompt_token_ids=self.prompt_ids)
             await asyncio.sleep(0)
 
     def shutdown(self) -> None:
@@ -144,6 +150,35 @@ def test_streams_tokens_and_encodes_responses() -> None:
     assert eng.calls[0][1].kw == {"output_kind": "DELTA", "max_tokens": 32, "min_tokens": 1, "temperature": 0.0}
     assert len({c[2] for c in eng.calls}) == 3 and eng.calls[0][2].startswith("s3-")
     assert eng.shut and sut.engine is None
+
+
+def test_finish_reason_prompt_tokens_and_first_token_data() -> None:
+    """Each response carries vLLM's finish_reason and the prompt's token count (the engine's
+    ``prompt_token_ids``, else the token-id prompt's length); an accuracy-logged query also gets
+    its first delta's tokens, encoded as the answer."""
+    clock = VirtualClock()
+    texts = make(FakeEngine([[], [7, 8], [9]], clock=clock, step_ns=1_000_000, finish="stop", prompt_ids=[5] * 11))
+    ids = make(FakeEngine([[4], [6]], finish="length"), response_format="token_ids")
+    asyncio.run(texts.start(CTX))
+    asyncio.run(ids.start(CTX))
+
+    async def main() -> list[tuple[Any, Query]]:
+        out = []
+        for sut, sample, want in ((texts, "hello", True), (texts, "hello", False), (ids, {"prompt": [1, 2, 3]}, True)):
+            q = Query(id=0, indices=[0], samples=[sample], clock=clock, want_token_data=want)
+            [r] = await sut.issue(q)
+            out.append((r, q))
+        [r_batch, _] = await ids.issue(Query(id=1, indices=[1, 2], samples=[[1, 2], [3]]))
+        out.append((r_batch, None))
+        return out
+
+    (r_text, q_text), (r_plain, q_plain), (r_ids, q_ids), (r_batch, _) = clock.run(main())
+    assert (r_text.data, r_text.n_tokens, r_text.n_input_tokens, r_text.finish_reason) == (b"<7><8><9>", 3, 11, "stop")
+    assert q_text.first_token_data == b"<7><8>" and q_text.first_token_ns == q_text.token_ns[0]
+    assert q_plain.first_token_data is None and (r_plain.n_input_tokens, r_plain.finish_reason) == (11, "stop")
+    assert array("i", r_ids.data).tolist() == [4, 6] and (r_ids.n_input_tokens, r_ids.finish_reason) == (3, "length")
+    assert array("i", q_ids.first_token_data).tolist() == [4]
+    assert (r_batch.n_input_tokens, r_batch.finish_reason) == (2, "length")
 
 
 def test_chat_text_and_engine_failures() -> None:

@@ -174,9 +174,16 @@ def test_local_hf_parquet_and_arrow_with_a_column_mapping(tmp_path: Path) -> Non
     assert [r["max_tokens"] for r in D.records] == [11, 11, 11] and D.targets == ["", "", ""]
     with pytest.raises(ValueError, match=r"train.parquet: no column 'q' \(workload.params.hf.columns.prompt\)"):
         lib({"source": "hf", "path": str(tmp_path / "train.parquet"), "hf": {"columns": {"prompt": "q"}}})
+    # rows count from 1, as JSONL lines do: the second row is row 2
     pq.write_table(pa.table({"prompt": ["ok", None]}), tmp_path / "bad.parquet")
-    with pytest.raises(ValueError, match=r"bad.parquet: row 1: column 'prompt' must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"bad.parquet: row 2: column 'prompt' must be a non-empty string"):
         lib({"source": "hf", "path": str(tmp_path / "bad.parquet")})
+    pq.write_table(pa.table({"prompt": ["a", "b", "c"], "mt": [5, 7, 0]}), tmp_path / "badmt.parquet")
+    with pytest.raises(ValueError, match=r"badmt.parquet: row 3: column 'mt' must be an integer >= 1$"):
+        lib({"source": "hf", "path": str(tmp_path / "badmt.parquet"), "hf": {"columns": {"prompt": "prompt", "max_tokens": "mt"}}})
+    pq.write_table(pa.table({"prompt": [None, "b"]}), tmp_path / "first.parquet")
+    with pytest.raises(ValueError, match=r"first.parquet: row 1: column 'prompt'"):
+        lib({"source": "hf", "path": str(tmp_path / "first.parquet")})
     with pytest.raises(ParamsError, match=r"workload.params.hf: columns.prompt: the prompt column is required"):
         validate_params(LLMParams, {"hf": {"columns": {"output": "a"}}}, "workload.params")
 
