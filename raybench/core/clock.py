@@ -38,7 +38,7 @@ SPIN_NS = 1_500_000
 # With a timerfd: wake this long before the deadline and yield for the rest, which covers the
 # kernel's wake-up latency while keeping the core idle between queries. ``RAYBENCH_SPIN_US``
 # trades CPU for precision on nodes whose wake-ups are slow (see docs/USAGE.md).
-EARLY_NS = int(float(os.environ.get("RAYBENCH_SPIN_US", "60")) * 1000)
+EARLY_NS = int(float(os.environ.get("RAYBENCH_SPIN_US", "200")) * 1000)
 
 
 class MonotonicClock:
