@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,12 +77,13 @@ class UIHCache:
     def __len__(self) -> int:
         return len(self._d)
 
-    def get(self, user: int, req: RequestTensors) -> CacheEntry | None:
+    def get(self, user: int, req: Any) -> Any:
+        """The user's entry if it is still valid for ``req`` (:meth:`_valid`), else ``None``."""
         e = self._d.get(user)
         if e is None:
             self.stats["misses"] += 1
             return None
-        if not e.prefix_of(req):
+        if not self._valid(e, req):
             self.stats["invalidated"] += 1
             self._drop(user)
             return None
@@ -89,15 +91,19 @@ class UIHCache:
         self._d.move_to_end(user)
         return e
 
-    def put(self, user: int, entry: CacheEntry) -> None:
+    @staticmethod
+    def _valid(entry: Any, req: Any) -> bool:
+        """Our HSTU reuses a cached history that is a prefix of the request's."""
+        return bool(entry.prefix_of(req))
+
+    def put(self, user: int, entry: Any) -> None:
         self._drop(user)
         if entry.nbytes > self.max_bytes:
             return
         self._d[user] = entry
         self.bytes += entry.nbytes
         while self.bytes > self.max_bytes:
-            old, _ = next(iter(self._d.items()))
-            self._drop(old)
+            self._drop(next(iter(self._d)))
             self.stats["evicted"] += 1
 
     def _drop(self, user: int) -> None:

@@ -22,12 +22,12 @@ per batch: row-wise shards, local or Ray actors); the 128-row category table is 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from reference_suts.dlrmv3_hstu.engine import UIHCache
 from reference_suts.dlrmv3_hstu.reference_model import ReferenceDlrmHSTU, RefRequest
 
 __all__ = ["RefCache", "RefCacheEntry", "ReferenceEngine"]
@@ -53,50 +53,27 @@ def _key(req: RefRequest) -> tuple[bytes, bytes, int, int]:
             int(req.query_time))
 
 
-class RefCache:
-    """LRU map user -> :class:`RefCacheEntry`, bounded in bytes."""
+class RefCache(UIHCache):
+    """LRU map user -> :class:`RefCacheEntry`, bounded in bytes (:class:`UIHCache`'s bookkeeping).
+
+    The reference model counts positions back from the end of the history and normalises attention
+    by the sequence length, so an entry is reused only for the identical request (same history,
+    candidate count and query time), not for a longer history that extends it.
+    """
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
-        self.max_bytes = int(max_bytes)
-        self._d: OrderedDict[int, RefCacheEntry] = OrderedDict()
-        self.bytes = 0
-        self.stats = {"hits": 0, "misses": 0, "invalidated": 0, "evicted": 0}
+        super().__init__(max_bytes)
+        self.stats = {"hits": 0, "misses": 0, "invalidated": 0, "evicted": 0}  # no token reuse to count
 
-    def __len__(self) -> int:
-        return len(self._d)
+    @staticmethod
+    def _valid(entry: RefCacheEntry, req: RefRequest) -> bool:
+        return entry.key == _key(req)
 
-    def get(self, req: RefRequest) -> RefCacheEntry | None:
-        e = self._d.get(req.user)
-        if e is None:
-            self.stats["misses"] += 1
-            return None
-        if e.key != _key(req):
-            self.stats["invalidated"] += 1
-            self._drop(req.user)
-            return None
-        self.stats["hits"] += 1
-        self._d.move_to_end(req.user)
-        return e
+    def get(self, req: RefRequest) -> RefCacheEntry | None:  # type: ignore[override]
+        return super().get(req.user, req)
 
-    def put(self, req: RefRequest, k: list[torch.Tensor], v: list[torch.Tensor]) -> None:
-        self._drop(req.user)
-        entry = RefCacheEntry(_key(req), k, v)
-        if entry.nbytes > self.max_bytes:
-            return
-        self._d[req.user] = entry
-        self.bytes += entry.nbytes
-        while self.bytes > self.max_bytes:
-            self._drop(next(iter(self._d)))
-            self.stats["evicted"] += 1
-
-    def _drop(self, user: int) -> None:
-        e = self._d.pop(user, None)
-        if e is not None:
-            self.bytes -= e.nbytes
-
-    def clear(self) -> None:
-        self._d.clear()
-        self.bytes = 0
+    def put(self, req: RefRequest, k: list[torch.Tensor], v: list[torch.Tensor]) -> None:  # type: ignore[override]
+        super().put(req.user, RefCacheEntry(_key(req), k, v))
 
 
 class ReferenceEngine:
