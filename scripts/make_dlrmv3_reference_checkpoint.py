@@ -29,11 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def model_values(sets: list[str]) -> dict[str, Any]:
     """The tiny config with ``key=value`` overrides (``ValueError`` naming a bad one)."""
-    from dataclasses import asdict
-
     from reference_suts.dlrmv3_hstu.reference_model import TINY
 
-    values = asdict(TINY)
+    values = TINY.to_dict()
     for item in sets:
         key, sep, raw = item.partition("=")
         if not sep or key not in values:

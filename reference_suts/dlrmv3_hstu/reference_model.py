@@ -41,12 +41,15 @@ does not depend on which requests share its batch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from raybench.core.spec import parse_params
+from reference_suts.dlrmv3_hstu.params import ReferenceModelParams
 
 __all__ = ["REFERENCE", "TINY", "ReferenceConfig", "ReferenceDlrmHSTU", "RefRequest", "STULayerRef", "make_ref_request",
            "TABLE_NAMES", "attention_mask", "position_ids", "reference_config", "time_buckets"]
@@ -54,32 +57,10 @@ __all__ = ["REFERENCE", "TINY", "ReferenceConfig", "ReferenceDlrmHSTU", "RefRequ
 TABLE_NAMES = ("item_id", "item_category_id", "user_id")
 
 
-@dataclass(frozen=True)
-class ReferenceConfig:
-    """Sizes of the reference model (defaults: ``configs.py`` + ``DlrmHSTUConfig`` defaults)."""
-
-    max_seq_len: int = 16384
-    max_num_candidates: int = 32
-    max_num_candidates_inference: int = 2048
-    num_heads: int = 4
-    attn_linear_dim: int = 128
-    attn_qk_dim: int = 128
-    num_layers: int = 5
-    table_dim: int = 512
-    preprocessor_hidden_dim: int = 256
-    transducer_dim: int = 512
-    action_weights: tuple[int, ...] = (1, 2, 4, 8, 16)
-    action_embedding_dim: int = 8
-    contextual_max_len: int = 1                 # user_id
-    contextual_min_uih_len: int = 20
-    num_position_buckets: int = 8192
-    num_time_buckets: int = 2048
-    item_rows: int = 1_000_000_000
-    category_rows: int = 128
-    user_rows: int = 10_000_000
-    mlp_hidden: int = 512                       # item tower and prediction MLP widths
-    num_tasks: int = 1                          # "rating", binary
-    time_duration_features: tuple[tuple[int, int], ...] = field(default=((3600, 24), (86400, 7)))
+class ReferenceConfig(ReferenceModelParams):
+    """Sizes of the reference model: the ``sut.params.arch`` block itself (fields, defaults and
+    checks in :class:`~reference_suts.dlrmv3_hstu.params.ReferenceModelParams`), plus what the
+    model derives from them."""
 
     @property
     def max_uih_len(self) -> int:
@@ -94,7 +75,7 @@ class ReferenceConfig:
         return {"item_id": self.item_rows, "item_category_id": self.category_rows, "user_id": self.user_rows}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 REFERENCE = ReferenceConfig()
@@ -104,17 +85,12 @@ TINY = ReferenceConfig(max_seq_len=1024, num_heads=2, attn_linear_dim=8, attn_qk
 
 
 def reference_config(values: dict[str, Any] | None = None) -> ReferenceConfig:
-    """A config from ``REFERENCE`` and overrides (``ValueError`` naming an unknown field)."""
-    values = dict(values or {})
-    bad = sorted(set(values) - set(ReferenceConfig.__dataclass_fields__))
-    if bad:
-        raise ValueError(f"dlrmv3_reference: unknown model field(s) {bad}")
-    for key in ("action_weights",):
-        if key in values:
-            values[key] = tuple(int(v) for v in values[key])
-    if "time_duration_features" in values:
-        values["time_duration_features"] = tuple(tuple(int(x) for x in f) for f in values["time_duration_features"])
-    return replace(REFERENCE, **values)
+    """A config from the reference's sizes and overrides.
+
+    Raises:
+        ParamsError: (a ``ValueError``) one line naming the first unknown or bad field.
+    """
+    return parse_params(ReferenceConfig, values or {}, "sut.params.arch")
 
 
 # ----------------------------------------------------------------------------- building blocks
