@@ -107,12 +107,7 @@ def _direct_handler(sut: Any) -> Any:
         else:
             query = _StreamQuery(id=qid, indices=indices, samples=samples)
             query._cb = on_token
-        start = time.monotonic_ns()
-        resps = list(await sut.issue(query))
-        took = time.monotonic_ns() - start
-        for r in resps:
-            r.sut_ns = r.sut_ns or took
-        return resps
+        return await _timed_issue(sut, query)
 
     return issue
 
